@@ -1,0 +1,15 @@
+//! Crypto adapters for pwreset's ports.
+//!
+//! - [`Argon2Hasher`] implements `PasswordHasher` with argon2id. Hashing is CPU-bound by
+//!   design (about 20 ms at the OWASP minimum), so it runs on tokio's blocking pool behind
+//!   a semaphore sized to the machine's cores: a burst of resets queues there instead of
+//!   freezing the async workers that serve every other request.
+//! - [`HmacDigester`] implements `TokenDigester`: tokens are 32 bytes from the OS CSPRNG in
+//!   unpadded base64url, digested with HMAC-SHA256 under a server secret. The first key
+//!   signs; every listed key is tried when checking, so keys can rotate.
+
+mod digest;
+mod hash;
+
+pub use digest::{DigestKeyError, HmacDigester};
+pub use hash::{Argon2Hasher, HashParamsError};

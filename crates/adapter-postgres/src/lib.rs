@@ -1,0 +1,233 @@
+//! The PostgreSQL driver of pwreset's SQL storage adapter.
+//!
+//! [`PgDriver`] implements `pwreset_adapter_sql::Driver` over an sqlx pool with native
+//! types (uuid, timestamptz, jsonb, bytea). [`connect`] opens a pool, applies the embedded
+//! migrations and returns a ready [`SqlStore`]; [`MIGRATIONS`] are also exposed for an
+//! explicit `migrate` command.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use pwreset_adapter_sql::{
+    DbError, Dialect, Driver, Executor, Migration, SqlStore, Transaction, Ty, Val,
+};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgPoolOptions};
+use sqlx::query::Query;
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, Postgres, Row};
+use uuid::Uuid;
+
+/// The schema, in order. Applied at start-up and by `pwreset migrate`.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/0001_init.sql"),
+}];
+
+/// A Postgres database reached through an sqlx pool.
+#[derive(Debug, Clone)]
+pub struct PgDriver {
+    pool: PgPool,
+}
+
+impl PgDriver {
+    /// Opens a pool of at most `max_connections` to `url`.
+    ///
+    /// # Errors
+    /// When the URL is invalid or the server cannot be reached within 5 seconds.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .with_context(|| format!("cannot connect to Postgres at {}", redact_url(url)))?;
+        Ok(Self { pool })
+    }
+
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Opens `url`, applies pending migrations and returns the store.
+///
+/// # Errors
+/// When the database cannot be reached or a migration fails.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
+    let driver = PgDriver::connect(url, max_connections).await?;
+    pwreset_adapter_sql::migrate(&driver, MIGRATIONS).await?;
+    Ok(SqlStore::new(std::sync::Arc::new(driver)))
+}
+
+/// The URL without its password, for messages.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+type PgQuery = Query<'static, Postgres, PgArguments>;
+
+fn bind(q: PgQuery, v: Val) -> PgQuery {
+    match v {
+        Val::Null(Ty::Uuid) => q.bind(None::<Uuid>),
+        Val::Null(Ty::Text) => q.bind(None::<String>),
+        Val::Null(Ty::Time) => q.bind(None::<DateTime<Utc>>),
+        Val::Null(Ty::Bytes) => q.bind(None::<Vec<u8>>),
+        Val::Null(Ty::Int) => q.bind(None::<i64>),
+        Val::Null(Ty::Json) => q.bind(None::<Json<serde_json::Value>>),
+        Val::Uuid(u) => q.bind(u),
+        Val::Text(s) => q.bind(s),
+        Val::Time(t) => q.bind(t),
+        Val::Bytes(b) => q.bind(b),
+        Val::Int(i) => q.bind(i),
+        Val::Json(j) => q.bind(Json(j)),
+    }
+}
+
+fn build(sql: &str, args: Vec<Val>) -> PgQuery {
+    args.into_iter()
+        .fold(sqlx::query(AssertSqlSafe(sql.to_owned())), bind)
+}
+
+fn err(e: sqlx::Error) -> DbError {
+    if let sqlx::Error::Database(d) = &e
+        && d.is_unique_violation()
+    {
+        return DbError::UniqueViolation;
+    }
+    DbError::Other(anyhow::Error::new(e))
+}
+
+fn decode(row: &sqlx::postgres::PgRow, types: &[Ty]) -> Result<Vec<Val>, sqlx::Error> {
+    types
+        .iter()
+        .enumerate()
+        .map(|(i, &ty)| {
+            let null = Val::Null(ty);
+            Ok(match ty {
+                Ty::Uuid => row.try_get::<Option<Uuid>, _>(i)?.map_or(null, Val::Uuid),
+                Ty::Text => row.try_get::<Option<String>, _>(i)?.map_or(null, Val::Text),
+                Ty::Time => row
+                    .try_get::<Option<DateTime<Utc>>, _>(i)?
+                    .map_or(null, Val::Time),
+                Ty::Bytes => row
+                    .try_get::<Option<Vec<u8>>, _>(i)?
+                    .map_or(null, Val::Bytes),
+                Ty::Int => row.try_get::<Option<i64>, _>(i)?.map_or(null, Val::Int),
+                Ty::Json => row
+                    .try_get::<Option<Json<serde_json::Value>>, _>(i)?
+                    .map_or(null, |j| Val::Json(j.0)),
+            })
+        })
+        .collect()
+}
+
+async fn execute(conn: &mut PgConnection, sql: &str, args: Vec<Val>) -> Result<u64, DbError> {
+    build(sql, args)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(err)
+}
+
+async fn fetch(
+    conn: &mut PgConnection,
+    sql: &str,
+    args: Vec<Val>,
+    types: &[Ty],
+) -> Result<Vec<Vec<Val>>, DbError> {
+    let rows = build(sql, args).fetch_all(conn).await.map_err(err)?;
+    rows.iter().map(|r| decode(r, types).map_err(err)).collect()
+}
+
+struct PgConn(PoolConnection<Postgres>);
+struct PgTx(sqlx::Transaction<'static, Postgres>);
+
+#[async_trait]
+impl Executor for PgConn {
+    async fn execute(&mut self, sql: &str, args: Vec<Val>) -> Result<u64, DbError> {
+        execute(&mut self.0, sql, args).await
+    }
+    async fn fetch(
+        &mut self,
+        sql: &str,
+        args: Vec<Val>,
+        types: &[Ty],
+    ) -> Result<Vec<Vec<Val>>, DbError> {
+        fetch(&mut self.0, sql, args, types).await
+    }
+}
+
+#[async_trait]
+impl Executor for PgTx {
+    async fn execute(&mut self, sql: &str, args: Vec<Val>) -> Result<u64, DbError> {
+        execute(&mut self.0, sql, args).await
+    }
+    async fn fetch(
+        &mut self,
+        sql: &str,
+        args: Vec<Val>,
+        types: &[Ty],
+    ) -> Result<Vec<Vec<Val>>, DbError> {
+        fetch(&mut self.0, sql, args, types).await
+    }
+}
+
+#[async_trait]
+impl Transaction for PgTx {
+    async fn script(&mut self, sql: &str) -> Result<(), DbError> {
+        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+            .execute(&mut *self.0)
+            .await
+            .map(drop)
+            .map_err(err)
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), DbError> {
+        self.0.commit().await.map_err(err)
+    }
+}
+
+#[async_trait]
+impl Driver for PgDriver {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn connection(&self) -> Result<Box<dyn Executor>, DbError> {
+        Ok(Box::new(PgConn(self.pool.acquire().await.map_err(err)?)))
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Transaction>, DbError> {
+        Ok(Box::new(PgTx(self.pool.begin().await.map_err(err)?)))
+    }
+
+    async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_lose_their_password_in_messages() {
+        assert_eq!(
+            super::redact_url("postgres://app:s3cret@db:5432/pw"),
+            "postgres://app:***@db:5432/pw"
+        );
+        assert_eq!(super::redact_url("postgres://db/pw"), "postgres://db/pw");
+    }
+}

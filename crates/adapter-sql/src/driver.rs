@@ -1,0 +1,152 @@
+//! The narrow interface between the SQL written in this crate and a database driver.
+
+use async_trait::async_trait;
+use pwreset_domain::Timestamp;
+use uuid::Uuid;
+
+/// The database flavour, for the few expressions that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+impl Dialect {
+    /// `metadata -> key = value` for a JSON scalar given as JSON text.
+    pub(crate) fn json_key_eq(self, column: &str, key: &str, value: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("({column} -> {key}) = {value}::jsonb"),
+            Dialect::Sqlite => format!("({column} -> {key}) = json({value})"),
+        }
+    }
+}
+
+/// A value bound to a statement or read from a row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    /// NULL of a given type (databases with typed parameters need to know which).
+    Null(Ty),
+    Uuid(Uuid),
+    Text(String),
+    Time(Timestamp),
+    Bytes(Vec<u8>),
+    Int(i64),
+    /// A JSON document (bound to a JSON column).
+    Json(serde_json::Value),
+}
+
+/// Rust types with a column type, so that `None` binds as a typed NULL.
+pub trait Typed: Into<Val> {
+    const TY: Ty;
+}
+
+impl Typed for Uuid {
+    const TY: Ty = Ty::Uuid;
+}
+impl Typed for String {
+    const TY: Ty = Ty::Text;
+}
+impl Typed for &str {
+    const TY: Ty = Ty::Text;
+}
+impl Typed for Timestamp {
+    const TY: Ty = Ty::Time;
+}
+impl Typed for i64 {
+    const TY: Ty = Ty::Int;
+}
+
+impl<T: Typed> From<Option<T>> for Val {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Val::Null(T::TY), Into::into)
+    }
+}
+
+impl From<Uuid> for Val {
+    fn from(v: Uuid) -> Self {
+        Val::Uuid(v)
+    }
+}
+
+impl From<String> for Val {
+    fn from(v: String) -> Self {
+        Val::Text(v)
+    }
+}
+
+impl From<&str> for Val {
+    fn from(v: &str) -> Self {
+        Val::Text(v.to_owned())
+    }
+}
+
+impl From<Timestamp> for Val {
+    fn from(v: Timestamp) -> Self {
+        Val::Time(v)
+    }
+}
+
+impl From<i64> for Val {
+    fn from(v: i64) -> Self {
+        Val::Int(v)
+    }
+}
+
+/// The type a statement expects in a result column; `nullable` columns may be `Val::Null`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    Uuid,
+    Text,
+    Time,
+    Bytes,
+    Int,
+    Json,
+}
+
+/// A database failure, with unique violations told apart so the store can name them.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unique constraint violated")]
+    UniqueViolation,
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Runs statements: a pooled connection or an open transaction.
+#[async_trait]
+pub trait Executor: Send {
+    /// Runs `sql` and returns the number of rows it changed.
+    async fn execute(&mut self, sql: &str, args: Vec<Val>) -> Result<u64, DbError>;
+
+    /// Runs `sql` and decodes every row into values of the expected types (`Val::Null`
+    /// where the column is NULL).
+    async fn fetch(
+        &mut self,
+        sql: &str,
+        args: Vec<Val>,
+        types: &[Ty],
+    ) -> Result<Vec<Vec<Val>>, DbError>;
+}
+
+/// An open transaction. Dropping it without `commit` rolls back.
+#[async_trait]
+pub trait Transaction: Executor {
+    /// Runs a script of several statements without parameters (migrations).
+    async fn script(&mut self, sql: &str) -> Result<(), DbError>;
+
+    async fn commit(self: Box<Self>) -> Result<(), DbError>;
+}
+
+/// A database: where statements run.
+#[async_trait]
+pub trait Driver: Send + Sync + std::fmt::Debug {
+    fn dialect(&self) -> Dialect;
+
+    /// A connection for statements that need no transaction.
+    async fn connection(&self) -> Result<Box<dyn Executor>, DbError>;
+
+    /// Starts a write transaction.
+    async fn begin(&self) -> Result<Box<dyn Transaction>, DbError>;
+
+    async fn ping(&self) -> anyhow::Result<()>;
+}

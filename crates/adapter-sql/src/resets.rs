@@ -1,0 +1,316 @@
+//! `ResetStore` over SQL.
+
+use async_trait::async_trait;
+use pwreset_domain::ports::{Completion, CompletionOutcome, ResetStore, StoreError};
+use pwreset_domain::{
+    DetailsPatch, EventId, EventKind, ListQuery, Mode, Page, PasswordReset, Patch, ResetEvent,
+    ResetField, ResetId, ResetSort, Timestamp,
+};
+
+use crate::SqlStore;
+use crate::driver::{DbError, Executor, Ty, Val};
+use crate::list::{Sql, order_by, push_where};
+use crate::rows::EVENT_COLUMNS;
+use crate::rows::{RESET_COLUMNS, RESET_TYPES, event_from_row, json_of, reset_from_row, text_of};
+
+pub(crate) fn db(e: DbError) -> StoreError {
+    match e {
+        DbError::UniqueViolation => StoreError::Unexpected(anyhow::anyhow!("unique violation")),
+        DbError::Other(e) => StoreError::Unexpected(e),
+    }
+}
+
+pub(crate) async fn insert_event(ex: &mut dyn Executor, e: &ResetEvent) -> Result<(), DbError> {
+    ex.execute(
+        &format!("INSERT INTO reset_events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+        vec![
+            e.id.as_uuid().into(),
+            e.reset_id.as_uuid().into(),
+            e.mode.as_str().into(),
+            e.kind.as_str().into(),
+            e.reason.clone().into(),
+            e.client_ip.map(|ip| ip.to_string()).into(),
+            e.created_at.into(),
+        ],
+    )
+    .await
+    .map(drop)
+}
+
+/// Revokes the customer's outstanding resets other than `keep` and records why.
+pub(crate) async fn revoke_outstanding(
+    ex: &mut dyn Executor,
+    mode: Mode,
+    customer_id: uuid::Uuid,
+    keep: Option<ResetId>,
+    now: Timestamp,
+    reason: &str,
+) -> Result<(), DbError> {
+    let keep = keep.map_or(uuid::Uuid::nil(), |k| k.as_uuid());
+    let revoked = ex
+        .fetch(
+            "UPDATE password_resets SET invalidated_at = $1, updated_at = $1 \
+             WHERE mode = $2 AND customer_id = $3 AND id <> $4 \
+             AND reset_password_at IS NULL AND invalidated_at IS NULL RETURNING id",
+            vec![
+                now.into(),
+                mode.as_str().into(),
+                customer_id.into(),
+                keep.into(),
+            ],
+            &[Ty::Uuid],
+        )
+        .await?;
+    for row in revoked {
+        let Some(Val::Uuid(id)) = row.into_iter().next() else {
+            continue;
+        };
+        let event = ResetEvent {
+            id: EventId::new_at(now),
+            reset_id: ResetId::from_uuid(id),
+            mode,
+            kind: EventKind::Revoked,
+            reason: Some(reason.to_owned()),
+            client_ip: None,
+            created_at: now,
+        };
+        insert_event(ex, &event).await?;
+    }
+    Ok(())
+}
+
+/// Appends `, col = $n` for each attribute the patch changes.
+fn push_details(sql: &mut Sql, patch: &DetailsPatch) {
+    if let Patch::Set(r) = &patch.reference {
+        let p = sql.bind(text_of(r.as_ref()));
+        sql.push(&format!(", reference = {p}"));
+    }
+    if let Patch::Set(r) = &patch.reference_origin {
+        let p = sql.bind(text_of(r.as_ref()));
+        sql.push(&format!(", reference_origin = {p}"));
+    }
+    if let Patch::Set(m) = &patch.metadata {
+        let p = sql.bind(json_of(m.as_ref()));
+        sql.push(&format!(", metadata = {p}"));
+    }
+}
+
+fn one_reset(rows: Vec<Vec<Val>>) -> Result<Option<PasswordReset>, StoreError> {
+    rows.into_iter()
+        .next()
+        .map(reset_from_row)
+        .transpose()
+        .map_err(StoreError::Unexpected)
+}
+
+#[async_trait]
+impl ResetStore for SqlStore {
+    async fn create(&self, reset: &PasswordReset, event: &ResetEvent) -> Result<(), StoreError> {
+        let mut tx = self.driver.begin().await.map_err(db)?;
+        revoke_outstanding(
+            &mut *tx,
+            reset.mode,
+            reset.customer_id.as_uuid(),
+            None,
+            reset.created_at,
+            "superseded",
+        )
+        .await
+        .map_err(db)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO password_resets ({RESET_COLUMNS}, email_normalized) VALUES \
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ),
+            vec![
+                reset.id.as_uuid().into(),
+                reset.mode.as_str().into(),
+                reset.customer_id.as_uuid().into(),
+                reset.customer_email.as_str().into(),
+                Val::Bytes(reset.token_digest.as_bytes().to_vec()),
+                reset.expires_at.into(),
+                reset.reset_password_at.into(),
+                reset.invalidated_at.into(),
+                i64::from(reset.failed_attempts).into(),
+                text_of(reset.reference.as_ref()),
+                text_of(reset.reference_origin.as_ref()),
+                json_of(reset.metadata.as_ref()),
+                reset.created_at.into(),
+                reset.updated_at.into(),
+                reset.customer_email.normalized().into(),
+            ],
+        )
+        .await
+        .map_err(db)?;
+        insert_event(&mut *tx, event).await.map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn find(&self, mode: Mode, id: ResetId) -> Result<Option<PasswordReset>, StoreError> {
+        let mut conn = self.driver.connection().await.map_err(db)?;
+        let rows = conn
+            .fetch(
+                &format!("SELECT {RESET_COLUMNS} FROM password_resets WHERE mode = $1 AND id = $2"),
+                vec![mode.as_str().into(), id.as_uuid().into()],
+                RESET_TYPES,
+            )
+            .await
+            .map_err(db)?;
+        one_reset(rows)
+    }
+
+    async fn list(
+        &self,
+        mode: Mode,
+        query: &ListQuery<ResetField, ResetSort>,
+    ) -> Result<Page<PasswordReset>, StoreError> {
+        let dialect = self.driver.dialect();
+        let mut count = Sql::new("SELECT count(*) FROM password_resets");
+        push_where(&mut count, dialect, mode, &query.filters);
+        let mut select = Sql::new(&format!("SELECT {RESET_COLUMNS} FROM password_resets"));
+        push_where(&mut select, dialect, mode, &query.filters);
+        select.push(&order_by(&query.sort));
+        let limit = select.bind(i64::from(query.page.size()));
+        let offset = select.bind(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
+        select.push(&format!(" LIMIT {limit} OFFSET {offset}"));
+
+        let mut conn = self.driver.connection().await.map_err(db)?;
+        let total = crate::count(&mut *conn, count).await?;
+        let rows = conn
+            .fetch(&select.text, select.args, RESET_TYPES)
+            .await
+            .map_err(db)?;
+        let items = rows
+            .into_iter()
+            .map(reset_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page {
+            items,
+            record_count: total,
+            request: query.page,
+        })
+    }
+
+    async fn update_details(
+        &self,
+        mode: Mode,
+        id: ResetId,
+        patch: &DetailsPatch,
+        now: Timestamp,
+    ) -> Result<Option<PasswordReset>, StoreError> {
+        let mut sql = Sql::new("UPDATE password_resets SET updated_at = $1");
+        sql.args.push(now.into());
+        push_details(&mut sql, patch);
+        let m = sql.bind(mode.as_str());
+        let i = sql.bind(id.as_uuid());
+        sql.push(&format!(
+            " WHERE mode = {m} AND id = {i} RETURNING {RESET_COLUMNS}"
+        ));
+        let mut conn = self.driver.connection().await.map_err(db)?;
+        let rows = conn
+            .fetch(&sql.text, sql.args, RESET_TYPES)
+            .await
+            .map_err(db)?;
+        one_reset(rows)
+    }
+
+    async fn delete(&self, mode: Mode, id: ResetId) -> Result<bool, StoreError> {
+        let mut conn = self.driver.connection().await.map_err(db)?;
+        let n = conn
+            .execute(
+                "DELETE FROM password_resets WHERE mode = $1 AND id = $2",
+                vec![mode.as_str().into(), id.as_uuid().into()],
+            )
+            .await
+            .map_err(db)?;
+        Ok(n > 0)
+    }
+
+    async fn record_failure(
+        &self,
+        mode: Mode,
+        id: ResetId,
+        count_attempt: bool,
+        event: &ResetEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.driver.begin().await.map_err(db)?;
+        if count_attempt {
+            tx.execute(
+                "UPDATE password_resets SET failed_attempts = failed_attempts + 1 \
+                 WHERE mode = $1 AND id = $2",
+                vec![mode.as_str().into(), id.as_uuid().into()],
+            )
+            .await
+            .map_err(db)?;
+        }
+        insert_event(&mut *tx, event).await.map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn complete(&self, c: &Completion) -> Result<CompletionOutcome, StoreError> {
+        let mut tx = self.driver.begin().await.map_err(db)?;
+        let mut sql =
+            Sql::new("UPDATE password_resets SET reset_password_at = $1, updated_at = $1");
+        sql.args.push(c.now.into());
+        push_details(&mut sql, &c.details);
+        let mode = sql.bind(c.mode.as_str());
+        let id = sql.bind(c.reset_id.as_uuid());
+        let digest = sql.bind(Val::Bytes(c.token_digest.as_bytes().to_vec()));
+        let max = sql.bind(i64::from(c.max_failed_attempts));
+        sql.push(&format!(
+            " WHERE mode = {mode} AND id = {id} AND token_digest = {digest} \
+             AND reset_password_at IS NULL AND invalidated_at IS NULL \
+             AND expires_at >= $1 AND failed_attempts < {max} RETURNING {RESET_COLUMNS}"
+        ));
+        let rows = tx
+            .fetch(&sql.text, sql.args, RESET_TYPES)
+            .await
+            .map_err(db)?;
+        let Some(done) = one_reset(rows)? else {
+            // Dropping the transaction rolls it back; nothing was written.
+            return Ok(CompletionOutcome::NotApplied);
+        };
+        tx.execute(
+            "UPDATE customers SET password_hash = $1, updated_at = $2 WHERE mode = $3 AND id = $4",
+            vec![
+                c.password_hash.as_str().into(),
+                c.now.into(),
+                c.mode.as_str().into(),
+                c.customer_id.as_uuid().into(),
+            ],
+        )
+        .await
+        .map_err(db)?;
+        revoke_outstanding(
+            &mut *tx,
+            c.mode,
+            c.customer_id.as_uuid(),
+            Some(c.reset_id),
+            c.now,
+            "password_changed",
+        )
+        .await
+        .map_err(db)?;
+        insert_event(&mut *tx, &c.event).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(CompletionOutcome::Completed(Box::new(done)))
+    }
+
+    async fn events(&self, mode: Mode, id: ResetId) -> Result<Vec<ResetEvent>, StoreError> {
+        let mut conn = self.driver.connection().await.map_err(db)?;
+        let rows = conn
+            .fetch(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM reset_events WHERE mode = $1 AND reset_id = $2 \
+                     ORDER BY created_at, id"
+                ),
+                vec![mode.as_str().into(), id.as_uuid().into()],
+                crate::rows::EVENT_TYPES,
+            )
+            .await
+            .map_err(db)?;
+        rows.into_iter()
+            .map(|r| event_from_row(r).map_err(StoreError::Unexpected))
+            .collect()
+    }
+}

@@ -1,0 +1,262 @@
+//! The SQLite driver of pwreset's SQL storage adapter: the embedded default, so the
+//! service runs with nothing installed.
+//!
+//! [`SqliteDriver`] implements `pwreset_adapter_sql::Driver` over an sqlx pool on a
+//! database file in WAL mode. Ids are stored as canonical UUID text, timestamps as integer
+//! Unix milliseconds and metadata as JSON text. Write transactions start with
+//! `BEGIN IMMEDIATE`, so a transaction that reads before writing never fails to upgrade
+//! its lock; `LIKE` is made case-sensitive so filters behave exactly as on Postgres.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::DateTime;
+use pwreset_adapter_sql::{
+    DbError, Dialect, Driver, Executor, Migration, SqlStore, Transaction, Ty, Val,
+};
+use sqlx::pool::PoolConnection;
+use sqlx::query::Query;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row, Sqlite};
+use uuid::Uuid;
+
+/// The schema, in order. Applied at start-up and by `pwreset migrate`.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/0001_init.sql"),
+}];
+
+/// An SQLite database file reached through an sqlx pool.
+#[derive(Debug, Clone)]
+pub struct SqliteDriver {
+    pool: SqlitePool,
+}
+
+impl SqliteDriver {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path` or a plain path).
+    ///
+    /// # Errors
+    /// When the file cannot be opened or created.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let url = if url.starts_with("sqlite:") {
+            url.to_owned()
+        } else {
+            format!("sqlite://{url}")
+        };
+        let options = SqliteConnectOptions::from_str(&url)
+            .with_context(|| format!("invalid SQLite URL {url}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("case_sensitive_like", "ON");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open SQLite database {url}"))?;
+        Ok(Self { pool })
+    }
+
+    #[must_use]
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// Opens `url`, applies pending migrations and returns the store.
+///
+/// # Errors
+/// When the file cannot be opened or a migration fails.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
+    let driver = SqliteDriver::connect(url, max_connections).await?;
+    pwreset_adapter_sql::migrate(&driver, MIGRATIONS).await?;
+    Ok(SqlStore::new(std::sync::Arc::new(driver)))
+}
+
+/// `$1`-style placeholders become SQLite's numbered `?1`, which may repeat.
+fn render(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+type SqliteQuery = Query<'static, Sqlite, SqliteArguments>;
+
+fn bind(q: SqliteQuery, v: Val) -> SqliteQuery {
+    match v {
+        Val::Null(Ty::Bytes) => q.bind(None::<Vec<u8>>),
+        Val::Null(Ty::Int | Ty::Time) => q.bind(None::<i64>),
+        Val::Null(_) => q.bind(None::<String>),
+        Val::Uuid(u) => q.bind(u.hyphenated().to_string()),
+        Val::Text(s) => q.bind(s),
+        Val::Time(t) => q.bind(t.timestamp_millis()),
+        Val::Bytes(b) => q.bind(b),
+        Val::Int(i) => q.bind(i),
+        Val::Json(j) => q.bind(j.to_string()),
+    }
+}
+
+fn build(sql: &str, args: Vec<Val>) -> SqliteQuery {
+    args.into_iter()
+        .fold(sqlx::query(AssertSqlSafe(render(sql))), bind)
+}
+
+fn err(e: sqlx::Error) -> DbError {
+    if let sqlx::Error::Database(d) = &e
+        && d.is_unique_violation()
+    {
+        return DbError::UniqueViolation;
+    }
+    DbError::Other(anyhow::Error::new(e))
+}
+
+fn decode(row: &sqlx::sqlite::SqliteRow, types: &[Ty]) -> anyhow::Result<Vec<Val>> {
+    types
+        .iter()
+        .enumerate()
+        .map(|(i, &ty)| {
+            let null = Val::Null(ty);
+            Ok(match ty {
+                Ty::Uuid => match row.try_get::<Option<String>, _>(i)? {
+                    Some(s) => Val::Uuid(Uuid::parse_str(&s).context("stored id is not a UUID")?),
+                    None => null,
+                },
+                Ty::Text => row.try_get::<Option<String>, _>(i)?.map_or(null, Val::Text),
+                Ty::Time => match row.try_get::<Option<i64>, _>(i)? {
+                    Some(ms) => Val::Time(
+                        DateTime::from_timestamp_millis(ms)
+                            .context("stored timestamp out of range")?,
+                    ),
+                    None => null,
+                },
+                Ty::Bytes => row
+                    .try_get::<Option<Vec<u8>>, _>(i)?
+                    .map_or(null, Val::Bytes),
+                Ty::Int => row.try_get::<Option<i64>, _>(i)?.map_or(null, Val::Int),
+                Ty::Json => match row.try_get::<Option<String>, _>(i)? {
+                    Some(s) => {
+                        Val::Json(serde_json::from_str(&s).context("stored JSON is invalid")?)
+                    }
+                    None => null,
+                },
+            })
+        })
+        .collect()
+}
+
+async fn execute(conn: &mut SqliteConnection, sql: &str, args: Vec<Val>) -> Result<u64, DbError> {
+    build(sql, args)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(err)
+}
+
+async fn fetch(
+    conn: &mut SqliteConnection,
+    sql: &str,
+    args: Vec<Val>,
+    types: &[Ty],
+) -> Result<Vec<Vec<Val>>, DbError> {
+    let rows = build(sql, args).fetch_all(conn).await.map_err(err)?;
+    rows.iter()
+        .map(|r| decode(r, types).map_err(DbError::Other))
+        .collect()
+}
+
+struct LiteConn(PoolConnection<Sqlite>);
+struct LiteTx(sqlx::Transaction<'static, Sqlite>);
+
+#[async_trait]
+impl Executor for LiteConn {
+    async fn execute(&mut self, sql: &str, args: Vec<Val>) -> Result<u64, DbError> {
+        execute(&mut self.0, sql, args).await
+    }
+    async fn fetch(
+        &mut self,
+        sql: &str,
+        args: Vec<Val>,
+        types: &[Ty],
+    ) -> Result<Vec<Vec<Val>>, DbError> {
+        fetch(&mut self.0, sql, args, types).await
+    }
+}
+
+#[async_trait]
+impl Executor for LiteTx {
+    async fn execute(&mut self, sql: &str, args: Vec<Val>) -> Result<u64, DbError> {
+        execute(&mut self.0, sql, args).await
+    }
+    async fn fetch(
+        &mut self,
+        sql: &str,
+        args: Vec<Val>,
+        types: &[Ty],
+    ) -> Result<Vec<Vec<Val>>, DbError> {
+        fetch(&mut self.0, sql, args, types).await
+    }
+}
+
+#[async_trait]
+impl Transaction for LiteTx {
+    async fn script(&mut self, sql: &str) -> Result<(), DbError> {
+        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+            .execute(&mut *self.0)
+            .await
+            .map(drop)
+            .map_err(err)
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), DbError> {
+        self.0.commit().await.map_err(err)
+    }
+}
+
+#[async_trait]
+impl Driver for SqliteDriver {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    async fn connection(&self) -> Result<Box<dyn Executor>, DbError> {
+        Ok(Box::new(LiteConn(self.pool.acquire().await.map_err(err)?)))
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Transaction>, DbError> {
+        Ok(Box::new(LiteTx(
+            self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?,
+        )))
+    }
+
+    async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_become_numbered_question_marks() {
+        assert_eq!(
+            super::render("a = $1 AND b >= $12 AND c = '$x'"),
+            "a = ?1 AND b >= ?12 AND c = '$x'"
+        );
+    }
+}

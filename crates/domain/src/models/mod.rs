@@ -1,0 +1,18 @@
+//! Entities, value objects, policies and request types: the vocabulary of the domain.
+//!
+//! Every value that crosses into the domain is parsed into a type whose constructor checks
+//! it (`EmailAddress::parse`, `ResetToken::parse`, ...), so the use cases never handle a
+//! raw, unchecked string. Secrets (`ResetToken`, `Password`, `PasswordHash`) redact
+//! themselves in `Debug` and have no `Display`.
+
+mod customer;
+mod event;
+mod query;
+mod reset;
+mod values;
+
+pub use customer::*;
+pub use event::*;
+pub use query::*;
+pub use reset::*;
+pub use values::*;

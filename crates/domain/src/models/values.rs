@@ -1,0 +1,598 @@
+//! Validated value types. Each has a private representation and a checking constructor.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use unicode_normalization::UnicodeNormalization;
+use uuid::Uuid;
+
+/// A point in time, always UTC and always truncated to whole milliseconds, which is the
+/// precision of the wire format and of every storage adapter.
+pub type Timestamp = DateTime<Utc>;
+
+/// Truncates a time to the millisecond precision used everywhere in pwreset.
+#[must_use]
+pub fn to_millis(t: DateTime<Utc>) -> Timestamp {
+    t.trunc_subsecs(3)
+}
+
+/// Which credentials a row belongs to. Commerce Layer keeps test and live data apart; so do
+/// we: every row carries its mode and every query is scoped by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Test,
+    Live,
+}
+
+impl Mode {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Test => "test",
+            Mode::Live => "live",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text is neither `test` nor `live`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("mode must be `test` or `live`")]
+pub struct ModeError;
+
+impl FromStr for Mode {
+    type Err = ModeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "test" => Ok(Mode::Test),
+            "live" => Ok(Mode::Live),
+            _ => Err(ModeError),
+        }
+    }
+}
+
+macro_rules! id_type {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A new time-ordered (UUIDv7) id for something created at `at`.
+            #[must_use]
+            pub fn new_at(at: Timestamp) -> Self {
+                let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+                let ts = uuid::Timestamp::from_unix(uuid::NoContext, millis / 1000, ((millis % 1000) as u32) * 1_000_000);
+                Self(Uuid::new_v7(ts))
+            }
+
+            #[must_use]
+            pub fn from_uuid(id: Uuid) -> Self {
+                Self(id)
+            }
+
+            #[must_use]
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                // Only the canonical hyphenated form: one id, one spelling.
+                if s.len() != 36 {
+                    return Err(IdError);
+                }
+                Uuid::parse_str(s).map(Self).map_err(|_| IdError)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// The id of a password reset (UUIDv7).
+    ResetId
+);
+id_type!(
+    /// The id of a customer (UUIDv7).
+    CustomerId
+);
+id_type!(
+    /// The id of an event in a reset's trail (UUIDv7).
+    EventId
+);
+
+/// The text is not a canonical hyphenated UUID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid id")]
+pub struct IdError;
+
+/// The longest email address accepted, in bytes (RFC 5321 path limit minus the brackets).
+pub const EMAIL_MAX_BYTES: usize = 254;
+
+/// A plausible email address, kept as given and in normalized form (NFKC, then lowercased)
+/// for matching. Mail goes to the stored customer's address, never to a submitted string.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct EmailAddress {
+    original: String,
+    normalized: String,
+}
+
+/// Why a text is not an acceptable email address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmailError {
+    #[error("email address is empty")]
+    Empty,
+    #[error("email address is longer than {EMAIL_MAX_BYTES} bytes")]
+    TooLong,
+    #[error("email address is not of the form local@domain.tld")]
+    Malformed,
+}
+
+/// Normalizes an email-like text the way stored addresses are normalized: NFKC, lowercase,
+/// NFKC again (lowercasing can denormalize). Used for matching, including filter values.
+#[must_use]
+pub fn normalize_email(s: &str) -> String {
+    let lowered: String = s.nfkc().collect::<String>().to_lowercase();
+    lowered.nfkc().collect()
+}
+
+impl EmailAddress {
+    /// Parses an address. Surrounding white space is trimmed; the rest must be one `@`
+    /// between a non-empty local part (at most 64 bytes) and a dotted domain, with no white
+    /// space or control characters anywhere.
+    pub fn parse(s: &str) -> Result<Self, EmailError> {
+        let original = s.trim();
+        if original.is_empty() {
+            return Err(EmailError::Empty);
+        }
+        if original.len() > EMAIL_MAX_BYTES {
+            return Err(EmailError::TooLong);
+        }
+        let normalized = normalize_email(original);
+        if normalized.len() > EMAIL_MAX_BYTES {
+            return Err(EmailError::TooLong);
+        }
+        let (local, domain) = normalized.split_once('@').ok_or(EmailError::Malformed)?;
+        let plausible = !local.is_empty()
+            && local.len() <= 64
+            && !domain.contains('@')
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..")
+            && !normalized
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ',');
+        if !plausible {
+            return Err(EmailError::Malformed);
+        }
+        Ok(Self {
+            original: original.to_owned(),
+            normalized,
+        })
+    }
+
+    /// The address as the customer gave it (trimmed).
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.original
+    }
+
+    /// The normalized form used for uniqueness and matching.
+    #[must_use]
+    pub fn normalized(&self) -> &str {
+        &self.normalized
+    }
+
+    /// The normalized local part (before the `@`).
+    #[must_use]
+    pub fn local_part(&self) -> &str {
+        self.normalized.split('@').next().unwrap_or_default()
+    }
+
+    /// A form safe for logs: first character of the local part, then the domain.
+    #[must_use]
+    pub fn masked(&self) -> String {
+        let (local, domain) = self.normalized.split_once('@').unwrap_or(("", ""));
+        let first: String = local.chars().take(1).collect();
+        format!("{first}***@{domain}")
+    }
+}
+
+impl fmt::Debug for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EmailAddress({})", self.masked())
+    }
+}
+
+impl AsRef<str> for EmailAddress {
+    fn as_ref(&self) -> &str {
+        &self.original
+    }
+}
+
+/// The longest `reference` or `reference_origin`, in characters.
+pub const REFERENCE_MAX_CHARS: usize = 255;
+
+/// A merchant's own reference (`reference`, `reference_origin`): free text, 1 to 255
+/// characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Reference(String);
+
+/// Why a text is not an acceptable reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be at most {REFERENCE_MAX_CHARS} characters")]
+    TooLong,
+    #[error("must not contain control characters")]
+    ControlCharacter,
+}
+
+impl Reference {
+    pub fn parse(s: &str) -> Result<Self, ReferenceError> {
+        if s.is_empty() {
+            return Err(ReferenceError::Empty);
+        }
+        if s.chars().count() > REFERENCE_MAX_CHARS {
+            return Err(ReferenceError::TooLong);
+        }
+        if s.chars().any(char::is_control) {
+            return Err(ReferenceError::ControlCharacter);
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Reference {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The largest metadata object, serialized, in bytes.
+pub const METADATA_MAX_BYTES: usize = 8 * 1024;
+
+/// Free-form merchant metadata: a JSON object (never an array or scalar) of bounded size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata(serde_json::Map<String, serde_json::Value>);
+
+/// Why a JSON value is not acceptable metadata.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("must be a JSON object")]
+    NotAnObject,
+    #[error("must be at most {METADATA_MAX_BYTES} bytes when serialized")]
+    TooLarge,
+}
+
+impl Metadata {
+    pub fn parse(value: serde_json::Value) -> Result<Self, MetadataError> {
+        let serde_json::Value::Object(map) = value else {
+            return Err(MetadataError::NotAnObject);
+        };
+        let size = serde_json::to_vec(&map).map_or(usize::MAX, |v| v.len());
+        if size > METADATA_MAX_BYTES {
+            return Err(MetadataError::TooLarge);
+        }
+        Ok(Self(map))
+    }
+
+    #[must_use]
+    pub fn as_map(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.0
+    }
+
+    #[must_use]
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::Value::Object(self.0.clone())
+    }
+}
+
+/// Number of characters in a reset token: 32 bytes in unpadded base64url.
+pub const TOKEN_LEN: usize = 43;
+
+/// A raw reset token: 43 characters of unpadded base64url encoding exactly 32 bytes.
+/// It is a secret: it exists only in memory and in the one response that hands it out,
+/// redacts itself in `Debug`, and has no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ResetToken(String);
+
+/// The text is not a well-formed reset token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("reset token is not 43 characters of base64url")]
+pub struct TokenFormatError;
+
+fn base64url_value(c: u8) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'-' => Some(62),
+        b'_' => Some(63),
+        _ => None,
+    }
+}
+
+impl ResetToken {
+    /// Accepts exactly the canonical encoding of 32 bytes: 43 base64url characters whose
+    /// last character carries no stray bits, so every token has a single spelling.
+    pub fn parse(s: &str) -> Result<Self, TokenFormatError> {
+        let bytes = s.as_bytes();
+        if bytes.len() != TOKEN_LEN {
+            return Err(TokenFormatError);
+        }
+        let mut last = 0;
+        for &b in bytes {
+            last = base64url_value(b).ok_or(TokenFormatError)?;
+        }
+        // 43 chars hold 258 bits; the 2 bits past the 256th must be zero.
+        if last & 0b11 != 0 {
+            return Err(TokenFormatError);
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The raw token, for the single place that must see it (digesting, the create
+    /// response, the outbox message).
+    #[must_use]
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ResetToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ResetToken(<redacted>)")
+    }
+}
+
+/// A keyed digest (HMAC-SHA256) of a reset token: the only form in which a token is stored.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    #[must_use]
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// From a stored value; `None` unless exactly 32 bytes.
+    #[must_use]
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        <[u8; 32]>::try_from(bytes).ok().map(Self)
+    }
+
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Compares in constant time, so the comparison leaks nothing of how much matched.
+    #[must_use]
+    pub fn ct_eq(&self, other: &TokenDigest) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenDigest(")?;
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+/// A new password as submitted: a secret until hashed. Checked by [`crate::PasswordPolicy`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    #[must_use]
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    #[must_use]
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// A password hash in PHC string format (`$argon2id$v=19$...`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    #[must_use]
+    pub fn new(phc: impl Into<String>) -> Self {
+        Self(phc.into())
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn email_matching_is_case_insensitive_after_nfkc() {
+        let a = EmailAddress::parse("Jane.Doe@Example.COM").unwrap();
+        let b = EmailAddress::parse("jane.doe@example.com").unwrap();
+        assert_eq!(a.normalized(), b.normalized());
+        assert_eq!(a.as_str(), "Jane.Doe@Example.COM");
+        // Fullwidth letters fold to ASCII under NFKC.
+        let c = EmailAddress::parse("ｊａｎｅ.doe@example.com").unwrap();
+        assert_eq!(c.normalized(), "jane.doe@example.com");
+    }
+
+    #[test]
+    fn dotless_i_does_not_collide_with_i() {
+        let dotless = EmailAddress::parse("m\u{131}ke@example.com").unwrap();
+        let plain = EmailAddress::parse("mike@example.com").unwrap();
+        assert_ne!(dotless.normalized(), plain.normalized());
+    }
+
+    #[test]
+    fn implausible_emails_are_rejected() {
+        for bad in [
+            "",
+            "   ",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@b",
+            "a@@b.com",
+            "a@.b.com",
+            "a@b.com.",
+            "a b@c.com",
+            "a@b..com",
+            "a@b.com,c@d.com",
+            "a\n@b.com",
+        ] {
+            assert!(EmailAddress::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert_eq!(EmailAddress::parse(&long), Err(EmailError::TooLong));
+    }
+
+    #[test]
+    fn masked_email_hides_the_local_part() {
+        let e = EmailAddress::parse("jane@example.com").unwrap();
+        assert_eq!(e.masked(), "j***@example.com");
+        assert!(!format!("{e:?}").contains("jane"));
+    }
+
+    #[test]
+    fn secrets_redact_themselves_in_debug() {
+        let t = ResetToken::parse(&"A".repeat(43)).unwrap();
+        assert!(!format!("{t:?}").contains("AAAA"));
+        let p = Password::new("hunter2hunter2");
+        assert!(!format!("{p:?}").contains("hunter2"));
+        let h = PasswordHash::new("$argon2id$v=19$secret");
+        assert!(!format!("{h:?}").contains("secret"));
+    }
+
+    #[test]
+    fn token_format_is_exact() {
+        assert!(ResetToken::parse(&"A".repeat(42)).is_err());
+        assert!(ResetToken::parse(&"A".repeat(44)).is_err());
+        assert!(ResetToken::parse(&format!("{}=", "A".repeat(42))).is_err());
+        assert!(ResetToken::parse(&format!("{}+", "A".repeat(42))).is_err());
+        // Last character with stray low bits is not canonical.
+        assert!(ResetToken::parse(&format!("{}B", "A".repeat(42))).is_err());
+        assert!(ResetToken::parse(&format!("{}E", "A".repeat(42))).is_ok());
+    }
+
+    #[test]
+    fn metadata_must_be_a_bounded_object() {
+        assert!(Metadata::parse(serde_json::json!({"a": 1})).is_ok());
+        assert_eq!(
+            Metadata::parse(serde_json::json!([1])),
+            Err(MetadataError::NotAnObject)
+        );
+        assert_eq!(
+            Metadata::parse(serde_json::json!("x")),
+            Err(MetadataError::NotAnObject)
+        );
+        let big = serde_json::json!({"a": "x".repeat(METADATA_MAX_BYTES)});
+        assert_eq!(Metadata::parse(big), Err(MetadataError::TooLarge));
+    }
+
+    #[test]
+    fn ids_round_trip_and_sort_by_time() {
+        let t1 = to_millis(Utc::now());
+        let t2 = t1 + chrono::TimeDelta::milliseconds(5);
+        let a = ResetId::new_at(t1);
+        let b = ResetId::new_at(t2);
+        assert!(a < b);
+        assert_eq!(a.to_string().parse::<ResetId>().unwrap(), a);
+        assert!("not-a-uuid".parse::<ResetId>().is_err());
+        assert!(a.as_uuid().simple().to_string().parse::<ResetId>().is_err());
+    }
+
+    const B64: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    proptest! {
+        #[test]
+        fn any_canonical_token_parses(body in proptest::collection::vec(0usize..64, 42), last in 0usize..16) {
+            let mut s: String = body.iter().map(|&i| B64.as_bytes()[i] as char).collect();
+            s.push(B64.as_bytes()[last * 4] as char);
+            let token = ResetToken::parse(&s).unwrap();
+            prop_assert_eq!(token.expose_secret(), s.as_str());
+        }
+
+        #[test]
+        fn tokens_of_other_lengths_never_parse(s in "[A-Za-z0-9_-]{0,80}") {
+            prop_assume!(s.len() != TOKEN_LEN);
+            prop_assert!(ResetToken::parse(&s).is_err());
+        }
+
+        #[test]
+        fn email_parsing_never_panics_and_normalization_is_idempotent(s in "\\PC{0,80}") {
+            if let Ok(e) = EmailAddress::parse(&s) {
+                prop_assert_eq!(normalize_email(e.normalized()), e.normalized());
+                prop_assert!(e.as_str().len() <= EMAIL_MAX_BYTES);
+            }
+        }
+
+        #[test]
+        fn emails_differing_only_in_ascii_case_match(local in "[a-zA-Z0-9.]{1,20}", domain in "[a-zA-Z]{1,10}\\.[a-zA-Z]{2,5}") {
+            prop_assume!(!local.starts_with('.'));
+            let upper = EmailAddress::parse(&format!("{}@{}", local.to_uppercase(), domain.to_uppercase())).unwrap();
+            let lower = EmailAddress::parse(&format!("{}@{}", local.to_lowercase(), domain)).unwrap();
+            prop_assert_eq!(upper.normalized(), lower.normalized());
+        }
+
+        #[test]
+        fn references_respect_their_bound(s in "\\PC{0,300}") {
+            match Reference::parse(&s) {
+                Ok(r) => prop_assert!(!r.as_str().is_empty() && r.as_str().chars().count() <= REFERENCE_MAX_CHARS),
+                Err(_) => prop_assert!(s.is_empty() || s.chars().count() > REFERENCE_MAX_CHARS),
+            }
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The ports: what the use cases need from the outside world, as object-safe traits.
+//!
+//! Adapters implement them (`pwreset-adapter-postgres`, `pwreset-adapter-sqlite`,
+//! `pwreset-adapter-crypto`, ...); the use cases hold them as `Arc<dyn Port>`. Each method
+//! documents its contract, including which [`StoreError`] variant it must return when.
+//! With the `mocks` feature (and in this crate's tests) mockall generates `Mock*` types.
+//!
+//! Token digests and the clock are synchronous on purpose: they are CPU-only and
+//! sub-microsecond, and an async signature would only add an allocation per call.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+
+use crate::models::{
+    Customer, CustomerField, CustomerId, CustomerSort, DetailsPatch, EmailAddress, ListQuery, Mode,
+    Page, Password, PasswordHash, PasswordReset, ResetEvent, ResetField, ResetId, ResetSort,
+    ResetToken, Timestamp, TokenDigest,
+};
+
+/// A storage failure. Adapters translate their errors into these variants.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another customer in the same mode already has this normalized email.
+    #[error("a customer with this email already exists")]
+    DuplicateEmail,
+    /// Anything else (connection lost, constraint that should not fail, ...).
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// Everything needed to finish a reset in one transaction.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub mode: Mode,
+    pub reset_id: ResetId,
+    pub customer_id: CustomerId,
+    /// The digest the presented token matched; the update is conditional on it.
+    pub token_digest: TokenDigest,
+    pub password_hash: PasswordHash,
+    /// Merchant attributes to change in the same write (PATCH may carry both).
+    pub details: DetailsPatch,
+    /// The reset must still be unexpired at this instant.
+    pub now: Timestamp,
+    /// The reset must have fewer failed attempts than this.
+    pub max_failed_attempts: u32,
+    /// The `completed` event to record.
+    pub event: ResetEvent,
+}
+
+/// What a completion attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompletionOutcome {
+    /// This call won: the reset is used and the password set. Holds the updated reset.
+    Completed(Box<PasswordReset>),
+    /// The conditional update matched no row (used, revoked, expired, exhausted, deleted or
+    /// the digest changed since it was read): nothing was written.
+    NotApplied,
+}
+
+/// Storage of password resets and their events.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ResetStore: Send + Sync + Debug {
+    /// Inserts `reset` and its `requested` event, and in the same transaction revokes every
+    /// earlier outstanding reset of the same customer in the same mode (setting their
+    /// `invalidated_at` to `reset.created_at`).
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure; nothing is written then.
+    async fn create(&self, reset: &PasswordReset, event: &ResetEvent) -> Result<(), StoreError>;
+
+    /// The reset with this id in this mode, if any.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn find(&self, mode: Mode, id: ResetId) -> Result<Option<PasswordReset>, StoreError>;
+
+    /// One page of the resets in `mode` that match every filter, in the query's order, then
+    /// `created_at`, then `id`; and the count of all that match.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn list(
+        &self,
+        mode: Mode,
+        query: &ListQuery<ResetField, ResetSort>,
+    ) -> Result<Page<PasswordReset>, StoreError>;
+
+    /// Applies `patch` and sets `updated_at = now`; never touches the reset state. `None`
+    /// when no such reset exists.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn update_details(
+        &self,
+        mode: Mode,
+        id: ResetId,
+        patch: &DetailsPatch,
+        now: Timestamp,
+    ) -> Result<Option<PasswordReset>, StoreError>;
+
+    /// Deletes the reset and its events. `false` when no such reset exists.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn delete(&self, mode: Mode, id: ResetId) -> Result<bool, StoreError>;
+
+    /// Records a failed completion: adds one to `failed_attempts` when `count_attempt`, and
+    /// stores `event`, atomically.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn record_failure(
+        &self,
+        mode: Mode,
+        id: ResetId,
+        count_attempt: bool,
+        event: &ResetEvent,
+    ) -> Result<(), StoreError>;
+
+    /// In one transaction: marks the reset used with a conditional update (this mode and
+    /// id, `token_digest` equal, not used, not revoked, `expires_at >= now`, attempts below
+    /// the cap); only if that changed a row, sets the customer's password hash, revokes the
+    /// customer's other outstanding resets, applies `details` and records the event.
+    /// Concurrent calls for one reset yield at most one `Completed`.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure; nothing is written then.
+    async fn complete(&self, completion: &Completion) -> Result<CompletionOutcome, StoreError>;
+
+    /// The reset's events, oldest first.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn events(&self, mode: Mode, id: ResetId) -> Result<Vec<ResetEvent>, StoreError>;
+}
+
+/// What changed about a customer besides its plain attributes, so the store can revoke
+/// outstanding resets in the same transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialChange {
+    None,
+    /// The email or the password changed: every outstanding reset is revoked.
+    Changed,
+}
+
+/// Storage of customers.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait CustomerStore: Send + Sync + Debug {
+    /// Inserts a new customer.
+    ///
+    /// # Errors
+    /// `DuplicateEmail` when the normalized email is taken in this mode; else `Unexpected`.
+    async fn create(&self, customer: &Customer) -> Result<(), StoreError>;
+
+    /// The customer with this id in this mode, if any.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn find(&self, mode: Mode, id: CustomerId) -> Result<Option<Customer>, StoreError>;
+
+    /// The customer whose normalized email equals `email`'s, in this mode.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn find_by_email(
+        &self,
+        mode: Mode,
+        email: &EmailAddress,
+    ) -> Result<Option<Customer>, StoreError>;
+
+    /// One page of customers, as [`ResetStore::list`].
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn list(
+        &self,
+        mode: Mode,
+        query: &ListQuery<CustomerField, CustomerSort>,
+    ) -> Result<Page<Customer>, StoreError>;
+
+    /// Replaces the stored customer (matched by mode and id) with `customer`; with
+    /// `CredentialChange::Changed` also revokes its outstanding resets, atomically.
+    /// `false` when no such customer exists.
+    ///
+    /// # Errors
+    /// `DuplicateEmail` when the new email is taken in this mode; else `Unexpected`.
+    async fn update(
+        &self,
+        customer: &Customer,
+        change: CredentialChange,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes the customer and its resets. `false` when no such customer exists.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn delete(&self, mode: Mode, id: CustomerId) -> Result<bool, StoreError>;
+}
+
+/// Password hashing (argon2id). Slow by design: implementations must not block the async
+/// executor.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait PasswordHasher: Send + Sync + Debug {
+    /// A PHC string for `password` with a fresh salt.
+    ///
+    /// # Errors
+    /// Only on an internal failure (e.g. the worker pool is gone).
+    async fn hash(&self, password: &Password) -> anyhow::Result<PasswordHash>;
+
+    /// Whether `password` matches `hash`.
+    ///
+    /// # Errors
+    /// When `hash` is not a valid PHC string or on an internal failure.
+    async fn verify(&self, password: &Password, hash: &PasswordHash) -> anyhow::Result<bool>;
+}
+
+/// Reset tokens and their keyed digests, with key rotation.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait TokenDigester: Send + Sync + Debug {
+    /// A fresh token from 32 CSPRNG bytes and its digest under the current (first) key.
+    fn issue(&self) -> (ResetToken, TokenDigest);
+
+    /// The digests of `token` under every active key, current key first.
+    fn digests(&self, token: &ResetToken) -> Vec<TokenDigest>;
+}
+
+/// The current time, injectable so expiry is testable to the millisecond.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait Clock: Send + Sync + Debug {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        chrono::Utc::now()
+    }
+}
+
+/// A message the service sends on a customer's behalf, always to the stored address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// "Reset your password": carries the raw token for the link.
+    ResetRequested {
+        reset_id: ResetId,
+        mode: Mode,
+        to: EmailAddress,
+        token: ResetToken,
+        expires_at: Timestamp,
+    },
+    /// "Your password was changed".
+    PasswordChanged {
+        reset_id: ResetId,
+        mode: Mode,
+        to: EmailAddress,
+        at: Timestamp,
+    },
+}
+
+/// Delivery of notifications (mail, webhook, log). Called by the outbox worker; may be
+/// called more than once for one message, so implementations pass `idempotency_key` on.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Notifier: Send + Sync + Debug {
+    /// Delivers one notification.
+    ///
+    /// # Errors
+    /// Any delivery failure; the caller retries with backoff.
+    async fn deliver(
+        &self,
+        notification: &Notification,
+        idempotency_key: &str,
+    ) -> anyhow::Result<()>;
+}

@@ -1,0 +1,362 @@
+//! Use cases of `customer_password_resets`.
+
+use std::sync::Arc;
+
+use super::Ports;
+use crate::models::{
+    Caller, DetailsPatch, EmailAddress, EventKind, ListQuery, Metadata, Page, Password,
+    PasswordPolicy, PasswordRejection, PasswordReset, QueryError, RawListQuery, Reference,
+    ResetEvent, ResetId, ResetState, ResetToken, TokenPolicy, TokenRejection,
+};
+use crate::ports::{Completion, CompletionOutcome, StoreError};
+
+/// A request to start a reset for the customer with `email`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReset {
+    pub email: EmailAddress,
+    pub reference: Option<Reference>,
+    pub reference_origin: Option<Reference>,
+    pub metadata: Option<Metadata>,
+}
+
+/// A new reset and its raw token, which exists nowhere else.
+#[derive(Debug, Clone)]
+pub struct IssuedReset {
+    pub reset: PasswordReset,
+    pub token: ResetToken,
+}
+
+/// An attempt to complete a reset.
+#[derive(Debug, Clone)]
+pub struct CompleteReset {
+    /// The token as presented; `None` when absent. Checked here, so every kind of bad
+    /// token ends in the same error.
+    pub token: Option<String>,
+    pub password: Password,
+    /// Merchant attributes changed in the same request.
+    pub details: DetailsPatch,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestResetError {
+    #[error("no customer has this email address")]
+    UnknownCustomer,
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompleteResetError {
+    #[error("no such reset")]
+    NotFound,
+    /// The one answer for every bad token; the reason is for logs only.
+    #[error("the reset token is invalid ({})", .0.as_str())]
+    InvalidToken(TokenRejection),
+    #[error("the new password {0}")]
+    PasswordRejected(PasswordRejection),
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GetResetError {
+    #[error("no such reset")]
+    NotFound,
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListResetsError {
+    #[error(transparent)]
+    InvalidQuery(QueryError),
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateResetError {
+    #[error("no such reset")]
+    NotFound,
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteResetError {
+    #[error("no such reset")]
+    NotFound,
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
+}
+
+fn unexpected(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::Unexpected(e) => e,
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// The password reset use cases.
+#[derive(Debug, Clone)]
+pub struct ResetService {
+    ports: Ports,
+    tokens: TokenPolicy,
+    passwords: Arc<PasswordPolicy>,
+}
+
+impl ResetService {
+    #[must_use]
+    pub fn new(ports: Ports, tokens: TokenPolicy, passwords: PasswordPolicy) -> Self {
+        Self {
+            ports,
+            tokens,
+            passwords: Arc::new(passwords),
+        }
+    }
+
+    #[must_use]
+    pub fn token_policy(&self) -> &TokenPolicy {
+        &self.tokens
+    }
+
+    /// Starts a reset for the customer with `req.email` and returns it with its token.
+    /// Earlier outstanding resets of that customer are revoked.
+    ///
+    /// # Errors
+    /// `UnknownCustomer` when no customer in the caller's mode has that email.
+    pub async fn request(
+        &self,
+        caller: &Caller,
+        req: NewReset,
+    ) -> Result<IssuedReset, RequestResetError> {
+        let customer = self
+            .ports
+            .customers
+            .find_by_email(caller.mode, &req.email)
+            .await
+            .map_err(|e| RequestResetError::Unexpected(unexpected(e)))?
+            .ok_or(RequestResetError::UnknownCustomer)?;
+        let now = self.ports.now();
+        let (token, token_digest) = self.ports.digester.issue();
+        let reset = PasswordReset {
+            id: ResetId::new_at(now),
+            mode: caller.mode,
+            customer_id: customer.id,
+            customer_email: customer.email,
+            token_digest,
+            expires_at: self.tokens.expires_at(now),
+            reset_password_at: None,
+            invalidated_at: None,
+            failed_attempts: 0,
+            reference: req.reference,
+            reference_origin: req.reference_origin,
+            metadata: req.metadata,
+            created_at: now,
+            updated_at: now,
+        };
+        let event = caller.event(reset.id, EventKind::Requested, None, now);
+        self.ports
+            .resets
+            .create(&reset, &event)
+            .await
+            .map_err(|e| RequestResetError::Unexpected(unexpected(e)))?;
+        Ok(IssuedReset { reset, token })
+    }
+
+    /// Completes reset `id`: checks the token (constant time), the reset's state and the
+    /// password policy, hashes the password, then marks the reset used and sets the
+    /// password in one conditional write. A refused password does not use up the token.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown id; `InvalidToken` for every token failure (the reason
+    /// is recorded as an event); `PasswordRejected` when the policy refuses the password.
+    pub async fn complete(
+        &self,
+        caller: &Caller,
+        id: ResetId,
+        req: CompleteReset,
+    ) -> Result<PasswordReset, CompleteResetError> {
+        use CompleteResetError as E;
+        let reset = self
+            .ports
+            .resets
+            .find(caller.mode, id)
+            .await
+            .map_err(|e| E::Unexpected(unexpected(e)))?
+            .ok_or(E::NotFound)?;
+        let now = self.ports.now();
+
+        if let Err(rejection) = self.check_token(&reset, req.token.as_deref(), now) {
+            return Err(self.reject(caller, &reset, rejection).await);
+        }
+        self.passwords
+            .check(&req.password, &reset.customer_email)
+            .map_err(E::PasswordRejected)?;
+        let password_hash = self
+            .ports
+            .hasher
+            .hash(&req.password)
+            .await
+            .map_err(E::Unexpected)?;
+
+        // Time may have passed while hashing; the write checks expiry at this instant.
+        let now = self.ports.now();
+        let completion = Completion {
+            mode: caller.mode,
+            reset_id: reset.id,
+            customer_id: reset.customer_id,
+            token_digest: reset.token_digest,
+            password_hash,
+            details: req.details,
+            now,
+            max_failed_attempts: self.tokens.max_failed_attempts(),
+            event: caller.event(reset.id, EventKind::Completed, None, now),
+        };
+        match self.ports.resets.complete(&completion).await {
+            Ok(CompletionOutcome::Completed(done)) => Ok(*done),
+            Ok(CompletionOutcome::NotApplied) => {
+                let rejection = match reset.state(now, &self.tokens) {
+                    ResetState::Expired => TokenRejection::Expired,
+                    _ => TokenRejection::LostRace,
+                };
+                Err(self.reject(caller, &reset, rejection).await)
+            }
+            Err(e) => Err(E::Unexpected(unexpected(e))),
+        }
+    }
+
+    fn check_token(
+        &self,
+        reset: &PasswordReset,
+        presented: Option<&str>,
+        now: crate::Timestamp,
+    ) -> Result<(), TokenRejection> {
+        let state = reset.state(now, &self.tokens);
+        if state == ResetState::Exhausted {
+            return Err(TokenRejection::Exhausted);
+        }
+        let token = ResetToken::parse(presented.ok_or(TokenRejection::Missing)?)
+            .map_err(|_| TokenRejection::Malformed)?;
+        // Check every active key's digest without stopping early.
+        let matched = self
+            .ports
+            .digester
+            .digests(&token)
+            .iter()
+            .fold(false, |acc, d| d.ct_eq(&reset.token_digest) | acc);
+        if !matched {
+            return Err(TokenRejection::Wrong);
+        }
+        match state {
+            ResetState::Outstanding => Ok(()),
+            ResetState::Used => Err(TokenRejection::Used),
+            ResetState::Revoked => Err(TokenRejection::Revoked),
+            ResetState::Expired => Err(TokenRejection::Expired),
+            ResetState::Exhausted => Err(TokenRejection::Exhausted),
+        }
+    }
+
+    /// Records a failed completion and returns the caller's (uniform) error.
+    async fn reject(
+        &self,
+        caller: &Caller,
+        reset: &PasswordReset,
+        rejection: TokenRejection,
+    ) -> CompleteResetError {
+        let event = caller.event(
+            reset.id,
+            EventKind::CompletionFailed,
+            Some(rejection.as_str()),
+            self.ports.now(),
+        );
+        match self
+            .ports
+            .resets
+            .record_failure(caller.mode, reset.id, rejection.counts_as_attempt(), &event)
+            .await
+        {
+            Ok(()) => CompleteResetError::InvalidToken(rejection),
+            Err(e) => CompleteResetError::Unexpected(unexpected(e)),
+        }
+    }
+
+    /// The reset with this id.
+    ///
+    /// # Errors
+    /// `NotFound` when there is none in the caller's mode.
+    pub async fn get(&self, caller: &Caller, id: ResetId) -> Result<PasswordReset, GetResetError> {
+        self.ports
+            .resets
+            .find(caller.mode, id)
+            .await
+            .map_err(|e| GetResetError::Unexpected(unexpected(e)))?
+            .ok_or(GetResetError::NotFound)
+    }
+
+    /// One page of resets matching `raw`.
+    ///
+    /// # Errors
+    /// `InvalidQuery` naming the offending parameter.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        raw: &RawListQuery,
+    ) -> Result<Page<PasswordReset>, ListResetsError> {
+        let digester = &self.ports.digester;
+        let query = ListQuery::parse(raw, &|t| digester.digests(t))
+            .map_err(ListResetsError::InvalidQuery)?;
+        self.ports
+            .resets
+            .list(caller.mode, &query)
+            .await
+            .map_err(|e| ListResetsError::Unexpected(unexpected(e)))
+    }
+
+    /// Changes `reference`, `reference_origin` or `metadata`; never the reset state.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such reset in the caller's mode.
+    pub async fn update_details(
+        &self,
+        caller: &Caller,
+        id: ResetId,
+        patch: DetailsPatch,
+    ) -> Result<PasswordReset, UpdateResetError> {
+        self.ports
+            .resets
+            .update_details(caller.mode, id, &patch, self.ports.now())
+            .await
+            .map_err(|e| UpdateResetError::Unexpected(unexpected(e)))?
+            .ok_or(UpdateResetError::NotFound)
+    }
+
+    /// Deletes a reset and its events.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such reset in the caller's mode.
+    pub async fn delete(&self, caller: &Caller, id: ResetId) -> Result<(), DeleteResetError> {
+        match self.ports.resets.delete(caller.mode, id).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(DeleteResetError::NotFound),
+            Err(e) => Err(DeleteResetError::Unexpected(unexpected(e))),
+        }
+    }
+
+    /// The trail of a reset, oldest first.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such reset in the caller's mode.
+    pub async fn events(
+        &self,
+        caller: &Caller,
+        id: ResetId,
+    ) -> Result<Vec<ResetEvent>, GetResetError> {
+        self.get(caller, id).await?;
+        self.ports
+            .resets
+            .events(caller.mode, id)
+            .await
+            .map_err(|e| GetResetError::Unexpected(unexpected(e)))
+    }
+}

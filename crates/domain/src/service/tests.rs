@@ -1,0 +1,895 @@
+//! Use-case tests against mockall mocks of every port: each branch of each operation.
+
+use std::sync::Arc;
+
+use chrono::{TimeDelta, TimeZone, Utc};
+
+use super::*;
+use crate::models::*;
+use crate::ports::*;
+
+const TOKEN: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE";
+const OTHER_TOKEN: &str = "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA";
+
+fn t0() -> Timestamp {
+    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+}
+
+fn digest_of(token: &str) -> TokenDigest {
+    let mut b = [0u8; 32];
+    for (i, c) in token.bytes().enumerate() {
+        b[i % 32] ^= c.wrapping_add(i as u8);
+    }
+    TokenDigest::from_bytes(b)
+}
+
+/// A digester whose "current" key digests like `digest_of` and whose old key prefixes a byte.
+fn digester() -> MockTokenDigester {
+    let mut d = MockTokenDigester::new();
+    d.expect_issue()
+        .returning(|| (ResetToken::parse(TOKEN).unwrap(), digest_of(TOKEN)));
+    d.expect_digests()
+        .returning(|t| vec![digest_of(t.expose_secret())]);
+    d
+}
+
+fn clock_at(t: Timestamp) -> MockClock {
+    let mut c = MockClock::new();
+    c.expect_now().return_const(t);
+    c
+}
+
+fn customer() -> Customer {
+    Customer {
+        id: CustomerId::from_uuid(uuid::Uuid::from_u128(2)),
+        mode: Mode::Test,
+        email: EmailAddress::parse("jane@example.com").unwrap(),
+        password_hash: None,
+        reference: None,
+        reference_origin: None,
+        metadata: None,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+fn reset() -> PasswordReset {
+    let c = customer();
+    PasswordReset {
+        id: ResetId::from_uuid(uuid::Uuid::from_u128(1)),
+        mode: Mode::Test,
+        customer_id: c.id,
+        customer_email: c.email,
+        token_digest: digest_of(TOKEN),
+        expires_at: t0() + TimeDelta::hours(1),
+        reset_password_at: None,
+        invalidated_at: None,
+        failed_attempts: 0,
+        reference: None,
+        reference_origin: None,
+        metadata: None,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+struct Mocks {
+    resets: MockResetStore,
+    customers: MockCustomerStore,
+    hasher: MockPasswordHasher,
+    digester: MockTokenDigester,
+    clock: MockClock,
+}
+
+impl Mocks {
+    fn new() -> Self {
+        Self {
+            resets: MockResetStore::new(),
+            customers: MockCustomerStore::new(),
+            hasher: MockPasswordHasher::new(),
+            digester: digester(),
+            clock: clock_at(t0()),
+        }
+    }
+
+    fn ports(self) -> Ports {
+        Ports {
+            resets: Arc::new(self.resets),
+            customers: Arc::new(self.customers),
+            hasher: Arc::new(self.hasher),
+            digester: Arc::new(self.digester),
+            clock: Arc::new(self.clock),
+        }
+    }
+
+    fn resets(self) -> ResetService {
+        ResetService::new(
+            self.ports(),
+            TokenPolicy::default(),
+            PasswordPolicy::default(),
+        )
+    }
+
+    fn customers(self) -> CustomerService {
+        CustomerService::new(self.ports(), PasswordPolicy::default())
+    }
+
+    fn with_reset(mut self, r: PasswordReset) -> Self {
+        self.resets
+            .expect_find()
+            .returning(move |_, _| Ok(Some(r.clone())));
+        self
+    }
+
+    fn expect_failure(mut self, reason: &'static str, counted: bool) -> Self {
+        self.resets
+            .expect_record_failure()
+            .withf(move |_, _, count, e| {
+                *count == counted
+                    && e.kind == EventKind::CompletionFailed
+                    && e.reason.as_deref() == Some(reason)
+            })
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
+        self
+    }
+}
+
+fn caller() -> Caller {
+    Caller::new(Mode::Test)
+}
+
+fn boom() -> StoreError {
+    StoreError::Unexpected(anyhow::anyhow!("connection reset"))
+}
+
+fn completion(token: Option<&str>, password: &str) -> CompleteReset {
+    CompleteReset {
+        token: token.map(str::to_owned),
+        password: Password::new(password),
+        details: DetailsPatch::default(),
+    }
+}
+
+// ---- request ----
+
+#[tokio::test]
+async fn requesting_a_reset_for_a_known_email_stores_a_digest_and_returns_the_token() {
+    let mut m = Mocks::new();
+    m.customers
+        .expect_find_by_email()
+        .withf(|mode, e| *mode == Mode::Test && e.normalized() == "jane@example.com")
+        .returning(|_, _| Ok(Some(customer())));
+    m.resets
+        .expect_create()
+        .withf(|r, e| {
+            r.token_digest == digest_of(TOKEN)
+                && r.expires_at == t0() + TimeDelta::hours(1)
+                && r.customer_id == customer().id
+                && e.kind == EventKind::Requested
+                && e.reset_id == r.id
+        })
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let issued = m
+        .resets()
+        .request(
+            &caller(),
+            NewReset {
+                email: EmailAddress::parse("JANE@example.com").unwrap(),
+                reference: Some(Reference::parse("ref-1").unwrap()),
+                reference_origin: None,
+                metadata: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(issued.token.expose_secret(), TOKEN);
+    assert_eq!(issued.reset.customer_email.as_str(), "jane@example.com");
+    assert_eq!(issued.reset.reference.unwrap().as_str(), "ref-1");
+}
+
+fn new_reset() -> NewReset {
+    NewReset {
+        email: EmailAddress::parse("nobody@example.com").unwrap(),
+        reference: None,
+        reference_origin: None,
+        metadata: None,
+    }
+}
+
+#[tokio::test]
+async fn requesting_a_reset_for_an_unknown_email_fails_without_writing() {
+    let mut m = Mocks::new();
+    m.customers
+        .expect_find_by_email()
+        .returning(|_, _| Ok(None));
+    m.resets.expect_create().never();
+    let err = m
+        .resets()
+        .request(&caller(), new_reset())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RequestResetError::UnknownCustomer));
+}
+
+#[tokio::test]
+async fn storage_failures_while_requesting_are_unexpected() {
+    let mut m = Mocks::new();
+    m.customers
+        .expect_find_by_email()
+        .returning(|_, _| Err(boom()));
+    let err = m
+        .resets()
+        .request(&caller(), new_reset())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RequestResetError::Unexpected(_)));
+
+    let mut m = Mocks::new();
+    m.customers
+        .expect_find_by_email()
+        .returning(|_, _| Ok(Some(customer())));
+    m.resets.expect_create().returning(|_, _| Err(boom()));
+    let err = m
+        .resets()
+        .request(&caller(), new_reset())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RequestResetError::Unexpected(_)));
+}
+
+// ---- complete ----
+
+#[tokio::test]
+async fn completing_with_the_right_token_hashes_then_writes_conditionally() {
+    let mut m = Mocks::new().with_reset(reset());
+    m.hasher
+        .expect_hash()
+        .withf(|p| p.expose_secret() == "a fine new password")
+        .times(1)
+        .returning(|_| Ok(PasswordHash::new("$argon2id$hash")));
+    m.resets
+        .expect_complete()
+        .withf(|c| {
+            c.token_digest == digest_of(TOKEN)
+                && c.password_hash.as_str() == "$argon2id$hash"
+                && c.now == t0()
+                && c.max_failed_attempts == 5
+                && c.event.kind == EventKind::Completed
+        })
+        .times(1)
+        .returning(|_| {
+            let mut r = reset();
+            r.reset_password_at = Some(t0());
+            Ok(CompletionOutcome::Completed(Box::new(r)))
+        });
+    m.resets.expect_record_failure().never();
+    let done = m
+        .resets()
+        .complete(
+            &caller(),
+            reset().id,
+            completion(Some(TOKEN), "a fine new password"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.reset_password_at, Some(t0()));
+}
+
+#[tokio::test]
+async fn completing_an_unknown_reset_is_not_found() {
+    let mut m = Mocks::new();
+    m.resets.expect_find().returning(|_, _| Ok(None));
+    let err = m
+        .resets()
+        .complete(
+            &caller(),
+            reset().id,
+            completion(Some(TOKEN), "a fine new password"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CompleteResetError::NotFound));
+}
+
+async fn assert_rejected(
+    r: PasswordReset,
+    token: Option<&str>,
+    now: Timestamp,
+    reason: &'static str,
+    counted: bool,
+) {
+    let mut m = Mocks::new().with_reset(r).expect_failure(reason, counted);
+    m.clock = clock_at(now);
+    m.hasher.expect_hash().never();
+    m.resets.expect_complete().never();
+    let err = m
+        .resets()
+        .complete(
+            &caller(),
+            reset().id,
+            completion(token, "a fine new password"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CompleteResetError::InvalidToken(r) if r.as_str() == reason),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_token_is_rejected_and_counted() {
+    assert_rejected(reset(), None, t0(), "missing", true).await;
+}
+
+#[tokio::test]
+async fn a_malformed_token_is_rejected_and_counted() {
+    assert_rejected(reset(), Some("not-a-token"), t0(), "malformed", true).await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_rejected_and_counted() {
+    assert_rejected(reset(), Some(OTHER_TOKEN), t0(), "wrong", true).await;
+}
+
+#[tokio::test]
+async fn the_stored_digest_presented_as_a_token_is_wrong() {
+    let r = reset();
+    // Whatever form the digest takes, it is not a token whose digest is itself.
+    let as_text: String = r.token_digest.as_bytes()[..32]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..43]
+        .to_owned();
+    let counted_reason = if ResetToken::parse(&as_text).is_ok() {
+        "wrong"
+    } else {
+        "malformed"
+    };
+    assert_rejected(r, Some(&as_text), t0(), counted_reason, true).await;
+}
+
+#[tokio::test]
+async fn a_used_reset_rejects_its_own_token() {
+    let mut r = reset();
+    r.reset_password_at = Some(t0());
+    assert_rejected(r, Some(TOKEN), t0(), "used", false).await;
+}
+
+#[tokio::test]
+async fn a_revoked_reset_rejects_its_own_token() {
+    let mut r = reset();
+    r.invalidated_at = Some(t0());
+    assert_rejected(r, Some(TOKEN), t0(), "revoked", false).await;
+}
+
+#[tokio::test]
+async fn a_token_is_valid_at_the_expiry_instant_and_expired_one_second_later() {
+    let r = reset();
+    assert_rejected(
+        r.clone(),
+        Some(TOKEN),
+        r.expires_at + TimeDelta::seconds(1),
+        "expired",
+        false,
+    )
+    .await;
+
+    let mut m = Mocks::new().with_reset(r.clone());
+    m.clock = clock_at(r.expires_at);
+    m.hasher
+        .expect_hash()
+        .returning(|_| Ok(PasswordHash::new("$argon2id$hash")));
+    m.resets
+        .expect_complete()
+        .returning(|_| Ok(CompletionOutcome::Completed(Box::new(reset()))));
+    assert!(
+        m.resets()
+            .complete(
+                &caller(),
+                r.id,
+                completion(Some(TOKEN), "a fine new password")
+            )
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn after_five_failures_even_the_right_token_is_refused() {
+    let mut r = reset();
+    r.failed_attempts = 5;
+    assert_rejected(r, Some(TOKEN), t0(), "exhausted", false).await;
+}
+
+#[tokio::test]
+async fn a_rejected_password_does_not_use_up_the_token() {
+    let mut m = Mocks::new().with_reset(reset());
+    m.resets.expect_record_failure().never();
+    m.resets.expect_complete().never();
+    m.hasher.expect_hash().never();
+    let err = m
+        .resets()
+        .complete(&caller(), reset().id, completion(Some(TOKEN), "short"))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        CompleteResetError::PasswordRejected(PasswordRejection::TooShort { min: 8 })
+    ));
+}
+
+#[tokio::test]
+async fn losing_the_race_for_the_conditional_update_is_an_invalid_token() {
+    let mut m = Mocks::new()
+        .with_reset(reset())
+        .expect_failure("lost_race", false);
+    m.hasher
+        .expect_hash()
+        .returning(|_| Ok(PasswordHash::new("$argon2id$hash")));
+    m.resets
+        .expect_complete()
+        .returning(|_| Ok(CompletionOutcome::NotApplied));
+    let err = m
+        .resets()
+        .complete(
+            &caller(),
+            reset().id,
+            completion(Some(TOKEN), "a fine new password"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        CompleteResetError::InvalidToken(TokenRejection::LostRace)
+    ));
+}
+
+#[tokio::test]
+async fn a_token_issued_under_an_older_key_still_completes() {
+    let mut m = Mocks::new().with_reset(reset());
+    m.digester = MockTokenDigester::new();
+    m.digester.expect_digests().returning(|t| {
+        vec![
+            TokenDigest::from_bytes([9; 32]),
+            digest_of(t.expose_secret()),
+        ]
+    });
+    m.hasher
+        .expect_hash()
+        .returning(|_| Ok(PasswordHash::new("$argon2id$hash")));
+    m.resets
+        .expect_complete()
+        .returning(|_| Ok(CompletionOutcome::Completed(Box::new(reset()))));
+    assert!(
+        m.resets()
+            .complete(
+                &caller(),
+                reset().id,
+                completion(Some(TOKEN), "a fine new password")
+            )
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn failures_of_hashing_or_storage_while_completing_are_unexpected() {
+    let mut m = Mocks::new().with_reset(reset());
+    m.hasher
+        .expect_hash()
+        .returning(|_| Err(anyhow::anyhow!("pool closed")));
+    let err = m
+        .resets()
+        .complete(
+            &caller(),
+            reset().id,
+            completion(Some(TOKEN), "a fine new password"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CompleteResetError::Unexpected(_)));
+
+    let mut m = Mocks::new().with_reset(reset());
+    m.hasher
+        .expect_hash()
+        .returning(|_| Ok(PasswordHash::new("$argon2id$hash")));
+    m.resets.expect_complete().returning(|_| Err(boom()));
+    let err = m
+        .resets()
+        .complete(
+            &caller(),
+            reset().id,
+            completion(Some(TOKEN), "a fine new password"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CompleteResetError::Unexpected(_)));
+
+    let mut m = Mocks::new().with_reset(reset());
+    m.resets
+        .expect_record_failure()
+        .returning(|_, _, _, _| Err(boom()));
+    let err = m
+        .resets()
+        .complete(
+            &caller(),
+            reset().id,
+            completion(None, "a fine new password"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CompleteResetError::Unexpected(_)));
+
+    let mut m = Mocks::new();
+    m.resets.expect_find().returning(|_, _| Err(boom()));
+    let err = m
+        .resets()
+        .complete(
+            &caller(),
+            reset().id,
+            completion(None, "a fine new password"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CompleteResetError::Unexpected(_)));
+}
+
+// ---- get / list / update / delete / events ----
+
+#[tokio::test]
+async fn get_returns_the_reset_or_not_found() {
+    let m = Mocks::new().with_reset(reset());
+    assert_eq!(
+        m.resets().get(&caller(), reset().id).await.unwrap(),
+        reset()
+    );
+    let mut m = Mocks::new();
+    m.resets.expect_find().returning(|_, _| Ok(None));
+    assert!(matches!(
+        m.resets().get(&caller(), reset().id).await,
+        Err(GetResetError::NotFound)
+    ));
+    let mut m = Mocks::new();
+    m.resets.expect_find().returning(|_, _| Err(boom()));
+    assert!(matches!(
+        m.resets().get(&caller(), reset().id).await,
+        Err(GetResetError::Unexpected(_))
+    ));
+}
+
+#[tokio::test]
+async fn list_parses_the_query_and_digests_token_filters() {
+    let mut m = Mocks::new();
+    m.resets
+        .expect_list()
+        .withf(|mode, q| {
+            *mode == Mode::Test
+                && q.filters[0].value == FilterValue::Digests(vec![digest_of(TOKEN)])
+                && q.page.size() == 5
+        })
+        .returning(|_, q| {
+            Ok(Page {
+                items: vec![reset()],
+                record_count: 1,
+                request: q.page,
+            })
+        });
+    let raw = RawListQuery {
+        filters: vec![("reset_password_token_eq".into(), TOKEN.into())],
+        page_size: Some("5".into()),
+        ..RawListQuery::default()
+    };
+    let page = m.resets().list(&caller(), &raw).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+
+    let mut m = Mocks::new();
+    m.resets.expect_list().never();
+    let raw = RawListQuery {
+        filters: vec![("secret_eq".into(), "x".into())],
+        ..RawListQuery::default()
+    };
+    assert!(matches!(
+        m.resets().list(&caller(), &raw).await,
+        Err(ListResetsError::InvalidQuery(QueryError::UnknownFilter(_)))
+    ));
+
+    let mut m = Mocks::new();
+    m.resets.expect_list().returning(|_, _| Err(boom()));
+    assert!(matches!(
+        m.resets().list(&caller(), &RawListQuery::default()).await,
+        Err(ListResetsError::Unexpected(_))
+    ));
+}
+
+#[tokio::test]
+async fn update_details_changes_only_what_is_patched() {
+    let patch = DetailsPatch {
+        reference: Patch::Set(Some(Reference::parse("r2").unwrap())),
+        ..DetailsPatch::default()
+    };
+    let mut m = Mocks::new();
+    let expected = patch.clone();
+    m.resets
+        .expect_update_details()
+        .withf(move |_, _, p, now| *p == expected && *now == t0())
+        .returning(|_, _, _, _| Ok(Some(reset())));
+    assert!(
+        m.resets()
+            .update_details(&caller(), reset().id, patch.clone())
+            .await
+            .is_ok()
+    );
+    let mut m = Mocks::new();
+    m.resets
+        .expect_update_details()
+        .returning(|_, _, _, _| Ok(None));
+    assert!(matches!(
+        m.resets()
+            .update_details(&caller(), reset().id, patch.clone())
+            .await,
+        Err(UpdateResetError::NotFound)
+    ));
+    let mut m = Mocks::new();
+    m.resets
+        .expect_update_details()
+        .returning(|_, _, _, _| Err(boom()));
+    assert!(matches!(
+        m.resets()
+            .update_details(&caller(), reset().id, patch)
+            .await,
+        Err(UpdateResetError::Unexpected(_))
+    ));
+}
+
+#[tokio::test]
+async fn delete_reports_not_found() {
+    for (stored, ok) in [(true, true), (false, false)] {
+        let mut m = Mocks::new();
+        m.resets.expect_delete().returning(move |_, _| Ok(stored));
+        assert_eq!(m.resets().delete(&caller(), reset().id).await.is_ok(), ok);
+    }
+    let mut m = Mocks::new();
+    m.resets.expect_delete().returning(|_, _| Err(boom()));
+    assert!(matches!(
+        m.resets().delete(&caller(), reset().id).await,
+        Err(DeleteResetError::Unexpected(_))
+    ));
+}
+
+#[tokio::test]
+async fn events_of_an_unknown_reset_are_not_found() {
+    let mut m = Mocks::new();
+    m.resets.expect_find().returning(|_, _| Ok(None));
+    m.resets.expect_events().never();
+    assert!(matches!(
+        m.resets().events(&caller(), reset().id).await,
+        Err(GetResetError::NotFound)
+    ));
+    let mut m = Mocks::new().with_reset(reset());
+    m.resets
+        .expect_events()
+        .returning(|_, id| Ok(vec![caller().event(id, EventKind::Requested, None, t0())]));
+    assert_eq!(
+        m.resets()
+            .events(&caller(), reset().id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+// ---- customers ----
+
+fn new_customer(password: Option<&str>) -> NewCustomer {
+    NewCustomer {
+        email: EmailAddress::parse("jane@example.com").unwrap(),
+        password: password.map(Password::new),
+        reference: None,
+        reference_origin: None,
+        metadata: None,
+    }
+}
+
+#[tokio::test]
+async fn creating_a_customer_hashes_its_password() {
+    let mut m = Mocks::new();
+    m.hasher
+        .expect_hash()
+        .times(1)
+        .returning(|_| Ok(PasswordHash::new("$argon2id$h")));
+    m.customers
+        .expect_create()
+        .withf(|c| c.password_hash.as_ref().map(PasswordHash::as_str) == Some("$argon2id$h"))
+        .returning(|_| Ok(()));
+    let c = m
+        .customers()
+        .create(&caller(), new_customer(Some("long enough pw")))
+        .await
+        .unwrap();
+    assert!(c.has_password());
+
+    let mut m = Mocks::new();
+    m.hasher.expect_hash().never();
+    m.customers.expect_create().returning(|_| Ok(()));
+    let c = m
+        .customers()
+        .create(&caller(), new_customer(None))
+        .await
+        .unwrap();
+    assert!(!c.has_password());
+}
+
+#[tokio::test]
+async fn creating_a_customer_reports_taken_emails_and_weak_passwords() {
+    let mut m = Mocks::new();
+    m.customers
+        .expect_create()
+        .returning(|_| Err(StoreError::DuplicateEmail));
+    assert!(matches!(
+        m.customers().create(&caller(), new_customer(None)).await,
+        Err(CreateCustomerError::EmailTaken)
+    ));
+    let mut m = Mocks::new();
+    m.customers.expect_create().never();
+    assert!(matches!(
+        m.customers()
+            .create(&caller(), new_customer(Some("jane1234567")))
+            .await,
+        Err(CreateCustomerError::PasswordRejected(
+            PasswordRejection::ContainsEmail
+        ))
+    ));
+    let mut m = Mocks::new();
+    m.customers.expect_create().returning(|_| Err(boom()));
+    assert!(matches!(
+        m.customers().create(&caller(), new_customer(None)).await,
+        Err(CreateCustomerError::Unexpected(_))
+    ));
+}
+
+#[tokio::test]
+async fn changing_email_or_password_revokes_resets_but_respelling_does_not() {
+    let cases: [(Option<&str>, Option<&str>, CredentialChange); 4] = [
+        (Some("JANE@example.com"), None, CredentialChange::None),
+        (Some("jane2@example.com"), None, CredentialChange::Changed),
+        (None, Some("a new long password"), CredentialChange::Changed),
+        (None, None, CredentialChange::None),
+    ];
+    for (email, password, expected) in cases {
+        let mut m = Mocks::new();
+        m.customers
+            .expect_find()
+            .returning(|_, _| Ok(Some(customer())));
+        m.hasher
+            .expect_hash()
+            .returning(|_| Ok(PasswordHash::new("$argon2id$h")));
+        m.customers
+            .expect_update()
+            .withf(move |_, change| *change == expected)
+            .times(1)
+            .returning(|_, _| Ok(true));
+        let patch = CustomerPatch {
+            email: email.map(|e| EmailAddress::parse(e).unwrap()),
+            password: password.map(Password::new),
+            details: DetailsPatch::default(),
+        };
+        let updated = m
+            .customers()
+            .update(&caller(), customer().id, patch)
+            .await
+            .unwrap();
+        if let Some(e) = email {
+            assert_eq!(updated.email.as_str(), e);
+        }
+    }
+}
+
+#[tokio::test]
+async fn updating_a_customer_reports_each_failure() {
+    let mut m = Mocks::new();
+    m.customers.expect_find().returning(|_, _| Ok(None));
+    assert!(matches!(
+        m.customers()
+            .update(&caller(), customer().id, CustomerPatch::default())
+            .await,
+        Err(UpdateCustomerError::NotFound)
+    ));
+
+    let mut m = Mocks::new();
+    m.customers
+        .expect_find()
+        .returning(|_, _| Ok(Some(customer())));
+    m.customers
+        .expect_update()
+        .returning(|_, _| Err(StoreError::DuplicateEmail));
+    let patch = CustomerPatch {
+        email: Some(EmailAddress::parse("taken@example.com").unwrap()),
+        ..CustomerPatch::default()
+    };
+    assert!(matches!(
+        m.customers().update(&caller(), customer().id, patch).await,
+        Err(UpdateCustomerError::EmailTaken)
+    ));
+
+    let mut m = Mocks::new();
+    m.customers
+        .expect_find()
+        .returning(|_, _| Ok(Some(customer())));
+    m.customers.expect_update().never();
+    let patch = CustomerPatch {
+        password: Some(Password::new("tiny")),
+        ..CustomerPatch::default()
+    };
+    assert!(matches!(
+        m.customers().update(&caller(), customer().id, patch).await,
+        Err(UpdateCustomerError::PasswordRejected(_))
+    ));
+
+    let mut m = Mocks::new();
+    m.customers
+        .expect_find()
+        .returning(|_, _| Ok(Some(customer())));
+    m.customers.expect_update().returning(|_, _| Ok(false));
+    assert!(matches!(
+        m.customers()
+            .update(&caller(), customer().id, CustomerPatch::default())
+            .await,
+        Err(UpdateCustomerError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn customer_get_list_and_delete_map_their_outcomes() {
+    let mut m = Mocks::new();
+    m.customers.expect_find().returning(|_, _| Ok(None));
+    assert!(matches!(
+        m.customers().get(&caller(), customer().id).await,
+        Err(GetCustomerError::NotFound)
+    ));
+
+    let mut m = Mocks::new();
+    m.customers.expect_list().never();
+    let raw = RawListQuery {
+        sort: Some("password".into()),
+        ..RawListQuery::default()
+    };
+    assert!(matches!(
+        m.customers().list(&caller(), &raw).await,
+        Err(ListCustomersError::InvalidQuery(
+            QueryError::UnknownSortKey(_)
+        ))
+    ));
+
+    let mut m = Mocks::new();
+    m.customers.expect_list().returning(|_, q| {
+        Ok(Page {
+            items: vec![customer()],
+            record_count: 1,
+            request: q.page,
+        })
+    });
+    assert_eq!(
+        m.customers()
+            .list(&caller(), &RawListQuery::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+
+    for (stored, ok) in [(true, true), (false, false)] {
+        let mut m = Mocks::new();
+        m.customers
+            .expect_delete()
+            .returning(move |_, _| Ok(stored));
+        assert_eq!(
+            m.customers().delete(&caller(), customer().id).await.is_ok(),
+            ok
+        );
+    }
+}
