@@ -1,14 +1,16 @@
 -- Customers, password resets and their event trail. Every row carries its mode and every
 -- query is scoped by it. Only keyed token digests are stored, never raw tokens.
+-- Text that is filtered or sorted uses the "C" collation: byte order, the same on every
+-- server locale and the same as SQLite, so pages and ranges never depend on the host.
 
 CREATE TABLE customers (
     id                uuid        PRIMARY KEY,
     mode              text        NOT NULL CHECK (mode IN ('test', 'live')),
     email             text        NOT NULL,
-    email_normalized  text        NOT NULL,
+    email_normalized  text COLLATE "C"        NOT NULL,
     password_hash     text,
-    reference         text,
-    reference_origin  text,
+    reference         text COLLATE "C",
+    reference_origin  text COLLATE "C",
     metadata          jsonb,
     created_at        timestamptz NOT NULL,
     updated_at        timestamptz NOT NULL,
@@ -22,14 +24,14 @@ CREATE TABLE password_resets (
     mode               text        NOT NULL CHECK (mode IN ('test', 'live')),
     customer_id        uuid        NOT NULL REFERENCES customers (id) ON DELETE CASCADE,
     customer_email     text        NOT NULL,
-    email_normalized   text        NOT NULL,
+    email_normalized   text COLLATE "C"        NOT NULL,
     token_digest       bytea       NOT NULL CHECK (length(token_digest) = 32),
     expires_at         timestamptz NOT NULL,
     reset_password_at  timestamptz,
     invalidated_at     timestamptz,
     failed_attempts    bigint      NOT NULL DEFAULT 0,
-    reference          text,
-    reference_origin   text,
+    reference          text COLLATE "C",
+    reference_origin   text COLLATE "C",
     metadata           jsonb,
     created_at         timestamptz NOT NULL,
     updated_at         timestamptz NOT NULL

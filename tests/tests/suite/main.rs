@@ -1,1 +1,6 @@
+//! pwreset's cross-crate test binary (one binary links once: fast on two cores).
+//!
+//! - `storage`: the storage contract, written once and run against every storage adapter;
+//!   each case appears as `storage::postgres::<case>` and `storage::sqlite::<case>`.
 
+mod storage;

@@ -1,0 +1,297 @@
+//! Finding or starting a PostgreSQL server for tests, and fresh databases on it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use tokio::sync::{Mutex, OnceCell};
+
+/// The server that tests use, as an admin URL without a database name.
+static SERVER: OnceCell<String> = OnceCell::const_new();
+/// Serializes template creation and cloning within this process.
+static CLONE_LOCK: Mutex<()> = Mutex::const_new(());
+
+const DEFAULT_LOCAL: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// A database created for one test.
+#[derive(Debug, Clone)]
+pub struct FreshDb {
+    pub name: String,
+    pub url: String,
+}
+
+fn with_db(server: &str, db: &str) -> String {
+    format!("{}/{db}", server.trim_end_matches('/'))
+}
+
+async fn answers(url: &str) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), PgConnection::connect(url)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// The server tests use: configured, local, or a throwaway cluster.
+///
+/// # Panics
+/// When no server is configured, none answers locally and none can be started.
+pub async fn server() -> &'static str {
+    SERVER
+        .get_or_init(|| async {
+            if let Ok(url) = std::env::var("PWRESET_TEST_DATABASE_URL") {
+                let server = strip_database(&url);
+                assert!(
+                    answers(&with_db(&server, "postgres")).await,
+                    "PWRESET_TEST_DATABASE_URL={url} does not answer; start that server or unset the variable"
+                );
+                return server;
+            }
+            if std::env::var("PWRESET_TEST_PG_SPAWN").is_err()
+                && answers(&with_db(DEFAULT_LOCAL, "postgres")).await
+            {
+                return DEFAULT_LOCAL.to_owned();
+            }
+            match start_throwaway_cluster().await {
+                Ok(url) => url,
+                Err(why) => panic!(
+                    "No PostgreSQL server for the tests: {why}\n\
+                     Either set PWRESET_TEST_DATABASE_URL=postgres://user@host:port to a server \
+                     where that user may create databases, run one on 127.0.0.1:5432 with user \
+                     `postgres` and trust auth, or install the server binaries (Debian/Ubuntu: \
+                     `apt-get install postgresql`) so the tests can start their own."
+                ),
+            }
+        })
+        .await
+}
+
+fn strip_database(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(slash) => url[..after_scheme + slash].to_owned(),
+        None => url.to_owned(),
+    }
+}
+
+fn find_binary(name: &str) -> Option<PathBuf> {
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin").join(name))
+        .filter(|p| p.is_file())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Runs a server binary, as the `postgres` user when we are root.
+fn server_command(bin: &Path, as_postgres: bool) -> Command {
+    if as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Starts (or reuses) a cluster under `target/pwreset-test-pg`. It keeps running after the
+/// tests so the next run starts fast; `pg_ctl -D target/pwreset-test-pg/data stop` ends it.
+async fn start_throwaway_cluster() -> Result<String, String> {
+    let initdb = find_binary("initdb")
+        .ok_or("`initdb` was not found on PATH or under /usr/lib/postgresql")?;
+    let pg_ctl = find_binary("pg_ctl").ok_or("`pg_ctl` was not found next to initdb")?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pwreset-test-pg");
+    let data = root.join("data");
+    let port_file = root.join("port");
+    if let Ok(port) = std::fs::read_to_string(&port_file) {
+        let url = format!("postgres://postgres@127.0.0.1:{}", port.trim());
+        if answers(&with_db(&url, "postgres")).await {
+            return Ok(url);
+        }
+    }
+    let as_postgres = is_root();
+    std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    if as_postgres {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&root)
+            .status()
+            .map_err(|e| format!("chown failed: {e}"))?;
+        if !status.success() {
+            return Err("cannot give the cluster directory to the `postgres` user".into());
+        }
+    }
+    if !data.join("PG_VERSION").exists() {
+        let out = server_command(&initdb, as_postgres)
+            .args(["-D"])
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"])
+            .output()
+            .map_err(|e| format!("cannot run initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+    let out = server_command(&pg_ctl, as_postgres)
+        .arg("-D")
+        .arg(&data)
+        .arg("-l")
+        .arg(root.join("server.log"))
+        .args(["-w", "-t", "30", "-o"])
+        .arg(format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            root.display()
+        ))
+        .arg("start")
+        .output()
+        .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "pg_ctl start failed: {}{} (see {})",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            root.join("server.log").display()
+        ));
+    }
+    let _ = std::fs::write(&port_file, port.to_string());
+    Ok(format!("postgres://postgres@127.0.0.1:{port}"))
+}
+
+fn schema_checksum() -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for m in pwreset_adapter_postgres::MIGRATIONS {
+        for b in m.sql.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+async fn admin() -> PgConnection {
+    let url = with_db(server().await, "postgres");
+    PgConnection::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
+}
+
+async fn exec(conn: &mut PgConnection, sql: String) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Makes sure the migrated template for the current schema exists.
+async fn ensure_template(conn: &mut PgConnection) -> String {
+    let template = format!("pwreset_tpl_{}", schema_checksum());
+    // Across processes: one creator at a time.
+    exec(conn, "SELECT pg_advisory_lock(7324150002)".into())
+        .await
+        .expect("advisory lock");
+    let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&template)
+        .fetch_optional(&mut *conn)
+        .await
+        .expect("pg_database lookup");
+    if exists.is_none() {
+        let building = format!("{template}_building");
+        let _ = exec(conn, format!("DROP DATABASE IF EXISTS {building}")).await;
+        exec(conn, format!("CREATE DATABASE {building}"))
+            .await
+            .expect("create template database");
+        {
+            let driver =
+                pwreset_adapter_postgres::PgDriver::connect(&with_db(server().await, &building), 1)
+                    .await
+                    .expect("connect to template database");
+            pwreset_adapter_sql::migrate(&driver, pwreset_adapter_postgres::MIGRATIONS)
+                .await
+                .expect("migrate template database");
+            driver.pool().close().await;
+        }
+        exec(
+            conn,
+            format!("ALTER DATABASE {building} RENAME TO {template}"),
+        )
+        .await
+        .expect("publish template database");
+    }
+    exec(conn, "SELECT pg_advisory_unlock(7324150002)".into())
+        .await
+        .expect("advisory unlock");
+    template
+}
+
+/// A new database cloned from the migrated template.
+pub async fn fresh_database() -> FreshDb {
+    let _guard = CLONE_LOCK.lock().await;
+    let mut conn = admin().await;
+    let template = ensure_template(&mut conn).await;
+    let name = format!("pwreset_test_{}", uuid::Uuid::new_v4().simple());
+    let mut attempts = 0;
+    loop {
+        match exec(
+            &mut conn,
+            format!("CREATE DATABASE {name} TEMPLATE {template}"),
+        )
+        .await
+        {
+            Ok(()) => break,
+            // Another process may be cloning the same template at this instant.
+            Err(e) if attempts < 50 && e.to_string().contains("being accessed by other users") => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot create test database from {template}: {e}"),
+        }
+    }
+    let _ = conn.close().await;
+    FreshDb {
+        url: with_db(server().await, &name),
+        name,
+    }
+}
+
+/// Drops a test database, ending any connection still open to it.
+pub async fn drop_database(name: &str) {
+    let mut conn = admin().await;
+    if let Err(e) = exec(
+        &mut conn,
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )
+    .await
+    {
+        eprintln!("warning: could not drop test database {name}: {e}");
+    }
+    let _ = conn.close().await;
+}

@@ -1,0 +1,1050 @@
+//! The storage contract: what every storage adapter must do, checked the same way against
+//! each. A case is an `async fn(TestDb)`; the `contract!` macro instantiates every case once
+//! per adapter so both show up by name in the test output.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{TimeDelta, TimeZone, Utc};
+use pwreset_adapter_crypto::{Argon2Hasher, HmacDigester};
+use pwreset_domain::ports::*;
+use pwreset_domain::service::*;
+use pwreset_domain::*;
+use pwreset_tests::{TestDb, ports};
+
+macro_rules! contract {
+    ($($case:ident),+ $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    pwreset_tests::with_db(pwreset_tests::Backend::Postgres, super::$case).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    pwreset_tests::with_db(pwreset_tests::Backend::Sqlite, super::$case).await;
+                }
+            )+
+        }
+    };
+}
+
+contract!(
+    customers_are_created_found_updated_and_deleted,
+    customer_emails_are_unique_per_mode_after_normalization,
+    a_reset_is_stored_with_its_digest_and_requested_event,
+    a_new_reset_revokes_the_customers_earlier_outstanding_ones,
+    completing_marks_the_reset_used_sets_the_password_and_revokes_the_others,
+    completion_is_valid_at_the_expiry_instant_and_not_one_second_later,
+    completion_requires_the_stored_digest_and_attempts_below_the_cap,
+    fifty_concurrent_completions_of_one_reset_yield_exactly_one_success,
+    failures_are_counted_and_recorded,
+    metadata_updates_never_touch_the_reset_state,
+    deleting_removes_resets_with_their_events_and_customers_with_their_resets,
+    every_operation_is_scoped_by_mode,
+    every_filter_predicate_selects_the_expected_resets,
+    every_sort_key_orders_resets_in_both_directions,
+    pagination_edges_report_counts_and_empty_pages,
+    customer_lists_filter_sort_and_paginate,
+    changing_credentials_revokes_outstanding_resets,
+    the_service_refuses_a_token_one_second_after_expiry_with_an_injected_clock,
+);
+
+fn t0() -> Timestamp {
+    Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap()
+}
+
+fn minutes(n: i64) -> Timestamp {
+    t0() + TimeDelta::minutes(n)
+}
+
+fn digester() -> HmacDigester {
+    HmacDigester::new(vec![vec![42; 32]]).unwrap()
+}
+
+fn customer(mode: Mode, email: &str, at: Timestamp) -> Customer {
+    Customer {
+        id: CustomerId::new_at(at),
+        mode,
+        email: EmailAddress::parse(email).unwrap(),
+        password_hash: None,
+        reference: None,
+        reference_origin: None,
+        metadata: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+async fn add_customer(db: &TestDb, mode: Mode, email: &str, at: Timestamp) -> Customer {
+    let c = customer(mode, email, at);
+    CustomerStore::create(&db.store, &c).await.unwrap();
+    c
+}
+
+struct Issued {
+    reset: PasswordReset,
+    token: ResetToken,
+}
+
+fn new_reset(c: &Customer, at: Timestamp) -> Issued {
+    let (token, token_digest) = digester().issue();
+    let reset = PasswordReset {
+        id: ResetId::new_at(at),
+        mode: c.mode,
+        customer_id: c.id,
+        customer_email: c.email.clone(),
+        token_digest,
+        expires_at: at + TimeDelta::hours(1),
+        reset_password_at: None,
+        invalidated_at: None,
+        failed_attempts: 0,
+        reference: None,
+        reference_origin: None,
+        metadata: None,
+        created_at: at,
+        updated_at: at,
+    };
+    Issued { reset, token }
+}
+
+async fn store_reset(db: &TestDb, issued: &Issued) {
+    let event = Caller::new(issued.reset.mode).event(
+        issued.reset.id,
+        EventKind::Requested,
+        None,
+        issued.reset.created_at,
+    );
+    ResetStore::create(&db.store, &issued.reset, &event)
+        .await
+        .unwrap();
+}
+
+async fn add_reset(db: &TestDb, c: &Customer, at: Timestamp) -> Issued {
+    let issued = new_reset(c, at);
+    store_reset(db, &issued).await;
+    issued
+}
+
+async fn find(db: &TestDb, mode: Mode, id: ResetId) -> Option<PasswordReset> {
+    ResetStore::find(&db.store, mode, id).await.unwrap()
+}
+
+fn completion(r: &PasswordReset, now: Timestamp) -> Completion {
+    Completion {
+        mode: r.mode,
+        reset_id: r.id,
+        customer_id: r.customer_id,
+        token_digest: r.token_digest,
+        password_hash: PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"),
+        details: DetailsPatch::default(),
+        now,
+        max_failed_attempts: 5,
+        event: Caller::new(r.mode).event(r.id, EventKind::Completed, None, now),
+    }
+}
+
+// ---- customers ----
+
+async fn customers_are_created_found_updated_and_deleted(db: TestDb) {
+    let mut c = add_customer(&db, Mode::Test, "Jane.Doe@Example.com", t0()).await;
+    let by_id = CustomerStore::find(&db.store, Mode::Test, c.id)
+        .await
+        .unwrap();
+    assert_eq!(by_id.as_ref(), Some(&c));
+    let by_email = CustomerStore::find_by_email(
+        &db.store,
+        Mode::Test,
+        &EmailAddress::parse("jane.doe@EXAMPLE.com").unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(by_email.map(|x| x.id), Some(c.id));
+
+    c.reference = Some(Reference::parse("crm-7").unwrap());
+    c.metadata = Some(Metadata::parse(serde_json::json!({"vip": true})).unwrap());
+    c.password_hash = Some(PasswordHash::new("$argon2id$x"));
+    c.updated_at = minutes(1);
+    assert!(
+        CustomerStore::update(&db.store, &c, CredentialChange::None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        CustomerStore::find(&db.store, Mode::Test, c.id)
+            .await
+            .unwrap(),
+        Some(c.clone())
+    );
+
+    assert!(
+        CustomerStore::delete(&db.store, Mode::Test, c.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !CustomerStore::delete(&db.store, Mode::Test, c.id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        CustomerStore::find(&db.store, Mode::Test, c.id)
+            .await
+            .unwrap(),
+        None
+    );
+    let ghost = customer(Mode::Test, "ghost@example.com", t0());
+    assert!(
+        !CustomerStore::update(&db.store, &ghost, CredentialChange::None)
+            .await
+            .unwrap()
+    );
+}
+
+async fn customer_emails_are_unique_per_mode_after_normalization(db: TestDb) {
+    add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let dup = customer(Mode::Test, "JANE@Example.COM", minutes(1));
+    assert!(matches!(
+        CustomerStore::create(&db.store, &dup).await,
+        Err(StoreError::DuplicateEmail)
+    ));
+    // The same address in the other mode is another customer.
+    add_customer(&db, Mode::Live, "jane@example.com", minutes(2)).await;
+    // Changing an email onto a taken one is refused too.
+    let mut other = add_customer(&db, Mode::Test, "john@example.com", minutes(3)).await;
+    other.email = EmailAddress::parse("Jane@example.com").unwrap();
+    assert!(matches!(
+        CustomerStore::update(&db.store, &other, CredentialChange::Changed).await,
+        Err(StoreError::DuplicateEmail)
+    ));
+}
+
+// ---- resets ----
+
+async fn a_reset_is_stored_with_its_digest_and_requested_event(db: TestDb) {
+    let c = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let mut issued = new_reset(&c, minutes(1));
+    issued.reset.reference = Some(Reference::parse("order-1").unwrap());
+    issued.reset.metadata =
+        Some(Metadata::parse(serde_json::json!({"a": [1, {"b": null}]})).unwrap());
+    store_reset(&db, &issued).await;
+    assert_eq!(
+        find(&db, Mode::Test, issued.reset.id).await,
+        Some(issued.reset.clone())
+    );
+    let events = ResetStore::events(&db.store, Mode::Test, issued.reset.id)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, EventKind::Requested);
+    assert_eq!(find(&db, Mode::Test, ResetId::new_at(t0())).await, None);
+}
+
+async fn a_new_reset_revokes_the_customers_earlier_outstanding_ones(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let john = add_customer(&db, Mode::Test, "john@example.com", t0()).await;
+    let first = add_reset(&db, &jane, minutes(1)).await;
+    let johns = add_reset(&db, &john, minutes(2)).await;
+    let second = add_reset(&db, &jane, minutes(3)).await;
+
+    let first_now = find(&db, Mode::Test, first.reset.id).await.unwrap();
+    assert_eq!(first_now.invalidated_at, Some(minutes(3)));
+    assert_eq!(
+        find(&db, Mode::Test, second.reset.id)
+            .await
+            .unwrap()
+            .invalidated_at,
+        None
+    );
+    assert_eq!(
+        find(&db, Mode::Test, johns.reset.id)
+            .await
+            .unwrap()
+            .invalidated_at,
+        None
+    );
+    let events = ResetStore::events(&db.store, Mode::Test, first.reset.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        vec![EventKind::Requested, EventKind::Revoked]
+    );
+    // The revoked reset can no longer be completed, even with its right digest.
+    let outcome = ResetStore::complete(&db.store, &completion(&first.reset, minutes(4)))
+        .await
+        .unwrap();
+    assert_eq!(outcome, CompletionOutcome::NotApplied);
+}
+
+async fn completing_marks_the_reset_used_sets_the_password_and_revokes_the_others(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let older = add_reset(&db, &jane, minutes(1)).await;
+    let current = add_reset(&db, &jane, minutes(3)).await;
+    assert!(
+        find(&db, Mode::Test, older.reset.id)
+            .await
+            .unwrap()
+            .invalidated_at
+            .is_some()
+    );
+
+    let mut c = completion(&current.reset, minutes(4));
+    c.details.reference = Patch::Set(Some(Reference::parse("done").unwrap()));
+    let CompletionOutcome::Completed(done) = ResetStore::complete(&db.store, &c).await.unwrap()
+    else {
+        panic!("completion was not applied");
+    };
+    assert_eq!(done.reset_password_at, Some(minutes(4)));
+    assert_eq!(done.updated_at, minutes(4));
+    assert_eq!(done.reference.as_ref().map(Reference::as_str), Some("done"));
+    assert_eq!(
+        find(&db, Mode::Test, current.reset.id).await.as_ref(),
+        Some(done.as_ref())
+    );
+    let customer = CustomerStore::find(&db.store, Mode::Test, jane.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(customer.password_hash, Some(c.password_hash.clone()));
+    let kinds: Vec<_> = ResetStore::events(&db.store, Mode::Test, current.reset.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, vec![EventKind::Requested, EventKind::Completed]);
+    // Used once: the same completion again changes nothing.
+    assert_eq!(
+        ResetStore::complete(&db.store, &completion(&current.reset, minutes(5)))
+            .await
+            .unwrap(),
+        CompletionOutcome::NotApplied
+    );
+    // A reset created after the completion is untouched by it.
+    let later = add_reset(&db, &jane, minutes(6)).await;
+    assert_eq!(
+        find(&db, Mode::Test, later.reset.id)
+            .await
+            .unwrap()
+            .invalidated_at,
+        None
+    );
+}
+
+async fn completion_is_valid_at_the_expiry_instant_and_not_one_second_later(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let john = add_customer(&db, Mode::Test, "john@example.com", t0()).await;
+    let a = add_reset(&db, &jane, t0()).await;
+    let b = add_reset(&db, &john, t0()).await;
+    let expiry = a.reset.expires_at;
+    assert!(matches!(
+        ResetStore::complete(
+            &db.store,
+            &completion(&b.reset, expiry + TimeDelta::seconds(1))
+        )
+        .await
+        .unwrap(),
+        CompletionOutcome::NotApplied
+    ));
+    assert!(matches!(
+        ResetStore::complete(&db.store, &completion(&a.reset, expiry))
+            .await
+            .unwrap(),
+        CompletionOutcome::Completed(_)
+    ));
+}
+
+async fn completion_requires_the_stored_digest_and_attempts_below_the_cap(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let r = add_reset(&db, &jane, t0()).await;
+    let mut wrong = completion(&r.reset, minutes(1));
+    wrong.token_digest = TokenDigest::from_bytes([1; 32]);
+    assert_eq!(
+        ResetStore::complete(&db.store, &wrong).await.unwrap(),
+        CompletionOutcome::NotApplied
+    );
+
+    let event = Caller::new(Mode::Test).event(
+        r.reset.id,
+        EventKind::CompletionFailed,
+        Some("wrong"),
+        minutes(1),
+    );
+    for _ in 0..5 {
+        ResetStore::record_failure(
+            &db.store,
+            Mode::Test,
+            r.reset.id,
+            true,
+            &event_with_new_id(&event),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        ResetStore::complete(&db.store, &completion(&r.reset, minutes(2)))
+            .await
+            .unwrap(),
+        CompletionOutcome::NotApplied,
+        "five failures kill the reset even for the right digest"
+    );
+}
+
+fn event_with_new_id(e: &ResetEvent) -> ResetEvent {
+    ResetEvent {
+        id: EventId::from_uuid(uuid::Uuid::new_v4()),
+        ..e.clone()
+    }
+}
+
+async fn fifty_concurrent_completions_of_one_reset_yield_exactly_one_success(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let r = add_reset(&db, &jane, t0()).await;
+    let store = Arc::new(db.store.clone());
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = store.clone();
+            let mut c = completion(&r.reset, minutes(1));
+            c.event.id = EventId::from_uuid(uuid::Uuid::new_v4());
+            c.password_hash = PasswordHash::new(format!("$argon2id$candidate{i}"));
+            tokio::spawn(async move { ResetStore::complete(&*store, &c).await })
+        })
+        .collect();
+    let mut successes = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            CompletionOutcome::Completed(_) => successes += 1,
+            CompletionOutcome::NotApplied => {}
+        }
+    }
+    assert_eq!(
+        successes, 1,
+        "exactly one of 50 concurrent completions may win"
+    );
+    let completed_events = ResetStore::events(&db.store, Mode::Test, r.reset.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Completed)
+        .count();
+    assert_eq!(completed_events, 1);
+}
+
+async fn failures_are_counted_and_recorded(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let r = add_reset(&db, &jane, t0()).await;
+    let caller = Caller::new(Mode::Test).with_ip("203.0.113.9".parse().unwrap());
+    let counted = caller.event(
+        r.reset.id,
+        EventKind::CompletionFailed,
+        Some("wrong"),
+        minutes(1),
+    );
+    let uncounted = caller.event(
+        r.reset.id,
+        EventKind::CompletionFailed,
+        Some("expired"),
+        minutes(2),
+    );
+    ResetStore::record_failure(&db.store, Mode::Test, r.reset.id, true, &counted)
+        .await
+        .unwrap();
+    ResetStore::record_failure(&db.store, Mode::Test, r.reset.id, false, &uncounted)
+        .await
+        .unwrap();
+    let stored = find(&db, Mode::Test, r.reset.id).await.unwrap();
+    assert_eq!(stored.failed_attempts, 1);
+    let events = ResetStore::events(&db.store, Mode::Test, r.reset.id)
+        .await
+        .unwrap();
+    assert_eq!(events[1], counted);
+    assert_eq!(events[2], uncounted);
+}
+
+async fn metadata_updates_never_touch_the_reset_state(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let mut r = add_reset(&db, &jane, t0()).await;
+    r.reset.reference = Some(Reference::parse("keep-me").unwrap());
+    let patch = DetailsPatch {
+        reference: Patch::Keep,
+        reference_origin: Patch::Set(Some(Reference::parse("crm").unwrap())),
+        metadata: Patch::Set(Some(
+            Metadata::parse(serde_json::json!({"k": "v"})).unwrap(),
+        )),
+    };
+    let updated = ResetStore::update_details(&db.store, Mode::Test, r.reset.id, &patch, minutes(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        updated.reference_origin.as_ref().map(Reference::as_str),
+        Some("crm")
+    );
+    assert_eq!(updated.reference, None);
+    assert_eq!(updated.updated_at, minutes(1));
+    assert_eq!(updated.reset_password_at, None);
+    assert_eq!(updated.invalidated_at, None);
+    assert_eq!(updated.token_digest, r.reset.token_digest);
+    assert_eq!(updated.expires_at, r.reset.expires_at);
+    let cleared = ResetStore::update_details(
+        &db.store,
+        Mode::Test,
+        r.reset.id,
+        &DetailsPatch {
+            metadata: Patch::Set(None),
+            ..DetailsPatch::default()
+        },
+        minutes(2),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(cleared.metadata, None);
+    assert_eq!(cleared.reference_origin, updated.reference_origin);
+    assert_eq!(
+        ResetStore::update_details(
+            &db.store,
+            Mode::Test,
+            ResetId::new_at(t0()),
+            &patch,
+            minutes(3)
+        )
+        .await
+        .unwrap(),
+        None
+    );
+}
+
+async fn deleting_removes_resets_with_their_events_and_customers_with_their_resets(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let john = add_customer(&db, Mode::Test, "john@example.com", t0()).await;
+    let r = add_reset(&db, &jane, t0()).await;
+    let s = add_reset(&db, &john, t0()).await;
+    assert!(
+        ResetStore::delete(&db.store, Mode::Test, r.reset.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !ResetStore::delete(&db.store, Mode::Test, r.reset.id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(find(&db, Mode::Test, r.reset.id).await, None);
+    assert!(
+        ResetStore::events(&db.store, Mode::Test, r.reset.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert!(
+        CustomerStore::delete(&db.store, Mode::Test, john.id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(find(&db, Mode::Test, s.reset.id).await, None);
+}
+
+async fn every_operation_is_scoped_by_mode(db: TestDb) {
+    let jane = add_customer(&db, Mode::Live, "jane@example.com", t0()).await;
+    let r = add_reset(&db, &jane, t0()).await;
+    assert_eq!(find(&db, Mode::Test, r.reset.id).await, None);
+    assert_eq!(
+        CustomerStore::find(&db.store, Mode::Test, jane.id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        CustomerStore::find_by_email(&db.store, Mode::Test, &jane.email)
+            .await
+            .unwrap(),
+        None
+    );
+    let page = ResetStore::list(&db.store, Mode::Test, &ListQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(page.record_count, 0);
+    let cpage = CustomerStore::list(&db.store, Mode::Test, &ListQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(cpage.record_count, 0);
+    assert_eq!(
+        ResetStore::update_details(
+            &db.store,
+            Mode::Test,
+            r.reset.id,
+            &DetailsPatch::default(),
+            minutes(1)
+        )
+        .await
+        .unwrap(),
+        None
+    );
+    let mut foreign = completion(&r.reset, minutes(1));
+    foreign.mode = Mode::Test;
+    assert_eq!(
+        ResetStore::complete(&db.store, &foreign).await.unwrap(),
+        CompletionOutcome::NotApplied
+    );
+    assert!(
+        !ResetStore::delete(&db.store, Mode::Test, r.reset.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !CustomerStore::delete(&db.store, Mode::Test, jane.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        ResetStore::events(&db.store, Mode::Test, r.reset.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // ...and all of it is still there in live mode.
+    assert!(find(&db, Mode::Live, r.reset.id).await.is_some());
+    assert_eq!(
+        ResetStore::list(&db.store, Mode::Live, &ListQuery::default())
+            .await
+            .unwrap()
+            .record_count,
+        1
+    );
+}
+
+/// Four test-mode resets and one live one, with known attributes:
+/// - r1: a@example.com, reference "alpha", origin "web", metadata {tier: gold, n: 1}, t+0
+/// - r2: B@Example.com, reference "beta", metadata {tier: silver}, t+1m, completed at t+10m
+/// - r3: a@example.com (revokes r1), no reference, origin "app", t+2m
+/// - r4: c@other.org, reference "al_pha%", origin "web", metadata {tier: gold, n: 2}, t+3m
+/// - live: a@example.com in live mode, reference "alpha"
+struct Dataset {
+    r: [Issued; 4],
+}
+
+impl Dataset {
+    fn label(&self, id: ResetId) -> &'static str {
+        ["r1", "r2", "r3", "r4"][self
+            .r
+            .iter()
+            .position(|i| i.reset.id == id)
+            .expect("unknown id")]
+    }
+}
+
+async fn dataset(db: &TestDb) -> Dataset {
+    let a = add_customer(db, Mode::Test, "a@example.com", t0()).await;
+    let b = add_customer(db, Mode::Test, "B@Example.com", t0()).await;
+    let c = add_customer(db, Mode::Test, "c@other.org", t0()).await;
+    let live = add_customer(db, Mode::Live, "a@example.com", t0()).await;
+    let meta = |v: serde_json::Value| Some(Metadata::parse(v).unwrap());
+    let reference = |s: &str| Some(Reference::parse(s).unwrap());
+
+    let mut r1 = new_reset(&a, minutes(0));
+    r1.reset.reference = reference("alpha");
+    r1.reset.reference_origin = reference("web");
+    r1.reset.metadata = meta(serde_json::json!({"tier": "gold", "n": 1}));
+    let mut r2 = new_reset(&b, minutes(1));
+    r2.reset.reference = reference("beta");
+    r2.reset.metadata = meta(serde_json::json!({"tier": "silver"}));
+    let mut r3 = new_reset(&a, minutes(2));
+    r3.reset.reference_origin = reference("app");
+    let mut r4 = new_reset(&c, minutes(3));
+    r4.reset.reference = reference("al_pha%");
+    r4.reset.reference_origin = reference("web");
+    r4.reset.metadata = meta(serde_json::json!({"tier": "gold", "n": 2}));
+    let mut l = new_reset(&live, minutes(0));
+    l.reset.reference = reference("alpha");
+    for r in [&r1, &r2, &r3, &r4, &l] {
+        store_reset(db, r).await;
+    }
+    assert!(matches!(
+        ResetStore::complete(&db.store, &completion(&r2.reset, minutes(10)))
+            .await
+            .unwrap(),
+        CompletionOutcome::Completed(_)
+    ));
+    Dataset {
+        r: [r1, r2, r3, r4],
+    }
+}
+
+async fn list_labels(db: &TestDb, data: &Dataset, raw: RawListQuery) -> Vec<&'static str> {
+    let d = digester();
+    let query: ListQuery<ResetField, ResetSort> =
+        ListQuery::parse(&raw, &|t| d.digests(t)).unwrap_or_else(|e| panic!("{raw:?}: {e}"));
+    ResetStore::list(&db.store, Mode::Test, &query)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|r| data.label(r.id))
+        .collect()
+}
+
+async fn every_filter_predicate_selects_the_expected_resets(db: TestDb) {
+    let data = dataset(&db).await;
+    let id = |i: usize| data.r[i].reset.id.to_string();
+    let token = |i: usize| data.r[i].token.expose_secret().to_owned();
+    let cases: Vec<(String, String, &[&str])> = vec![
+        ("id_eq".into(), id(1), &["r2"]),
+        ("id_not_eq".into(), id(1), &["r1", "r3", "r4"]),
+        (
+            "id_in".into(),
+            format!("{},{}", id(0), id(3)),
+            &["r1", "r4"],
+        ),
+        ("id_gt".into(), id(1), &["r3", "r4"]),
+        ("id_gteq".into(), id(1), &["r2", "r3", "r4"]),
+        ("id_lt".into(), id(1), &["r1"]),
+        ("id_lteq".into(), id(1), &["r1", "r2"]),
+        (
+            "customer_email_eq".into(),
+            "A@EXAMPLE.COM".into(),
+            &["r1", "r3"],
+        ),
+        (
+            "customer_email_not_eq".into(),
+            "a@example.com".into(),
+            &["r2", "r4"],
+        ),
+        (
+            "customer_email_cont".into(),
+            "EXAMPLE".into(),
+            &["r1", "r2", "r3"],
+        ),
+        ("customer_email_start".into(), "b@".into(), &["r2"]),
+        ("customer_email_end".into(), ".org".into(), &["r4"]),
+        (
+            "customer_email_in".into(),
+            "a@example.com,C@other.org".into(),
+            &["r1", "r3", "r4"],
+        ),
+        ("reference_eq".into(), "alpha".into(), &["r1"]),
+        ("reference_not_eq".into(), "alpha".into(), &["r2", "r4"]),
+        ("reference_matches".into(), "al%".into(), &["r1", "r4"]),
+        ("reference_matches".into(), "AL%".into(), &[]),
+        ("reference_cont".into(), "ph".into(), &["r1", "r4"]),
+        ("reference_cont".into(), "_".into(), &["r4"]),
+        ("reference_cont".into(), "%".into(), &["r4"]),
+        ("reference_start".into(), "al_".into(), &["r4"]),
+        ("reference_end".into(), "a".into(), &["r1", "r2"]),
+        ("reference_in".into(), "alpha,beta".into(), &["r1", "r2"]),
+        ("reference_null".into(), "true".into(), &["r3"]),
+        ("reference_null".into(), "false".into(), &["r1", "r2", "r4"]),
+        (
+            "reference_not_null".into(),
+            "true".into(),
+            &["r1", "r2", "r4"],
+        ),
+        (
+            "reference_present".into(),
+            "true".into(),
+            &["r1", "r2", "r4"],
+        ),
+        ("reference_blank".into(), "true".into(), &["r3"]),
+        ("reference_origin_eq".into(), "web".into(), &["r1", "r4"]),
+        ("reference_origin_null".into(), "true".into(), &["r2"]),
+        ("reset_password_token_eq".into(), token(1), &["r2"]),
+        (
+            "reset_password_token_in".into(),
+            format!("{},{}", token(0), token(3)),
+            &["r1", "r4"],
+        ),
+        ("reset_password_token_eq".into(), "not-a-token".into(), &[]),
+        (
+            "reset_password_at_null".into(),
+            "true".into(),
+            &["r1", "r3", "r4"],
+        ),
+        ("reset_password_at_not_null".into(), "true".into(), &["r2"]),
+        (
+            "reset_password_at_gt".into(),
+            minutes(9).to_rfc3339(),
+            &["r2"],
+        ),
+        ("created_at_eq".into(), minutes(2).to_rfc3339(), &["r3"]),
+        (
+            "created_at_not_eq".into(),
+            minutes(2).to_rfc3339(),
+            &["r1", "r2", "r4"],
+        ),
+        (
+            "created_at_gt".into(),
+            minutes(1).to_rfc3339(),
+            &["r3", "r4"],
+        ),
+        (
+            "created_at_gteq".into(),
+            minutes(1).to_rfc3339(),
+            &["r2", "r3", "r4"],
+        ),
+        ("created_at_lt".into(), minutes(1).to_rfc3339(), &["r1"]),
+        (
+            "created_at_lteq".into(),
+            minutes(1).to_rfc3339(),
+            &["r1", "r2"],
+        ),
+        ("updated_at_gteq".into(), minutes(10).to_rfc3339(), &["r2"]),
+        (
+            "metadata_jcont".into(),
+            r#"{"tier":"gold"}"#.into(),
+            &["r1", "r4"],
+        ),
+        (
+            "metadata_jcont".into(),
+            r#"{"tier":"gold","n":2}"#.into(),
+            &["r4"],
+        ),
+        ("metadata_jcont".into(), r#"{"n":1}"#.into(), &["r1"]),
+        ("metadata_jcont".into(), r#"{"tier":"bronze"}"#.into(), &[]),
+    ];
+    for (key, value, expected) in cases {
+        let raw = RawListQuery {
+            filters: vec![(key.clone(), value.clone())],
+            page_size: Some("25".into()),
+            ..RawListQuery::default()
+        };
+        let got: BTreeSet<_> = list_labels(&db, &data, raw).await.into_iter().collect();
+        let want: BTreeSet<_> = expected.iter().copied().collect();
+        assert_eq!(got, want, "filter[q][{key}]={value}");
+    }
+    // Filters combine with AND.
+    let raw = RawListQuery {
+        filters: vec![
+            ("reference_origin_eq".into(), "web".into()),
+            ("metadata_jcont".into(), r#"{"n":2}"#.into()),
+        ],
+        ..RawListQuery::default()
+    };
+    assert_eq!(list_labels(&db, &data, raw).await, vec!["r4"]);
+}
+
+async fn every_sort_key_orders_resets_in_both_directions(db: TestDb) {
+    let data = dataset(&db).await;
+    let cases: &[(&str, &[&str])] = &[
+        ("", &["r1", "r2", "r3", "r4"]),
+        ("id", &["r1", "r2", "r3", "r4"]),
+        ("-id", &["r4", "r3", "r2", "r1"]),
+        ("created_at", &["r1", "r2", "r3", "r4"]),
+        ("-created_at", &["r4", "r3", "r2", "r1"]),
+        // Byte order ("al_pha%" < "alpha"), NULLs last ascending, first descending.
+        ("reference", &["r4", "r1", "r2", "r3"]),
+        ("-reference", &["r3", "r2", "r1", "r4"]),
+        ("reset_password_at", &["r2", "r1", "r3", "r4"]),
+        ("-reset_password_at", &["r1", "r3", "r4", "r2"]),
+        // r1 was revoked (updated) at t+2m, r2 completed at t+10m.
+        ("updated_at", &["r1", "r3", "r4", "r2"]),
+        ("-updated_at", &["r2", "r4", "r1", "r3"]),
+        ("-reset_password_at,-created_at", &["r4", "r3", "r1", "r2"]),
+    ];
+    for (sort, expected) in cases {
+        let raw = RawListQuery {
+            sort: (!sort.is_empty()).then(|| (*sort).to_owned()),
+            ..RawListQuery::default()
+        };
+        assert_eq!(list_labels(&db, &data, raw).await, *expected, "sort={sort}");
+    }
+}
+
+async fn pagination_edges_report_counts_and_empty_pages(db: TestDb) {
+    let data = dataset(&db).await;
+    let d = digester();
+    let page = |n: &str, s: &str| RawListQuery {
+        page_number: Some(n.into()),
+        page_size: Some(s.into()),
+        ..RawListQuery::default()
+    };
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("1", "3", &["r1", "r2", "r3"]),
+        ("2", "3", &["r4"]),
+        ("3", "3", &[]),
+        ("4", "1", &["r4"]),
+        ("1", "25", &["r1", "r2", "r3", "r4"]),
+    ];
+    for (n, s, expected) in cases {
+        assert_eq!(
+            list_labels(&db, &data, page(n, s)).await,
+            *expected,
+            "page {n} size {s}"
+        );
+    }
+    let q: ListQuery<ResetField, ResetSort> =
+        ListQuery::parse(&page("3", "3"), &|t| d.digests(t)).unwrap();
+    let p = ResetStore::list(&db.store, Mode::Test, &q).await.unwrap();
+    assert_eq!((p.record_count, p.page_count(), p.items.len()), (4, 2, 0));
+    let q: ListQuery<ResetField, ResetSort> =
+        ListQuery::parse(&page("1", "3"), &|t| d.digests(t)).unwrap();
+    let p = ResetStore::list(&db.store, Mode::Test, &q).await.unwrap();
+    assert_eq!((p.record_count, p.page_count()), (4, 2));
+}
+
+async fn customer_lists_filter_sort_and_paginate(db: TestDb) {
+    let mut b = customer(Mode::Test, "b@example.com", minutes(1));
+    b.reference = Some(Reference::parse("crm-2").unwrap());
+    CustomerStore::create(&db.store, &b).await.unwrap();
+    let a = add_customer(&db, Mode::Test, "A@example.com", minutes(2)).await;
+    let c = add_customer(&db, Mode::Test, "c@other.org", minutes(3)).await;
+    let list = |raw: RawListQuery| {
+        let store = db.store.clone();
+        async move {
+            let q: ListQuery<CustomerField, CustomerSort> =
+                ListQuery::parse(&raw, &|_| vec![]).unwrap();
+            let p = CustomerStore::list(&store, Mode::Test, &q).await.unwrap();
+            (
+                p.record_count,
+                p.items.into_iter().map(|c| c.id).collect::<Vec<_>>(),
+            )
+        }
+    };
+    assert_eq!(
+        list(RawListQuery::default()).await,
+        (3, vec![b.id, a.id, c.id])
+    );
+    let by_email = RawListQuery {
+        sort: Some("email".into()),
+        ..RawListQuery::default()
+    };
+    assert_eq!(list(by_email).await.1, vec![a.id, b.id, c.id]);
+    let filtered = RawListQuery {
+        filters: vec![("email_end".into(), "@EXAMPLE.com".into())],
+        sort: Some("-created_at".into()),
+        ..RawListQuery::default()
+    };
+    assert_eq!(list(filtered).await, (2, vec![a.id, b.id]));
+    let by_ref = RawListQuery {
+        filters: vec![("reference_eq".into(), "crm-2".into())],
+        ..RawListQuery::default()
+    };
+    assert_eq!(list(by_ref).await, (1, vec![b.id]));
+    let paged = RawListQuery {
+        page_number: Some("2".into()),
+        page_size: Some("2".into()),
+        ..RawListQuery::default()
+    };
+    assert_eq!(list(paged).await, (3, vec![c.id]));
+}
+
+async fn changing_credentials_revokes_outstanding_resets(db: TestDb) {
+    let mut jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let r = add_reset(&db, &jane, t0()).await;
+    jane.reference = Some(Reference::parse("x").unwrap());
+    CustomerStore::update(&db.store, &jane, CredentialChange::None)
+        .await
+        .unwrap();
+    assert_eq!(
+        find(&db, Mode::Test, r.reset.id)
+            .await
+            .unwrap()
+            .invalidated_at,
+        None
+    );
+    jane.email = EmailAddress::parse("jane.new@example.com").unwrap();
+    jane.updated_at = minutes(5);
+    CustomerStore::update(&db.store, &jane, CredentialChange::Changed)
+        .await
+        .unwrap();
+    assert_eq!(
+        find(&db, Mode::Test, r.reset.id)
+            .await
+            .unwrap()
+            .invalidated_at,
+        Some(minutes(5))
+    );
+}
+
+/// A clock the test moves by hand.
+#[derive(Debug)]
+struct FixedClock(std::sync::Mutex<Timestamp>);
+
+impl Clock for FixedClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap()
+    }
+}
+
+async fn the_service_refuses_a_token_one_second_after_expiry_with_an_injected_clock(db: TestDb) {
+    let clock = Arc::new(FixedClock(std::sync::Mutex::new(t0())));
+    let (resets, customers) = ports(&db.store);
+    let ports = Ports {
+        resets,
+        customers,
+        hasher: Arc::new(Argon2Hasher::owasp_minimum()),
+        digester: Arc::new(digester()),
+        clock: clock.clone(),
+    };
+    let policy = TokenPolicy::new(TimeDelta::minutes(30)).unwrap();
+    let service = ResetService::new(ports.clone(), policy, PasswordPolicy::default());
+    let customers = CustomerService::new(ports, PasswordPolicy::default());
+    let caller = Caller::new(Mode::Test);
+    for email in ["jane@example.com", "john@example.com"] {
+        customers
+            .create(
+                &caller,
+                NewCustomer {
+                    email: EmailAddress::parse(email).unwrap(),
+                    password: None,
+                    reference: None,
+                    reference_origin: None,
+                    metadata: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let request = |email: &str| NewReset {
+        email: EmailAddress::parse(email).unwrap(),
+        reference: None,
+        reference_origin: None,
+        metadata: None,
+    };
+    let late = service
+        .request(&caller, request("john@example.com"))
+        .await
+        .unwrap();
+    let on_time = service
+        .request(&caller, request("jane@example.com"))
+        .await
+        .unwrap();
+    let complete = |issued: &IssuedReset| CompleteReset {
+        token: Some(issued.token.expose_secret().to_owned()),
+        password: Password::new("a long enough password"),
+        details: DetailsPatch::default(),
+    };
+
+    *clock.0.lock().unwrap() = t0() + TimeDelta::minutes(30) + TimeDelta::seconds(1);
+    let err = service
+        .complete(&caller, late.reset.id, complete(&late))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CompleteResetError::InvalidToken(TokenRejection::Expired)
+        ),
+        "{err:?}"
+    );
+
+    *clock.0.lock().unwrap() = t0() + TimeDelta::minutes(30);
+    let done = service
+        .complete(&caller, on_time.reset.id, complete(&on_time))
+        .await
+        .unwrap();
+    assert_eq!(done.reset_password_at, Some(t0() + TimeDelta::minutes(30)));
+    let err = service
+        .complete(&caller, on_time.reset.id, complete(&on_time))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CompleteResetError::InvalidToken(TokenRejection::Used)),
+        "{err:?}"
+    );
+}
