@@ -1,0 +1,31 @@
+# pwreset: the recipes people run. Everything here is plain cargo underneath, so a
+# machine without `just` can run the same commands by hand.
+
+default:
+    @just --list
+
+# Format the whole workspace.
+fmt:
+    cargo fmt --all
+
+# Lint with warnings as errors (what CI runs).
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# The whole test suite (finds or starts Postgres by itself).
+test:
+    cargo test --workspace
+
+# Everything CI runs.
+ci:
+    bash .ci/run
+
+# Stop the throwaway Postgres cluster the tests may have started.
+db-stop:
+    #!/usr/bin/env bash
+    set -eu
+    data=target/pwreset-test-pg/data
+    [ -d "$data" ] || { echo "no throwaway cluster"; exit 0; }
+    pg_ctl=$(ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | tail -n1 || command -v pg_ctl)
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$pg_ctl" -D "$data" stop -m fast; else "$pg_ctl" -D "$data" stop -m fast; fi
