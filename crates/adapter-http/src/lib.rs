@@ -1,0 +1,97 @@
+//! The HTTP adapter of pwreset: Commerce Layer's `customer_password_resets` JSON:API (and
+//! the minimal `customers` API a reset needs) over actix-web.
+//!
+//! Layout:
+//! - [`error`]: the one error type and the table from domain errors to JSON:API errors;
+//! - [`auth`]: bearer JWT verification (HS256) and the `Credentials` extractor;
+//! - [`jsonapi`]: query parameters, request documents and resource rendering;
+//! - `routes`: one handler per operation, thin: parse at the edge, call the use case,
+//!   render;
+//! - [`configure`]: mounts everything with the media-type and security-header middleware.
+
+pub mod auth;
+pub mod error;
+pub mod jsonapi;
+mod middleware;
+mod routes;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use actix_web::web;
+use pwreset_domain::service::{CustomerService, ResetService};
+
+pub use auth::{AppKind, Credentials, JwtKey};
+pub use error::ApiError;
+pub use jsonapi::Renderer;
+pub use middleware::request_log;
+
+/// The JSON:API media type.
+pub const JSONAPI: &str = "application/vnd.api+json";
+
+/// The default request body limit.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// Whether the service can serve (its database answers), for `GET /ready`.
+#[async_trait::async_trait]
+pub trait Readiness: Send + Sync {
+    async fn check(&self) -> anyhow::Result<()>;
+}
+
+/// Everything the handlers need.
+pub struct ApiState {
+    pub resets: ResetService,
+    pub customers: CustomerService,
+    pub jwt: JwtKey,
+    pub renderer: Renderer,
+    pub body_limit: usize,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    pub readiness: Arc<dyn Readiness>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("renderer", &self.renderer)
+            .field("body_limit", &self.body_limit)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The client's address: the socket peer, or the nearest untrusted hop of
+/// `X-Forwarded-For` when the peer is a configured trusted proxy.
+#[must_use]
+pub fn client_ip(req: &actix_web::HttpRequest, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())?;
+    forwarded
+        .rsplit(',')
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .find(|ip| !trusted.contains(ip))
+        .or(Some(peer))
+}
+
+/// Mounts `/health`, `/ready` and the `/api` scope on an actix app.
+pub fn configure(state: web::Data<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(state)
+            .route("/health", web::get().to(routes::health))
+            .route("/ready", web::get().to(routes::ready))
+            .service(
+                web::scope("/api")
+                    .wrap(actix_web::middleware::from_fn(middleware::jsonapi_edge))
+                    .configure(routes::resets::configure)
+                    .configure(routes::customers::configure)
+                    .default_service(web::to(routes::not_found)),
+            )
+            .default_service(web::to(routes::not_found));
+    }
+}

@@ -1,0 +1,75 @@
+//! Handlers. Each one parses at the edge, calls one use case and renders the result.
+
+pub(crate) mod customers;
+pub(crate) mod resets;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::{ApiError, ApiState, JSONAPI};
+
+/// `GET /health`: the process is up.
+pub(crate) async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// `GET /ready`: the database answers.
+pub(crate) async fn ready(state: web::Data<ApiState>) -> HttpResponse {
+    match state.readiness.check().await {
+        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "readiness check failed");
+            HttpResponse::ServiceUnavailable().json(json!({ "status": "unavailable" }))
+        }
+    }
+}
+
+/// Anything no route matches.
+pub(crate) async fn not_found() -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::route_not_found())
+}
+
+/// A known path with a method it does not support.
+pub(crate) async fn method_not_allowed() -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::method_not_allowed())
+}
+
+/// Reads the body, refusing more than the configured limit with a JSON:API 413.
+pub(crate) async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|_| ApiError::bad_request("the request body could not be read"))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A JSON:API document response.
+pub(crate) fn document(status: actix_web::http::StatusCode, doc: &Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, JSONAPI))
+        .body(doc.to_string())
+}
+
+/// A path id, or 404 when it is not one of ours.
+pub(crate) fn path_id<T: std::str::FromStr>(raw: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found())
+}

@@ -1,0 +1,291 @@
+//! Configuration: command-line flags, each with a `PWRESET_*` environment variable.
+//!
+//! Every setting has a sensible default, so `pwreset` with nothing configured serves on
+//! 127.0.0.1:8080 from an SQLite file under `./pwreset-data`, with secrets generated on
+//! first start and reused after. An invalid value stops start-up with a message naming
+//! the variable.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use chrono::TimeDelta;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// pwreset: a Commerce Layer compatible customer password reset service.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pwreset",
+    version,
+    about = "pwreset: a Commerce Layer compatible customer password reset service.\n\nEvery flag can also be set with the environment variable shown next to it.",
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print a signed API access token (JWT) for this service's configuration.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    Integration,
+    #[value(name = "sales_channel", alias = "sales-channel")]
+    SalesChannel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    Test,
+    Live,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The kind of application the token is for.
+    #[arg(long, value_enum)]
+    pub kind: Kind,
+    /// Test or live data.
+    #[arg(long, value_enum, default_value = "test")]
+    pub mode: ModeArg,
+    /// How long the token is valid, e.g. 90m, 2h, 1d.
+    #[arg(long, default_value = "2h", value_parser = parse_ttl)]
+    pub ttl: TimeDelta,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings shared by every command.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Where state lives when nothing else is configured: the SQLite database and the
+    /// generated secrets.
+    #[arg(
+        long,
+        env = "PWRESET_DATA_DIR",
+        default_value = "./pwreset-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    /// Database URL: postgres://user:pass@host/db or sqlite://path. Default: an SQLite file
+    /// in the data dir.
+    #[arg(
+        long,
+        env = "PWRESET_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_url: Option<String>,
+
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "PWRESET_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub bind: String,
+
+    /// Base URL used in links (`links.self`, mail links); never taken from Host headers.
+    /// Default: http://<bind>.
+    #[arg(long, env = "PWRESET_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+
+    /// HS256 secret (at least 32 bytes) that signs and verifies API tokens. Default: a
+    /// secret generated into the data dir on first start.
+    #[arg(
+        long,
+        env = "PWRESET_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// Comma-separated base64url keys (at least 32 bytes each) for reset token digests.
+    /// The first signs new tokens; all are accepted, so keys can rotate. Default: a key
+    /// generated into the data dir on first start.
+    #[arg(
+        long,
+        env = "PWRESET_TOKEN_DIGEST_KEYS",
+        hide_env_values = true,
+        global = true
+    )]
+    pub token_digest_keys: Option<String>,
+
+    /// Reset token lifetime, from 5m to 24h.
+    #[arg(long, env = "PWRESET_TOKEN_LIFETIME", default_value = "1h", value_parser = parse_lifetime, global = true)]
+    pub token_lifetime: TimeDelta,
+
+    /// Minimum new-password length in code points (at least 8).
+    #[arg(long, env = "PWRESET_PASSWORD_MIN_LENGTH", default_value_t = 8, value_parser = parse_min_length, global = true)]
+    pub password_min_length: usize,
+
+    /// Log format: text for people, json for log pipelines.
+    #[arg(
+        long,
+        env = "PWRESET_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. info or pwreset=debug,info.
+    #[arg(long, env = "PWRESET_LOG", default_value = "info", global = true)]
+    pub log: String,
+
+    /// Largest number of database connections.
+    #[arg(
+        long,
+        env = "PWRESET_DB_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub db_max_connections: u32,
+
+    /// HTTP worker threads. Default: one per core.
+    #[arg(long, env = "PWRESET_WORKERS", global = true)]
+    pub workers: Option<usize>,
+
+    /// Password hashes computed at once. Default: one per core.
+    #[arg(
+        long,
+        env = "PWRESET_HASH_CONCURRENCY",
+        default_value_t = 0,
+        global = true
+    )]
+    pub hash_concurrency: usize,
+
+    /// Proxies (comma-separated IPs) whose X-Forwarded-For is believed.
+    #[arg(
+        long,
+        env = "PWRESET_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
+
+    /// Organization slug put in tokens made by `pwreset token`.
+    #[arg(
+        long,
+        env = "PWRESET_ORGANIZATION",
+        default_value = "pwreset",
+        global = true
+    )]
+    pub organization: String,
+
+    /// Request body limit in bytes.
+    #[arg(long, env = "PWRESET_BODY_LIMIT", default_value_t = 64 * 1024, global = true)]
+    pub body_limit: usize,
+}
+
+/// Parses `300s`, `90m`, `2h`, `1d` (or plain seconds).
+///
+/// # Errors
+/// When the text is not a number with one of those units.
+pub fn parse_duration(s: &str) -> Result<TimeDelta, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 90m, 2h or 3600s"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(format!("`{s}` has an unknown unit (use s, m, h or d)")),
+    };
+    TimeDelta::try_seconds(secs).ok_or_else(|| format!("`{s}` is too long"))
+}
+
+fn parse_lifetime(s: &str) -> Result<TimeDelta, String> {
+    let d = parse_duration(s).map_err(|e| format!("PWRESET_TOKEN_LIFETIME: {e}"))?;
+    pwreset_domain::TokenPolicy::new(d)
+        .map(|p| p.lifetime())
+        .map_err(|_| format!("PWRESET_TOKEN_LIFETIME must be between 5m and 24h, got {s}"))
+}
+
+fn parse_ttl(s: &str) -> Result<TimeDelta, String> {
+    let d = parse_duration(s)?;
+    if d <= TimeDelta::zero() || d > TimeDelta::days(366) {
+        return Err("--ttl must be between 1s and 366d".into());
+    }
+    Ok(d)
+}
+
+fn parse_min_length(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("PWRESET_PASSWORD_MIN_LENGTH must be a number, got {s}"))?;
+    pwreset_domain::PasswordPolicy::new(n)
+        .map(|_| n)
+        .map_err(|_| format!("PWRESET_PASSWORD_MIN_LENGTH must be between 8 and 256, got {s}"))
+}
+
+impl Settings {
+    /// Settings with every default, for tests and embedding.
+    #[must_use]
+    pub fn defaults() -> Self {
+        Cli::parse_from(["pwreset"]).settings
+    }
+
+    /// The base URL for links.
+    #[must_use]
+    pub fn public_base(&self, bound: std::net::SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90m"), Ok(TimeDelta::minutes(90)));
+        assert_eq!(parse_duration("2h"), Ok(TimeDelta::hours(2)));
+        assert_eq!(parse_duration("3600"), Ok(TimeDelta::hours(1)));
+        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn lifetimes_outside_the_policy_name_the_variable() {
+        let e = parse_lifetime("4m").unwrap_err();
+        assert!(e.contains("PWRESET_TOKEN_LIFETIME"), "{e}");
+        assert!(parse_lifetime("25h").is_err());
+        assert_eq!(parse_lifetime("5m"), Ok(TimeDelta::minutes(5)));
+        assert!(
+            parse_min_length("7")
+                .unwrap_err()
+                .contains("PWRESET_PASSWORD_MIN_LENGTH")
+        );
+    }
+
+    #[test]
+    fn every_setting_has_a_default() {
+        let s = Settings::defaults();
+        assert_eq!(s.bind, "127.0.0.1:8080");
+        assert_eq!(s.token_lifetime, TimeDelta::hours(1));
+    }
+}

@@ -1,0 +1,183 @@
+//! pwreset's application crate: the only place that knows every adapter.
+//!
+//! - [`config`]: flags and `PWRESET_*` variables;
+//! - [`secrets`]: the JWT secret and token digest keys, from configuration or generated
+//!   into the data dir on first start;
+//! - [`telemetry`]: tracing to stderr, text or JSON;
+//! - [`Application`]: opens the store, wires the services, binds the listener (port 0
+//!   works) and runs the actix server with graceful shutdown on SIGTERM/SIGINT.
+
+pub mod config;
+pub mod secrets;
+pub mod telemetry;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use pwreset_adapter_crypto::{Argon2Hasher, HmacDigester};
+use pwreset_adapter_http::{ApiState, JwtKey, Readiness, Renderer};
+use pwreset_adapter_sql::SqlStore;
+use pwreset_domain::ports::SystemClock;
+use pwreset_domain::service::Ports;
+use pwreset_domain::{CustomerService, PasswordPolicy, ResetService, TokenPolicy};
+
+pub use config::Settings;
+
+/// Opens the configured database (SQLite in the data dir by default) and migrates it.
+///
+/// # Errors
+/// When the URL is not understood, the database cannot be reached, or a migration fails.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
+    match settings.database_url.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            pwreset_adapter_postgres::connect(url, settings.db_max_connections).await
+        }
+        Some(url) if url.starts_with("sqlite:") => {
+            pwreset_adapter_sqlite::connect(url, settings.db_max_connections).await
+        }
+        Some(other) => anyhow::bail!(
+            "PWRESET_DATABASE_URL must start with postgres://, postgresql:// or sqlite:, got {}",
+            pwreset_adapter_postgres::redact_url(other)
+        ),
+        None => {
+            std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+                format!(
+                    "cannot create PWRESET_DATA_DIR {}",
+                    settings.data_dir.display()
+                )
+            })?;
+            let path = settings.data_dir.join("pwreset.db");
+            pwreset_adapter_sqlite::connect(
+                &format!("sqlite://{}", path.display()),
+                settings.db_max_connections,
+            )
+            .await
+        }
+    }
+}
+
+struct StoreReadiness(SqlStore);
+
+#[async_trait::async_trait]
+impl Readiness for StoreReadiness {
+    async fn check(&self) -> anyhow::Result<()> {
+        self.0.ping().await
+    }
+}
+
+/// The wired services, before any HTTP.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub resets: ResetService,
+    pub customers: CustomerService,
+    pub store: SqlStore,
+}
+
+/// Wires the domain services over `store` with the configured policies and keys.
+///
+/// # Errors
+/// When a key or policy setting is invalid.
+pub fn services(settings: &Settings, store: SqlStore) -> anyhow::Result<Services> {
+    let keys = secrets::digest_keys(settings)?;
+    let digester = HmacDigester::new(keys).context("PWRESET_TOKEN_DIGEST_KEYS")?;
+    let hasher = Argon2Hasher::new(
+        Argon2Hasher::MIN_M_KIB,
+        Argon2Hasher::MIN_T,
+        1,
+        settings.hash_concurrency,
+    )?;
+    let shared = Arc::new(store.clone());
+    let ports = Ports {
+        resets: shared.clone(),
+        customers: shared,
+        hasher: Arc::new(hasher),
+        digester: Arc::new(digester),
+        clock: Arc::new(SystemClock),
+    };
+    let passwords =
+        PasswordPolicy::new(settings.password_min_length).context("PWRESET_PASSWORD_MIN_LENGTH")?;
+    let tokens = TokenPolicy::new(settings.token_lifetime).context("PWRESET_TOKEN_LIFETIME")?;
+    Ok(Services {
+        resets: ResetService::new(ports.clone(), tokens, passwords.clone()),
+        customers: CustomerService::new(ports, passwords),
+        store,
+    })
+}
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    addr: SocketAddr,
+    server: Server,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl Application {
+    /// Opens the store, wires everything and binds `settings.bind` (port 0 picks a free
+    /// port; see [`Application::addr`]).
+    ///
+    /// # Errors
+    /// On any configuration, database or bind failure, with a message naming the cause.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let store = open_store(settings).await?;
+        let services = services(settings, store)?;
+        let listener = TcpListener::bind(&settings.bind)
+            .with_context(|| format!("cannot listen on PWRESET_BIND={}", settings.bind))?;
+        let addr = listener.local_addr()?;
+        let jwt = JwtKey::new(secrets::jwt_secret(settings)?).context("PWRESET_JWT_SECRET")?;
+        let state = web::Data::new(ApiState {
+            resets: services.resets,
+            customers: services.customers,
+            jwt,
+            renderer: Renderer {
+                base: settings.public_base(addr),
+            },
+            body_limit: settings.body_limit,
+            trusted_proxies: settings.trusted_proxies.clone(),
+            readiness: Arc::new(StoreReadiness(services.store)),
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    pwreset_adapter_http::request_log,
+                ))
+                .configure(pwreset_adapter_http::configure(state.clone()))
+        })
+        .shutdown_timeout(30)
+        .listen(listener)?;
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        Ok(Self {
+            addr,
+            server: server.run(),
+        })
+    }
+
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Serves until SIGTERM/SIGINT, then finishes in-flight requests and returns.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
