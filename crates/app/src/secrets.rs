@@ -118,7 +118,7 @@ mod tests {
         s.token_digest_keys = Some("c2hvcnQ".into());
         let e = digest_keys(&s).unwrap_err().to_string();
         assert!(e.contains("PWRESET_TOKEN_DIGEST_KEYS"), "{e}");
-        s.token_digest_keys = Some(format!("{},{}", "A".repeat(43), "B".repeat(43)));
+        s.token_digest_keys = Some(format!("{},{}A", "A".repeat(43), "B".repeat(42)));
         assert_eq!(digest_keys(&s).unwrap().len(), 2);
         s.jwt_secret = Some("too short".into());
         assert!(
