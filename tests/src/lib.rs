@@ -11,6 +11,7 @@
 //! SQLite: each test gets its own database file in a temporary directory, migrated on
 //! open (a few milliseconds) and deleted afterwards.
 
+pub mod http;
 pub mod postgres;
 
 use std::future::Future;
@@ -92,4 +93,109 @@ pub fn ports(
 ) {
     let s = Arc::new(store.clone());
     (s.clone(), s)
+}
+
+/// Everything the service logged in this test process, at TRACE level.
+pub mod logs {
+    use std::io::Write;
+    use std::sync::{Mutex, Once};
+
+    static BUFFER: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+    static INIT: Once = Once::new();
+
+    struct Capture;
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            BUFFER
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Installs the capturing subscriber (once per process) at the most verbose level.
+    pub fn capture() {
+        INIT.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+                .with_ansi(false)
+                .with_writer(|| Capture)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in the test binary");
+        });
+    }
+
+    /// Everything captured so far.
+    #[must_use]
+    pub fn text() -> String {
+        String::from_utf8_lossy(
+            &BUFFER
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+        .into_owned()
+    }
+}
+
+/// A running application on a random port, over a test database.
+#[derive(Debug)]
+pub struct RunningApp {
+    pub addr: std::net::SocketAddr,
+    pub settings: pwreset_app::Settings,
+    handle: actix_web::dev::ServerHandle,
+}
+
+/// The HS256 secret test applications use.
+pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+/// The token digest key test applications use (base64url of 32 bytes).
+pub const TEST_DIGEST_KEY: &str = "dGVzdC1kaWdlc3Qta2V5LXRlc3QtZGlnZXN0LWtleSE";
+
+impl RunningApp {
+    /// Builds and starts the real application over `db` on 127.0.0.1:0.
+    ///
+    /// # Panics
+    /// When it cannot start.
+    pub async fn start(db: &TestDb, configure: impl FnOnce(&mut pwreset_app::Settings)) -> Self {
+        logs::capture();
+        let mut settings = pwreset_app::Settings::defaults();
+        settings.bind = "127.0.0.1:0".into();
+        settings.database_url = Some(db.url.clone());
+        settings.data_dir = std::env::temp_dir().join("pwreset-test-unused-data-dir");
+        settings.jwt_secret = Some(TEST_JWT_SECRET.into());
+        settings.token_digest_keys = Some(TEST_DIGEST_KEY.into());
+        settings.workers = Some(1);
+        settings.db_max_connections = 8;
+        configure(&mut settings);
+        let app = pwreset_app::Application::build(&settings)
+            .await
+            .unwrap_or_else(|e| panic!("application did not start: {e:#}"));
+        let addr = app.addr();
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        Self {
+            addr,
+            settings,
+            handle,
+        }
+    }
+
+    /// A bearer token for this application.
+    #[must_use]
+    pub fn token(&self, kind: pwreset_adapter_http::AppKind, mode: pwreset_domain::Mode) -> String {
+        let key = pwreset_adapter_http::JwtKey::new(TEST_JWT_SECRET.as_bytes().to_vec())
+            .expect("test secret is long enough");
+        key.sign(kind, mode, "test-org", chrono::Utc::now().timestamp(), 3600)
+    }
+
+    /// Stops the server, letting in-flight requests finish.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
 }

@@ -168,6 +168,12 @@ impl Application {
         self.addr
     }
 
+    /// A handle to stop the server (`handle.stop(true)` finishes in-flight requests).
+    #[must_use]
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     #[must_use]
     pub fn port(&self) -> u16 {
         self.addr.port()

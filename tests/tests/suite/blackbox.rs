@@ -1,0 +1,732 @@
+//! Black-box tests: the real application on a random port over a real database (SQLite and
+//! Postgres), driven over real HTTP exactly as a client would. Each case runs once per
+//! database, as `blackbox::postgres::<case>` and `blackbox::sqlite::<case>`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use pwreset_adapter_http::AppKind;
+use pwreset_domain::Mode;
+use pwreset_tests::http::{Response, send};
+use pwreset_tests::{RunningApp, TestDb, logs};
+use serde_json::{Value, json};
+
+macro_rules! blackbox {
+    ($($case:ident),+ $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    pwreset_tests::with_db(pwreset_tests::Backend::Postgres, super::$case).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    pwreset_tests::with_db(pwreset_tests::Backend::Sqlite, super::$case).await;
+                }
+            )+
+        }
+    };
+}
+
+blackbox!(
+    the_whole_reset_flow_works_and_the_token_is_shown_exactly_once,
+    a_sales_channel_may_only_complete_resets,
+    bad_credentials_are_invalid_tokens,
+    test_and_live_data_never_meet,
+    lists_filter_sort_and_paginate_over_http,
+    include_and_sparse_fieldsets_shape_the_document,
+    deleting_a_reset_makes_it_gone,
+    bad_input_always_gets_a_4xx_json_api_error,
+    every_bad_token_gets_the_same_answer_and_five_failures_kill_the_reset,
+    metadata_only_updates_leave_the_reset_usable,
+    health_and_readiness_answer_without_credentials,
+);
+
+const JSONAPI: &str = "application/vnd.api+json";
+
+/// Talks to one running app, remembering every response body it saw.
+struct Client {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Client {
+    fn new(app: &RunningApp) -> Self {
+        Self {
+            addr: app.addr,
+            seen: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers: Vec<(&str, &str)> = vec![("Accept", JSONAPI)];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a));
+        }
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        if bytes.is_some() {
+            headers.push(("Content-Type", JSONAPI));
+        }
+        let res = send(self.addr, method, path, &headers, bytes.as_deref()).await;
+        assert!(
+            res.status < 500,
+            "{method} {path} gave {}: {}",
+            res.status,
+            res.body
+        );
+        if path.starts_with("/api") {
+            assert_eq!(
+                res.header("cache-control"),
+                Some("no-store"),
+                "{method} {path}"
+            );
+            assert_eq!(
+                res.header("referrer-policy"),
+                Some("no-referrer"),
+                "{method} {path}"
+            );
+            if !res.body.is_empty() {
+                assert_eq!(res.header("content-type"), Some(JSONAPI), "{method} {path}");
+            }
+        }
+        self.seen.lock().unwrap().push(res.body.clone());
+        res
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Response {
+        self.call("GET", path, Some(token), None).await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> Response {
+        self.call("POST", path, Some(token), Some(&body)).await
+    }
+
+    async fn patch(&self, path: &str, token: &str, body: Value) -> Response {
+        self.call("PATCH", path, Some(token), Some(&body)).await
+    }
+
+    async fn delete(&self, path: &str, token: &str) -> Response {
+        self.call("DELETE", path, Some(token), None).await
+    }
+}
+
+struct Fixture {
+    app: RunningApp,
+    client: Client,
+    integration: String,
+    sales: String,
+}
+
+async fn start(db: &TestDb) -> Fixture {
+    let app = RunningApp::start(db, |_| {}).await;
+    let client = Client::new(&app);
+    let integration = app.token(AppKind::Integration, Mode::Test);
+    let sales = app.token(AppKind::SalesChannel, Mode::Test);
+    Fixture {
+        app,
+        client,
+        integration,
+        sales,
+    }
+}
+
+fn customer_doc(email: &str, password: Option<&str>) -> Value {
+    let mut attributes = json!({ "email": email });
+    if let Some(p) = password {
+        attributes["password"] = json!(p);
+    }
+    json!({ "data": { "type": "customers", "attributes": attributes } })
+}
+
+fn reset_doc(email: &str) -> Value {
+    json!({ "data": { "type": "customer_password_resets", "attributes": { "customer_email": email }, "relationships": {} } })
+}
+
+fn complete_doc(id: &str, token: &Value, password: &str) -> Value {
+    json!({ "data": { "type": "customer_password_resets", "id": id, "attributes": {
+        "customer_password": password, "_reset_password_token": token } } })
+}
+
+impl Fixture {
+    async fn customer(&self, email: &str) -> String {
+        let res = self
+            .client
+            .post(
+                "/api/customers",
+                &self.integration,
+                customer_doc(email, Some("an old password 1")),
+            )
+            .await;
+        assert_eq!(res.status, 201, "{}", res.body);
+        res.json()["data"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a reset; returns (id, token).
+    async fn reset(&self, email: &str) -> (String, String) {
+        let res = self
+            .client
+            .post(
+                "/api/customer_password_resets",
+                &self.integration,
+                reset_doc(email),
+            )
+            .await;
+        assert_eq!(res.status, 201, "{}", res.body);
+        let doc = res.json();
+        (
+            doc["data"]["id"].as_str().unwrap().to_owned(),
+            doc["data"]["attributes"]["reset_password_token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        )
+    }
+
+    async fn complete(&self, id: &str, token: &str, password: &str) -> Response {
+        self.client
+            .patch(
+                &format!("/api/customer_password_resets/{id}"),
+                &self.sales,
+                complete_doc(id, &json!(token), password),
+            )
+            .await
+    }
+}
+
+async fn the_whole_reset_flow_works_and_the_token_is_shown_exactly_once(db: TestDb) {
+    let f = start(&db).await;
+    let customer_id = f.customer("Jane.Doe@example.com").await;
+    let (old_id, old_token) = f.reset("jane.doe@example.com").await;
+    let (id, token) = f.reset("JANE.DOE@EXAMPLE.COM").await;
+    assert_eq!(token.len(), 43);
+
+    let fetched = f
+        .client
+        .get(
+            &format!("/api/customer_password_resets/{id}"),
+            &f.integration,
+        )
+        .await;
+    assert_eq!(fetched.status, 200);
+    let attrs = &fetched.json()["data"]["attributes"];
+    assert_eq!(attrs["reset_password_token"], Value::Null);
+    assert_eq!(attrs["customer_email"], "Jane.Doe@example.com");
+    assert_eq!(attrs["reset_password_at"], Value::Null);
+    for key in [
+        "customer_email",
+        "reset_password_token",
+        "reset_password_at",
+        "created_at",
+        "updated_at",
+        "reference",
+        "reference_origin",
+        "metadata",
+    ] {
+        assert!(
+            attrs.get(key).is_some(),
+            "attribute {key} is always present"
+        );
+    }
+
+    // The superseded reset's token no longer works.
+    let stale = f
+        .complete(&old_id, &old_token, "a brand new password")
+        .await;
+    assert_eq!(stale.status, 422, "{}", stale.body);
+
+    let done = f.complete(&id, &token, "a brand new password").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let done = done.json();
+    assert!(done["data"]["attributes"]["reset_password_at"].is_string());
+    assert_eq!(
+        done["data"]["attributes"]["reset_password_token"],
+        Value::Null
+    );
+    assert!(
+        !done.to_string().contains("a brand new password"),
+        "the password is never echoed"
+    );
+
+    let again = f.complete(&id, &token, "another new password").await;
+    assert_eq!(again.status, 422);
+    assert_eq!(again.error_code().as_deref(), Some("VALIDATION_ERROR"));
+
+    let customer = f
+        .client
+        .get(&format!("/api/customers/{customer_id}"), &f.integration)
+        .await;
+    assert_eq!(customer.json()["data"]["attributes"]["has_password"], true);
+
+    let events = f
+        .client
+        .get(
+            &format!("/api/customer_password_resets/{id}/events"),
+            &f.integration,
+        )
+        .await;
+    assert_eq!(events.status, 200);
+    let names: Vec<String> = events.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["attributes"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, vec!["requested", "completed", "completion_failed"]);
+
+    // The token was in exactly one response, and in no log line.
+    let seen = f.client.seen.lock().unwrap().clone();
+    assert_eq!(seen.iter().filter(|b| b.contains(&token)).count(), 1);
+    let logged = logs::text();
+    assert!(!logged.is_empty(), "logs are being captured");
+    for secret in [
+        &token,
+        &old_token,
+        "a brand new password",
+        "Jane.Doe@example.com",
+        "jane.doe@example.com",
+    ] {
+        assert!(!logged.contains(secret), "a log line holds {secret:?}");
+    }
+    f.app.stop().await;
+}
+
+async fn a_sales_channel_may_only_complete_resets(db: TestDb) {
+    let f = start(&db).await;
+    let customer_id = f.customer("jane@example.com").await;
+    let (id, token) = f.reset("jane@example.com").await;
+    let path = format!("/api/customer_password_resets/{id}");
+    let refused = [
+        f.client.get("/api/customer_password_resets", &f.sales).await,
+        f.client.post("/api/customer_password_resets", &f.sales, reset_doc("jane@example.com")).await,
+        f.client.get(&path, &f.sales).await,
+        f.client.get(&format!("{path}/customer"), &f.sales).await,
+        f.client.get(&format!("{path}/events"), &f.sales).await,
+        f.client.delete(&path, &f.sales).await,
+        f.client.get("/api/customers", &f.sales).await,
+        f.client.get(&format!("/api/customers/{customer_id}"), &f.sales).await,
+        f.client
+            .patch(&path, &f.sales, json!({"data": {"type": "customer_password_resets", "id": id, "attributes": {"reference": "x"}}}))
+            .await,
+    ];
+    for res in refused {
+        assert_eq!(res.status, 401, "{}", res.body);
+        assert_eq!(res.error_code().as_deref(), Some("UNAUTHORIZED"));
+    }
+    let done = f.complete(&id, &token, "a brand new password").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    f.app.stop().await;
+}
+
+async fn bad_credentials_are_invalid_tokens(db: TestDb) {
+    let f = start(&db).await;
+    let other_key = pwreset_adapter_http::JwtKey::new(vec![9; 32]).unwrap();
+    let foreign = other_key.sign(
+        AppKind::Integration,
+        Mode::Test,
+        "x",
+        chrono::Utc::now().timestamp(),
+        60,
+    );
+    let expired =
+        pwreset_adapter_http::JwtKey::new(pwreset_tests::TEST_JWT_SECRET.as_bytes().to_vec())
+            .unwrap()
+            .sign(
+                AppKind::Integration,
+                Mode::Test,
+                "x",
+                chrono::Utc::now().timestamp() - 120,
+                60,
+            );
+    for token in [
+        None,
+        Some("garbage"),
+        Some(foreign.as_str()),
+        Some(expired.as_str()),
+    ] {
+        let res = f
+            .client
+            .call("GET", "/api/customer_password_resets", token, None)
+            .await;
+        assert_eq!(res.status, 401);
+        assert_eq!(res.error_code().as_deref(), Some("INVALID_TOKEN"));
+    }
+    let basic = send(
+        f.app.addr,
+        "GET",
+        "/api/customers",
+        &[("Authorization", "Basic dXNlcjpwYXNz")],
+        None,
+    )
+    .await;
+    assert_eq!(basic.error_code().as_deref(), Some("INVALID_TOKEN"));
+    f.app.stop().await;
+}
+
+async fn test_and_live_data_never_meet(db: TestDb) {
+    let f = start(&db).await;
+    f.customer("jane@example.com").await;
+    let (id, token) = f.reset("jane@example.com").await;
+    let live = f.app.token(AppKind::Integration, Mode::Live);
+    let live_sales = f.app.token(AppKind::SalesChannel, Mode::Live);
+    let path = format!("/api/customer_password_resets/{id}");
+    assert_eq!(f.client.get(&path, &live).await.status, 404);
+    let list = f.client.get("/api/customer_password_resets", &live).await;
+    assert_eq!(list.json()["meta"]["record_count"], 0);
+    let create = f
+        .client
+        .post(
+            "/api/customer_password_resets",
+            &live,
+            reset_doc("jane@example.com"),
+        )
+        .await;
+    assert_eq!(
+        create.status, 422,
+        "the test customer does not exist in live mode"
+    );
+    let foreign = f
+        .client
+        .patch(
+            &path,
+            &live_sales,
+            complete_doc(&id, &json!(token), "a brand new password"),
+        )
+        .await;
+    assert_eq!(foreign.status, 404);
+    // Still usable in its own mode.
+    assert_eq!(
+        f.complete(&id, &token, "a brand new password").await.status,
+        200
+    );
+    let fetched = f.client.get(&path, &f.integration).await.json();
+    assert_eq!(fetched["data"]["meta"]["mode"], "test");
+    f.app.stop().await;
+}
+
+async fn lists_filter_sort_and_paginate_over_http(db: TestDb) {
+    let f = start(&db).await;
+    for i in 0..3 {
+        let email = format!("user{i}@example.com");
+        f.customer(&email).await;
+        let res = f
+            .client
+            .post(
+                "/api/customer_password_resets",
+                &f.integration,
+                json!({"data": {"type": "customer_password_resets", "attributes": {
+                    "customer_email": email, "reference": format!("ref-{i}"), "metadata": {"n": i}}}}),
+            )
+            .await;
+        assert_eq!(res.status, 201);
+    }
+    let list = |q: &str| {
+        let path = format!("/api/customer_password_resets?{q}");
+        let token = f.integration.clone();
+        let client = &f.client;
+        async move { client.get(&path, &token).await }
+    };
+    let refs = |res: &Response| -> Vec<String> {
+        res.json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["attributes"]["reference"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let res = list("filter%5Bq%5D%5Bcustomer_email_eq%5D=USER1%40example.com").await;
+    assert_eq!(refs(&res), vec!["ref-1"]);
+    let res = list("filter[q][reference_in]=ref-0,ref-2&sort=-reference").await;
+    assert_eq!(refs(&res), vec!["ref-2", "ref-0"]);
+    let res = list("filter[q][metadata_jcont]=%7B%22n%22%3A2%7D").await;
+    assert_eq!(refs(&res), vec!["ref-2"]);
+    let res = list("sort=-created_at&page[size]=2&page[number]=1").await;
+    let doc = res.json();
+    assert_eq!(refs(&res), vec!["ref-2", "ref-1"]);
+    assert_eq!(doc["meta"]["record_count"], 3);
+    assert_eq!(doc["meta"]["page_count"], 2);
+    let next = doc["links"]["next"].as_str().unwrap();
+    assert!(next.contains("page%5Bnumber%5D=2"), "{next}");
+    let path = next
+        .split_once("/api/")
+        .map(|(_, p)| format!("/api/{p}"))
+        .unwrap();
+    let page2 = f.client.get(&path, &f.integration).await;
+    assert_eq!(refs(&page2), vec!["ref-0"]);
+    assert!(page2.json()["links"]["prev"].is_string());
+
+    for (q, code) in [
+        ("filter[q][password_eq]=x", "BAD_REQUEST"),
+        ("sort=customer_email", "BAD_REQUEST"),
+        ("page[size]=26", "BAD_REQUEST"),
+        ("page[number]=0", "BAD_REQUEST"),
+        ("colour=red", "PARAM_NOT_ALLOWED"),
+        ("filter[q][created_at_gt]=yesterday", "BAD_REQUEST"),
+    ] {
+        let res = list(q).await;
+        assert_eq!(res.status, 400, "{q}: {}", res.body);
+        assert_eq!(res.error_code().as_deref(), Some(code), "{q}");
+        assert!(
+            res.json()["errors"][0]["source"]["parameter"].is_string(),
+            "{q} names the offender"
+        );
+    }
+    f.app.stop().await;
+}
+
+async fn include_and_sparse_fieldsets_shape_the_document(db: TestDb) {
+    let f = start(&db).await;
+    let customer_id = f.customer("jane@example.com").await;
+    let (id, _) = f.reset("jane@example.com").await;
+    let res = f
+        .client
+        .get(
+            &format!("/api/customer_password_resets/{id}?include=customer&fields[customer_password_resets]=customer_email,reset_password_at&fields[customers]=email"),
+            &f.integration,
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let doc = res.json();
+    let attrs = doc["data"]["attributes"].as_object().unwrap();
+    assert_eq!(
+        attrs.keys().collect::<Vec<_>>(),
+        vec!["customer_email", "reset_password_at"]
+    );
+    assert_eq!(
+        doc["data"]["relationships"]["customer"]["data"],
+        json!({"type": "customers", "id": customer_id})
+    );
+    let included = doc["included"].as_array().unwrap();
+    assert_eq!(included.len(), 1);
+    assert_eq!(included[0]["id"], customer_id.as_str());
+    assert_eq!(
+        included[0]["attributes"],
+        json!({"email": "jane@example.com"})
+    );
+    let related = f
+        .client
+        .get(
+            &format!("/api/customer_password_resets/{id}/customer"),
+            &f.integration,
+        )
+        .await;
+    assert_eq!(related.json()["data"]["id"], customer_id.as_str());
+    f.app.stop().await;
+}
+
+async fn deleting_a_reset_makes_it_gone(db: TestDb) {
+    let f = start(&db).await;
+    f.customer("jane@example.com").await;
+    let (id, token) = f.reset("jane@example.com").await;
+    let path = format!("/api/customer_password_resets/{id}");
+    let res = f.client.delete(&path, &f.integration).await;
+    assert_eq!(res.status, 204);
+    assert!(res.body.is_empty());
+    assert_eq!(f.client.get(&path, &f.integration).await.status, 404);
+    assert_eq!(f.client.delete(&path, &f.integration).await.status, 404);
+    assert_eq!(
+        f.complete(&id, &token, "a brand new password").await.status,
+        404
+    );
+    f.app.stop().await;
+}
+
+async fn bad_input_always_gets_a_4xx_json_api_error(db: TestDb) {
+    let f = start(&db).await;
+    f.customer("jane@example.com").await;
+    let (id, _) = f.reset("jane@example.com").await;
+    let auth = format!("Bearer {}", f.integration);
+    let resets = "/api/customer_password_resets";
+    let one = format!("{resets}/{id}");
+    let raw = |method: &'static str,
+               path: String,
+               ct: Option<&'static str>,
+               accept: Option<&'static str>,
+               body: Vec<u8>| {
+        let auth = auth.clone();
+        let addr = f.app.addr;
+        async move {
+            let mut headers = vec![("Authorization", auth.as_str())];
+            if let Some(c) = ct {
+                headers.push(("Content-Type", c));
+            }
+            if let Some(a) = accept {
+                headers.push(("Accept", a));
+            }
+            send(addr, method, &path, &headers, Some(&body)).await
+        }
+    };
+    let big = format!(
+        r#"{{"data":{{"type":"customer_password_resets","attributes":{{"customer_email":"jane@example.com","reference":"{}"}}}}}}"#,
+        "x".repeat(70 * 1024)
+    );
+    let cases: Vec<(&str, Response, u16, &str)> = vec![
+        ("malformed JSON", raw("POST", resets.into(), Some(JSONAPI), None, b"{\"data\":".to_vec()).await, 400, "BAD_REQUEST"),
+        ("empty body", raw("POST", resets.into(), Some(JSONAPI), None, vec![]).await, 400, "BAD_REQUEST"),
+        ("not JSON:API media type", raw("POST", resets.into(), Some("application/json"), None, reset_doc("jane@example.com").to_string().into_bytes()).await, 415, "UNSUPPORTED_MEDIA_TYPE"),
+        ("no content type", raw("POST", resets.into(), None, None, reset_doc("jane@example.com").to_string().into_bytes()).await, 415, "UNSUPPORTED_MEDIA_TYPE"),
+        ("unacceptable Accept", raw("GET", resets.into(), None, Some("text/html"), vec![]).await, 406, "NOT_ACCEPTABLE"),
+        ("oversized body", raw("POST", resets.into(), Some(JSONAPI), None, big.into_bytes()).await, 413, "PAYLOAD_TOO_LARGE"),
+        ("array email", raw("POST", resets.into(), Some(JSONAPI), None, json!({"data": {"type": "customer_password_resets", "attributes": {"customer_email": ["jane@example.com", "evil@example.com"]}}}).to_string().into_bytes()).await, 422, "VALIDATION_ERROR"),
+        ("number email", raw("POST", resets.into(), Some(JSONAPI), None, json!({"data": {"type": "customer_password_resets", "attributes": {"customer_email": 5}}}).to_string().into_bytes()).await, 422, "VALIDATION_ERROR"),
+        ("implausible email", raw("POST", resets.into(), Some(JSONAPI), None, reset_doc("not-an-email").to_string().into_bytes()).await, 422, "VALIDATION_ERROR"),
+        ("unknown email", raw("POST", resets.into(), Some(JSONAPI), None, reset_doc("nobody@example.com").to_string().into_bytes()).await, 422, "VALIDATION_ERROR"),
+        ("unknown attribute", raw("POST", resets.into(), Some(JSONAPI), None, json!({"data": {"type": "customer_password_resets", "attributes": {"customer_email": "jane@example.com", "admin": true}}}).to_string().into_bytes()).await, 400, "PARAM_NOT_ALLOWED"),
+        ("wrong type", raw("POST", resets.into(), Some(JSONAPI), None, json!({"data": {"type": "orders", "attributes": {}}}).to_string().into_bytes()).await, 400, "INVALID_RESOURCE"),
+        ("client id on create", raw("POST", resets.into(), Some(JSONAPI), None, json!({"data": {"type": "customer_password_resets", "id": "x", "attributes": {"customer_email": "jane@example.com"}}}).to_string().into_bytes()).await, 400, "PARAM_NOT_ALLOWED"),
+        ("writing the customer relationship", raw("POST", resets.into(), Some(JSONAPI), None, json!({"data": {"type": "customer_password_resets", "attributes": {"customer_email": "jane@example.com"}, "relationships": {"customer": {"data": {"type": "customers", "id": "x"}}}}}).to_string().into_bytes()).await, 400, "PARAM_NOT_ALLOWED"),
+        ("metadata array", raw("POST", resets.into(), Some(JSONAPI), None, json!({"data": {"type": "customer_password_resets", "attributes": {"customer_email": "jane@example.com", "metadata": [1]}}}).to_string().into_bytes()).await, 422, "VALIDATION_ERROR"),
+        ("id mismatch", raw("PATCH", one.clone(), Some(JSONAPI), None, json!({"data": {"type": "customer_password_resets", "id": "other", "attributes": {"reference": "x"}}}).to_string().into_bytes()).await, 400, "KEY_NOT_INCLUDED_IN_URL"),
+        ("password not a string", raw("PATCH", one.clone(), Some(JSONAPI), None, json!({"data": {"type": "customer_password_resets", "id": id, "attributes": {"customer_password": 12345678, "_reset_password_token": "x"}}}).to_string().into_bytes()).await, 422, "VALIDATION_ERROR"),
+        ("unknown id", raw("GET", format!("{resets}/not-a-uuid"), None, None, vec![]).await, 404, "RECORD_NOT_FOUND"),
+        ("unknown route", raw("GET", "/api/orders".into(), None, None, vec![]).await, 404, "NOT_FOUND"),
+        ("unsupported method", raw("PUT", one.clone(), Some(JSONAPI), None, b"{}".to_vec()).await, 405, "METHOD_NOT_ALLOWED"),
+        ("duplicate customer email", raw("POST", "/api/customers".into(), Some(JSONAPI), None, customer_doc("JANE@example.com", None).to_string().into_bytes()).await, 422, "VALIDATION_ERROR"),
+        ("weak customer password", raw("POST", "/api/customers".into(), Some(JSONAPI), None, customer_doc("john@example.com", Some("short")).to_string().into_bytes()).await, 422, "PASSWORD_REJECTED"),
+    ];
+    for (what, res, status, code) in cases {
+        assert_eq!(res.status, status, "{what}: {}", res.body);
+        assert_eq!(res.header("content-type"), Some(JSONAPI), "{what}");
+        assert_eq!(res.error_code().as_deref(), Some(code), "{what}");
+        assert_eq!(
+            res.json()["errors"][0]["status"],
+            status.to_string(),
+            "{what}"
+        );
+    }
+    // None of that left anything behind.
+    let list = f.client.get(resets, &f.integration).await.json();
+    assert_eq!(list["meta"]["record_count"], 1);
+    let customers = f.client.get("/api/customers", &f.integration).await.json();
+    assert_eq!(customers["meta"]["record_count"], 1);
+    f.app.stop().await;
+}
+
+async fn every_bad_token_gets_the_same_answer_and_five_failures_kill_the_reset(db: TestDb) {
+    let f = start(&db).await;
+    f.customer("jane@example.com").await;
+    let (id, token) = f.reset("jane@example.com").await;
+    let path = format!("/api/customer_password_resets/{id}");
+    let stored_digest_like = "A".repeat(43);
+    let attempts = [
+        json!(null),
+        json!("short"),
+        json!(["array"]),
+        json!(stored_digest_like),
+        json!(format!("{}A", &token[..42])),
+    ];
+    let mut bodies = Vec::new();
+    for bad in &attempts {
+        let res = f
+            .client
+            .patch(
+                &path,
+                &f.sales,
+                complete_doc(&id, bad, "a brand new password"),
+            )
+            .await;
+        assert_eq!(res.status, 422, "{bad}: {}", res.body);
+        bodies.push(res.body);
+    }
+    // Missing token entirely.
+    let res = f
+        .client
+        .patch(&path, &f.sales, json!({"data": {"type": "customer_password_resets", "id": id, "attributes": {"customer_password": "a brand new password"}}}))
+        .await;
+    bodies.push(res.body);
+    // The right token, now that the reset is dead.
+    let dead = f.complete(&id, &token, "a brand new password").await;
+    assert_eq!(dead.status, 422);
+    bodies.push(dead.body);
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every failure looks the same: {bodies:?}"
+    );
+    // A refused password is its own answer and does not use up a token.
+    f.customer("john@example.com").await;
+    let (id2, token2) = f.reset("john@example.com").await;
+    let weak = f.complete(&id2, &token2, "short").await;
+    assert_eq!(weak.status, 422);
+    assert_eq!(weak.error_code().as_deref(), Some("PASSWORD_REJECTED"));
+    assert_eq!(
+        weak.json()["errors"][0]["source"]["pointer"],
+        "/data/attributes/customer_password"
+    );
+    assert_eq!(
+        f.complete(&id2, &token2, "a brand new password")
+            .await
+            .status,
+        200
+    );
+    f.app.stop().await;
+}
+
+async fn metadata_only_updates_leave_the_reset_usable(db: TestDb) {
+    let f = start(&db).await;
+    f.customer("jane@example.com").await;
+    let (id, token) = f.reset("jane@example.com").await;
+    let path = format!("/api/customer_password_resets/{id}");
+    let res = f
+        .client
+        .patch(&path, &f.integration, json!({"data": {"type": "customer_password_resets", "id": id, "attributes": {"reference": "crm-1", "metadata": {"source": "test"}}}}))
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let attrs = res.json()["data"]["attributes"].clone();
+    assert_eq!(attrs["reference"], "crm-1");
+    assert_eq!(attrs["metadata"], json!({"source": "test"}));
+    assert_eq!(attrs["reset_password_at"], Value::Null);
+    // Reads never consume the token.
+    for _ in 0..3 {
+        f.client.get(&path, &f.integration).await;
+        f.client
+            .get(
+                &format!(
+                    "/api/customer_password_resets?filter[q][reset_password_token_eq]={token}"
+                ),
+                &f.integration,
+            )
+            .await;
+    }
+    let found = f
+        .client
+        .get(
+            &format!("/api/customer_password_resets?filter[q][reset_password_token_eq]={token}"),
+            &f.integration,
+        )
+        .await;
+    assert_eq!(
+        found.json()["meta"]["record_count"],
+        1,
+        "filtering by token works via its digest"
+    );
+    assert_eq!(
+        f.complete(&id, &token, "a brand new password").await.status,
+        200
+    );
+    f.app.stop().await;
+}
+
+async fn health_and_readiness_answer_without_credentials(db: TestDb) {
+    let f = start(&db).await;
+    let health = send(f.app.addr, "GET", "/health", &[], None).await;
+    assert_eq!(
+        (health.status, health.json()["status"].clone()),
+        (200, json!("ok"))
+    );
+    let ready = send(f.app.addr, "GET", "/ready", &[], None).await;
+    assert_eq!(
+        (ready.status, ready.json()["status"].clone()),
+        (200, json!("ready"))
+    );
+    f.app.stop().await;
+}
