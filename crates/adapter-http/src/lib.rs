@@ -95,3 +95,6 @@ pub fn configure(state: web::Data<ApiState>) -> impl FnOnce(&mut web::ServiceCon
             .default_service(web::to(routes::not_found));
     }
 }
+
+#[cfg(test)]
+mod tests;

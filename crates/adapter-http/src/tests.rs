@@ -1,0 +1,489 @@
+//! In-process tests of every route through `actix_web::test`, with the domain's mockall
+//! mocks behind the services, and insta snapshots of representative documents so the wire
+//! format cannot drift silently.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{App, test, web};
+use chrono::{TimeZone, Utc};
+use pwreset_domain::ports::*;
+use pwreset_domain::service::Ports;
+use pwreset_domain::*;
+use serde_json::{Value, json};
+
+use crate::{ApiState, AppKind, JwtKey, Readiness, Renderer, configure};
+
+const TOKEN: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE";
+const RESET_ID: &str = "01a0c6a3-8a00-7000-8000-000000000001";
+const CUSTOMER_ID: &str = "01a0c6a3-8a00-7000-8000-000000000002";
+
+fn t0() -> Timestamp {
+    Utc.with_ymd_and_hms(2026, 5, 4, 10, 30, 0).unwrap()
+}
+
+fn customer() -> Customer {
+    Customer {
+        id: CUSTOMER_ID.parse().unwrap(),
+        mode: Mode::Test,
+        email: EmailAddress::parse("Jane@example.com").unwrap(),
+        password_hash: Some(PasswordHash::new("$argon2id$x")),
+        reference: None,
+        reference_origin: None,
+        metadata: None,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+fn reset() -> PasswordReset {
+    PasswordReset {
+        id: RESET_ID.parse().unwrap(),
+        mode: Mode::Test,
+        customer_id: CUSTOMER_ID.parse().unwrap(),
+        customer_email: EmailAddress::parse("Jane@example.com").unwrap(),
+        token_digest: TokenDigest::from_bytes([3; 32]),
+        expires_at: t0() + chrono::TimeDelta::hours(1),
+        reset_password_at: None,
+        invalidated_at: None,
+        failed_attempts: 0,
+        reference: Some(Reference::parse("crm-1").unwrap()),
+        reference_origin: None,
+        metadata: Some(Metadata::parse(json!({"source": "checkout"})).unwrap()),
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+struct Ready(bool);
+
+#[async_trait::async_trait]
+impl Readiness for Ready {
+    async fn check(&self) -> anyhow::Result<()> {
+        if self.0 {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!("database down"))
+        }
+    }
+}
+
+#[derive(Default)]
+struct Mocks {
+    resets: MockResetStore,
+    customers: MockCustomerStore,
+    hasher: MockPasswordHasher,
+    ready: bool,
+}
+
+impl Mocks {
+    fn new() -> Self {
+        Self {
+            ready: true,
+            ..Self::default()
+        }
+    }
+
+    fn state(self) -> web::Data<ApiState> {
+        let mut digester = MockTokenDigester::new();
+        digester.expect_issue().returning(|| {
+            (
+                ResetToken::parse(TOKEN).unwrap(),
+                TokenDigest::from_bytes([3; 32]),
+            )
+        });
+        digester.expect_digests().returning(|t| {
+            if t.expose_secret() == TOKEN {
+                vec![TokenDigest::from_bytes([3; 32])]
+            } else {
+                vec![TokenDigest::from_bytes([4; 32])]
+            }
+        });
+        let mut clock = MockClock::new();
+        clock.expect_now().return_const(t0());
+        let ports = Ports {
+            resets: Arc::new(self.resets),
+            customers: Arc::new(self.customers),
+            hasher: Arc::new(self.hasher),
+            digester: Arc::new(digester),
+            clock: Arc::new(clock),
+        };
+        web::Data::new(ApiState {
+            resets: ResetService::new(
+                ports.clone(),
+                TokenPolicy::default(),
+                PasswordPolicy::default(),
+            ),
+            customers: CustomerService::new(ports, PasswordPolicy::default()),
+            jwt: key(),
+            renderer: Renderer {
+                base: "https://pwreset.test".into(),
+            },
+            body_limit: 1024,
+            trusted_proxies: vec![],
+            readiness: Arc::new(Ready(self.ready)),
+        })
+    }
+}
+
+fn key() -> JwtKey {
+    JwtKey::new(vec![5; 32]).unwrap()
+}
+
+fn bearer(kind: AppKind) -> (&'static str, String) {
+    let t = key().sign(kind, Mode::Test, "acme", Utc::now().timestamp(), 600);
+    ("Authorization", format!("Bearer {t}"))
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: actix_web::http::header::HeaderMap,
+    body: Value,
+}
+
+async fn call(state: web::Data<ApiState>, req: test::TestRequest) -> Reply {
+    let app = test::init_service(App::new().configure(configure(state))).await;
+    let res = test::call_service(&app, req.to_request()).await;
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = test::read_body(res).await;
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn jsonapi(req: test::TestRequest, kind: AppKind) -> test::TestRequest {
+    req.insert_header(bearer(kind))
+        .insert_header(("Content-Type", crate::JSONAPI))
+        .insert_header(("Accept", crate::JSONAPI))
+}
+
+fn post(path: &str, body: &Value) -> test::TestRequest {
+    jsonapi(test::TestRequest::post().uri(path), AppKind::Integration).set_payload(body.to_string())
+}
+
+fn patch(path: &str, body: &Value, kind: AppKind) -> test::TestRequest {
+    jsonapi(test::TestRequest::patch().uri(path), kind).set_payload(body.to_string())
+}
+
+fn get(path: &str, kind: AppKind) -> test::TestRequest {
+    jsonapi(test::TestRequest::get().uri(path), kind)
+}
+
+/// Replaces generated ids so snapshots are stable.
+fn stable(mut v: Value, ids: &[(&str, &str)]) -> Value {
+    let mut text = v.to_string();
+    for (from, to) in ids {
+        text = text.replace(from, to);
+    }
+    v = serde_json::from_str(&text).unwrap();
+    v
+}
+
+#[actix_web::test]
+async fn create_returns_the_token_once_in_a_json_api_document() {
+    let mut m = Mocks::new();
+    m.customers
+        .expect_find_by_email()
+        .returning(|_, _| Ok(Some(customer())));
+    m.resets.expect_create().times(1).returning(|_, _| Ok(()));
+    let body = json!({"data": {"type": "customer_password_resets", "attributes": {"customer_email": "JANE@example.com", "reference": "crm-1"}, "relationships": {}}});
+    let reply = call(m.state(), post("/api/customer_password_resets", &body)).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    assert_eq!(reply.headers.get("cache-control").unwrap(), "no-store");
+    assert_eq!(reply.headers.get("referrer-policy").unwrap(), "no-referrer");
+    assert_eq!(reply.headers.get("content-type").unwrap(), crate::JSONAPI);
+    let id = reply.body["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        reply.headers.get("location").unwrap().to_str().unwrap(),
+        format!("https://pwreset.test/api/customer_password_resets/{id}")
+    );
+    insta::assert_json_snapshot!("create_reset", stable(reply.body, &[(&id, "<reset-id>")]));
+}
+
+#[actix_web::test]
+async fn retrieve_with_include_and_sparse_fields() {
+    let mut m = Mocks::new();
+    m.resets.expect_find().returning(|_, _| Ok(Some(reset())));
+    m.customers
+        .expect_find()
+        .returning(|_, _| Ok(Some(customer())));
+    let reply = call(
+        m.state(),
+        get(
+            &format!("/api/customer_password_resets/{RESET_ID}?include=customer&fields%5Bcustomers%5D=email"),
+            AppKind::Integration,
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    insta::assert_json_snapshot!("retrieve_reset_with_customer", reply.body);
+}
+
+#[actix_web::test]
+async fn list_reports_counts_and_page_links() {
+    let mut m = Mocks::new();
+    m.resets.expect_list().returning(|_, q| {
+        Ok(Page {
+            items: vec![reset()],
+            record_count: 7,
+            request: q.page,
+        })
+    });
+    let reply = call(
+        m.state(),
+        get(
+            "/api/customer_password_resets?filter[q][reference_eq]=crm-1&page[number]=2&page[size]=3&fields[customer_password_resets]=reference",
+            AppKind::Integration,
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    insta::assert_json_snapshot!("list_resets_page_2", reply.body);
+}
+
+#[actix_web::test]
+async fn completing_with_a_bad_token_gives_the_uniform_error() {
+    let mut m = Mocks::new();
+    m.resets.expect_find().returning(|_, _| Ok(Some(reset())));
+    m.resets
+        .expect_record_failure()
+        .returning(|_, _, _, _| Ok(()));
+    let state = m.state();
+    let mut bodies = Vec::new();
+    for token in [
+        json!("B".repeat(42) + "A"),
+        json!("short"),
+        json!(7),
+        json!(null),
+    ] {
+        let body = json!({"data": {"type": "customer_password_resets", "id": RESET_ID, "attributes": {"customer_password": "a long new password", "_reset_password_token": token}}});
+        let reply = call(
+            state.clone(),
+            patch(
+                &format!("/api/customer_password_resets/{RESET_ID}"),
+                &body,
+                AppKind::SalesChannel,
+            ),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+        bodies.push(reply.body);
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+    insta::assert_json_snapshot!("invalid_reset_token", bodies[0]);
+}
+
+#[actix_web::test]
+async fn completing_with_the_right_token_sets_the_password() {
+    let mut m = Mocks::new();
+    m.resets.expect_find().returning(|_, _| Ok(Some(reset())));
+    m.hasher
+        .expect_hash()
+        .returning(|_| Ok(PasswordHash::new("$argon2id$new")));
+    m.resets.expect_complete().times(1).returning(|c| {
+        let mut r = reset();
+        r.reset_password_at = Some(c.now);
+        r.updated_at = c.now;
+        Ok(CompletionOutcome::Completed(Box::new(r)))
+    });
+    let body = json!({"data": {"type": "customer_password_resets", "id": RESET_ID, "attributes": {"customer_password": "a long new password", "_reset_password_token": TOKEN}}});
+    let reply = call(
+        m.state(),
+        patch(
+            &format!("/api/customer_password_resets/{RESET_ID}"),
+            &body,
+            AppKind::SalesChannel,
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body["data"]["attributes"]["reset_password_at"],
+        "2026-05-04T10:30:00.000Z"
+    );
+    assert_eq!(
+        reply.body["data"]["attributes"]["reset_password_token"],
+        Value::Null
+    );
+}
+
+#[actix_web::test]
+async fn protocol_errors_have_json_api_bodies() {
+    let bad_json = jsonapi(
+        test::TestRequest::post().uri("/api/customer_password_resets"),
+        AppKind::Integration,
+    )
+    .set_payload("{\"data\":");
+    let too_big = jsonapi(
+        test::TestRequest::post().uri("/api/customer_password_resets"),
+        AppKind::Integration,
+    )
+    .set_payload("x".repeat(2048));
+    let cases: Vec<(&str, test::TestRequest)> = vec![
+        (
+            "no credentials",
+            test::TestRequest::get().uri("/api/customer_password_resets"),
+        ),
+        (
+            "sales channel listing",
+            get("/api/customer_password_resets", AppKind::SalesChannel),
+        ),
+        (
+            "html accept",
+            get("/api/customer_password_resets", AppKind::Integration)
+                .insert_header(("Accept", "text/html")),
+        ),
+        (
+            "json content type",
+            post("/api/customers", &json!({})).insert_header(("Content-Type", "application/json")),
+        ),
+        ("malformed json", bad_json),
+        ("too big", too_big),
+        (
+            "unknown parameter",
+            get(
+                "/api/customer_password_resets?colour=red",
+                AppKind::Integration,
+            ),
+        ),
+        (
+            "unknown filter",
+            get(
+                "/api/customer_password_resets?filter[q][secret_eq]=x",
+                AppKind::Integration,
+            ),
+        ),
+        (
+            "unknown id",
+            get("/api/customer_password_resets/42", AppKind::Integration),
+        ),
+        (
+            "id mismatch",
+            patch(
+                &format!("/api/customer_password_resets/{RESET_ID}"),
+                &json!({"data": {"type": "customer_password_resets", "id": CUSTOMER_ID}}),
+                AppKind::Integration,
+            ),
+        ),
+        (
+            "array email",
+            post(
+                "/api/customer_password_resets",
+                &json!({"data": {"type": "customer_password_resets", "attributes": {"customer_email": ["a@example.com"]}}}),
+            ),
+        ),
+        ("unknown route", get("/api/orders", AppKind::Integration)),
+    ];
+    let mut seen = serde_json::Map::new();
+    for (name, req) in cases {
+        let reply = call(Mocks::new().state(), req).await;
+        assert!(reply.status.is_client_error(), "{name}: {}", reply.status);
+        assert_eq!(
+            reply.headers.get("content-type").unwrap(),
+            crate::JSONAPI,
+            "{name}"
+        );
+        assert_eq!(
+            reply.body["errors"][0]["status"],
+            reply.status.as_u16().to_string(),
+            "{name}"
+        );
+        seen.insert(name.to_owned(), reply.body);
+    }
+    insta::assert_json_snapshot!("protocol_errors", Value::Object(seen));
+}
+
+#[actix_web::test]
+async fn storage_failures_are_generic_500s() {
+    let mut m = Mocks::new();
+    m.resets.expect_find().returning(|_, _| {
+        Err(StoreError::Unexpected(anyhow::anyhow!(
+            "password=hunter2 host=db"
+        )))
+    });
+    let reply = call(
+        m.state(),
+        get(
+            &format!("/api/customer_password_resets/{RESET_ID}"),
+            AppKind::Integration,
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!reply.body.to_string().contains("hunter2"));
+    assert_eq!(reply.body["errors"][0]["code"], "INTERNAL_SERVER_ERROR");
+}
+
+#[actix_web::test]
+async fn customers_routes_create_read_update_and_delete() {
+    let mut m = Mocks::new();
+    m.hasher
+        .expect_hash()
+        .returning(|_| Ok(PasswordHash::new("$argon2id$h")));
+    m.customers.expect_create().returning(|_| Ok(()));
+    m.customers
+        .expect_find()
+        .returning(|_, _| Ok(Some(customer())));
+    m.customers.expect_update().returning(|_, _| Ok(true));
+    m.customers.expect_delete().returning(|_, _| Ok(true));
+    let state = m.state();
+    let created = call(
+        state.clone(),
+        post(
+            "/api/customers",
+            &json!({"data": {"type": "customers", "attributes": {"email": "john@example.com", "password": "a long password"}}}),
+        ),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(created.body["data"]["attributes"]["has_password"], true);
+    assert!(created.body["data"]["attributes"].get("password").is_none());
+    let path = format!("/api/customers/{CUSTOMER_ID}");
+    assert_eq!(
+        call(state.clone(), get(&path, AppKind::Integration))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let updated = call(
+        state.clone(),
+        patch(
+            &path,
+            &json!({"data": {"type": "customers", "id": CUSTOMER_ID, "attributes": {"reference": "crm-9"}}}),
+            AppKind::Integration,
+        ),
+    )
+    .await;
+    assert_eq!(updated.body["data"]["attributes"]["reference"], "crm-9");
+    let deleted = call(
+        state,
+        jsonapi(test::TestRequest::delete().uri(&path), AppKind::Integration),
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+}
+
+#[actix_web::test]
+async fn health_is_always_up_and_ready_follows_the_database() {
+    let up = call(
+        Mocks::new().state(),
+        test::TestRequest::get().uri("/health"),
+    )
+    .await;
+    assert_eq!(up.status, StatusCode::OK);
+    let ready = call(Mocks::new().state(), test::TestRequest::get().uri("/ready")).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    let mut down = Mocks::new();
+    down.ready = false;
+    let not_ready = call(down.state(), test::TestRequest::get().uri("/ready")).await;
+    assert_eq!(not_ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(not_ready.body["status"], "unavailable");
+}
