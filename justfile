@@ -4,6 +4,14 @@
 default:
     @just --list
 
+# Run the service (SQLite in ./pwreset-data unless PWRESET_DATABASE_URL is set).
+run *ARGS:
+    cargo run --release -- {{ARGS}}
+
+# Print an API token: just token integration | just token sales_channel
+token KIND="integration":
+    cargo run -q --release -- token --kind {{KIND}}
+
 # Format the whole workspace.
 fmt:
     cargo fmt --all
