@@ -199,3 +199,37 @@ impl RunningApp {
         self.handle.stop(true).await;
     }
 }
+
+/// Raw-row checks that no port exposes, by design.
+async fn scalar(db: &TestDb, sql: &'static str) -> i64 {
+    match db.backend {
+        Backend::Postgres => {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+                .await
+                .expect("connect");
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&mut conn)
+                .await
+                .expect(sql)
+        }
+        Backend::Sqlite => {
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url)
+                .await
+                .expect("connect");
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&mut conn)
+                .await
+                .expect(sql)
+        }
+    }
+}
+
+/// Outbox rows that still hold a raw token.
+pub async fn outbox_secrets(db: &TestDb) -> i64 {
+    scalar(db, "SELECT count(*) FROM outbox WHERE secret IS NOT NULL").await
+}
+
+/// All outbox rows.
+pub async fn outbox_rows(db: &TestDb) -> i64 {
+    scalar(db, "SELECT count(*) FROM outbox").await
+}

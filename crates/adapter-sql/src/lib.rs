@@ -18,6 +18,7 @@ mod customers;
 mod driver;
 mod list;
 mod migrate;
+mod outbox;
 mod resets;
 mod rows;
 

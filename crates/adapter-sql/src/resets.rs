@@ -1,6 +1,7 @@
 //! `ResetStore` over SQL.
 
 use async_trait::async_trait;
+use pwreset_domain::OutboxMessage;
 use pwreset_domain::ports::{Completion, CompletionOutcome, ResetStore, StoreError};
 use pwreset_domain::{
     DetailsPatch, EventId, EventKind, ListQuery, Mode, Page, PasswordReset, Patch, ResetEvent,
@@ -10,6 +11,7 @@ use pwreset_domain::{
 use crate::SqlStore;
 use crate::driver::{DbError, Executor, Ty, Val};
 use crate::list::{Sql, order_by, push_where};
+use crate::outbox::insert_outbox;
 use crate::rows::EVENT_COLUMNS;
 use crate::rows::{RESET_COLUMNS, RESET_TYPES, event_from_row, json_of, reset_from_row, text_of};
 
@@ -105,7 +107,12 @@ fn one_reset(rows: Vec<Vec<Val>>) -> Result<Option<PasswordReset>, StoreError> {
 
 #[async_trait]
 impl ResetStore for SqlStore {
-    async fn create(&self, reset: &PasswordReset, event: &ResetEvent) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        reset: &PasswordReset,
+        event: &ResetEvent,
+        outbox: &[OutboxMessage],
+    ) -> Result<(), StoreError> {
         let mut tx = self.driver.begin().await.map_err(db)?;
         revoke_outstanding(
             &mut *tx,
@@ -143,6 +150,7 @@ impl ResetStore for SqlStore {
         .await
         .map_err(db)?;
         insert_event(&mut *tx, event).await.map_err(db)?;
+        insert_outbox(&mut *tx, outbox).await.map_err(db)?;
         tx.commit().await.map_err(db)
     }
 
@@ -214,16 +222,64 @@ impl ResetStore for SqlStore {
         one_reset(rows)
     }
 
-    async fn delete(&self, mode: Mode, id: ResetId) -> Result<bool, StoreError> {
-        let mut conn = self.driver.connection().await.map_err(db)?;
-        let n = conn
+    async fn delete(
+        &self,
+        mode: Mode,
+        id: ResetId,
+        event: &ResetEvent,
+        outbox: &[OutboxMessage],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.driver.begin().await.map_err(db)?;
+        let n = tx
             .execute(
                 "DELETE FROM password_resets WHERE mode = $1 AND id = $2",
                 vec![mode.as_str().into(), id.as_uuid().into()],
             )
             .await
             .map_err(db)?;
-        Ok(n > 0)
+        if n == 0 {
+            return Ok(false);
+        }
+        insert_event(&mut *tx, event).await.map_err(db)?;
+        insert_outbox(&mut *tx, outbox).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn purge(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
+        const ENDED: &str = "(reset_password_at < $1 OR invalidated_at < $1 OR expires_at < $1)";
+        let mut tx = self.driver.begin().await.map_err(db)?;
+        tx.execute(
+            &format!(
+                "DELETE FROM reset_events WHERE reset_id IN \
+                 (SELECT id FROM password_resets WHERE {ENDED})"
+            ),
+            vec![cutoff.into()],
+        )
+        .await
+        .map_err(db)?;
+        let resets = tx
+            .execute(
+                &format!("DELETE FROM password_resets WHERE {ENDED}"),
+                vec![cutoff.into()],
+            )
+            .await
+            .map_err(db)?;
+        tx.execute(
+            "DELETE FROM reset_events WHERE created_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM password_resets r WHERE r.id = reset_events.reset_id)",
+            vec![cutoff.into()],
+        )
+        .await
+        .map_err(db)?;
+        tx.execute(
+            "DELETE FROM outbox WHERE status <> 'pending' AND finished_at < $1",
+            vec![cutoff.into()],
+        )
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(resets)
     }
 
     async fn record_failure(
@@ -292,6 +348,7 @@ impl ResetStore for SqlStore {
         .await
         .map_err(db)?;
         insert_event(&mut *tx, &c.event).await.map_err(db)?;
+        insert_outbox(&mut *tx, &c.outbox).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(CompletionOutcome::Completed(Box::new(done)))
     }

@@ -12,10 +12,12 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 
+use chrono::TimeDelta;
+
 use crate::models::{
     Customer, CustomerField, CustomerId, CustomerSort, DetailsPatch, EmailAddress, ListQuery, Mode,
-    Page, Password, PasswordHash, PasswordReset, ResetEvent, ResetField, ResetId, ResetSort,
-    ResetToken, Timestamp, TokenDigest,
+    Notification, OutboxId, OutboxMessage, Page, Password, PasswordHash, PasswordReset, ResetEvent,
+    ResetField, ResetId, ResetSort, ResetToken, Timestamp, TokenDigest,
 };
 
 /// A storage failure. Adapters translate their errors into these variants.
@@ -46,6 +48,8 @@ pub struct Completion {
     pub max_failed_attempts: u32,
     /// The `completed` event to record.
     pub event: ResetEvent,
+    /// Messages to enqueue if (and only if) the completion applies.
+    pub outbox: Vec<OutboxMessage>,
 }
 
 /// What a completion attempt did.
@@ -62,13 +66,18 @@ pub enum CompletionOutcome {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait ResetStore: Send + Sync + Debug {
-    /// Inserts `reset` and its `requested` event, and in the same transaction revokes every
-    /// earlier outstanding reset of the same customer in the same mode (setting their
-    /// `invalidated_at` to `reset.created_at`).
+    /// Inserts `reset`, its `requested` event and its `outbox` messages, and in the same
+    /// transaction revokes every earlier outstanding reset of the same customer in the same
+    /// mode (setting their `invalidated_at` to `reset.created_at`).
     ///
     /// # Errors
     /// `Unexpected` on any failure; nothing is written then.
-    async fn create(&self, reset: &PasswordReset, event: &ResetEvent) -> Result<(), StoreError>;
+    async fn create(
+        &self,
+        reset: &PasswordReset,
+        event: &ResetEvent,
+        outbox: &[OutboxMessage],
+    ) -> Result<(), StoreError>;
 
     /// The reset with this id in this mode, if any.
     ///
@@ -100,11 +109,27 @@ pub trait ResetStore: Send + Sync + Debug {
         now: Timestamp,
     ) -> Result<Option<PasswordReset>, StoreError>;
 
-    /// Deletes the reset and its events. `false` when no such reset exists.
+    /// Deletes the reset, records `event` (kept for the audit trail until purged) and
+    /// enqueues `outbox`, atomically. `false` (and nothing written) when no such reset
+    /// exists.
     ///
     /// # Errors
     /// `Unexpected` on any failure.
-    async fn delete(&self, mode: Mode, id: ResetId) -> Result<bool, StoreError>;
+    async fn delete(
+        &self,
+        mode: Mode,
+        id: ResetId,
+        event: &ResetEvent,
+        outbox: &[OutboxMessage],
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes resets used, revoked or expired before `cutoff` with their events, events of
+    /// deleted resets older than `cutoff`, and finished outbox messages older than `cutoff`.
+    /// Returns how many resets went.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn purge(&self, cutoff: Timestamp) -> Result<u64, StoreError>;
 
     /// Records a failed completion: adds one to `failed_attempts` when `count_attempt`, and
     /// stores `event`, atomically.
@@ -244,26 +269,6 @@ impl Clock for SystemClock {
     }
 }
 
-/// A message the service sends on a customer's behalf, always to the stored address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notification {
-    /// "Reset your password": carries the raw token for the link.
-    ResetRequested {
-        reset_id: ResetId,
-        mode: Mode,
-        to: EmailAddress,
-        token: ResetToken,
-        expires_at: Timestamp,
-    },
-    /// "Your password was changed".
-    PasswordChanged {
-        reset_id: ResetId,
-        mode: Mode,
-        to: EmailAddress,
-        at: Timestamp,
-    },
-}
-
 /// Delivery of notifications (mail, webhook, log). Called by the outbox worker; may be
 /// called more than once for one message, so implementations pass `idempotency_key` on.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
@@ -278,4 +283,45 @@ pub trait Notifier: Send + Sync + Debug {
         notification: &Notification,
         idempotency_key: &str,
     ) -> anyhow::Result<()>;
+}
+
+/// The transactional outbox: messages written in the same transaction as the state change
+/// that caused them (see [`ResetStore::create`], [`Completion::outbox`],
+/// [`ResetStore::delete`]), delivered at least once by workers.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait OutboxStore: Send + Sync + Debug {
+    /// Claims up to `limit` due messages (pending, `next_attempt_at <= now`, no live lease),
+    /// oldest first: sets their lease to `now + lease` and counts the attempt. While a lease
+    /// lasts no other caller, in this or another process, gets the same message; when it
+    /// runs out (the worker died) the message is claimed again.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn claim(
+        &self,
+        now: Timestamp,
+        lease: TimeDelta,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// Marks a message delivered, erases any secret it held and records a
+    /// `notification_delivered` event on its reset.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn delivered(&self, id: OutboxId, now: Timestamp) -> Result<(), StoreError>;
+
+    /// Records a failed attempt: with `retry_at` the message waits until then; without, it
+    /// is dead: its secret is erased and a `notification_dead` event recorded.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn failed(
+        &self,
+        id: OutboxId,
+        error: &str,
+        retry_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 }

@@ -44,7 +44,7 @@ contract!(
     fifty_concurrent_completions_of_one_reset_yield_exactly_one_success,
     failures_are_counted_and_recorded,
     metadata_updates_never_touch_the_reset_state,
-    deleting_removes_resets_with_their_events_and_customers_with_their_resets,
+    deleting_keeps_the_trail_and_customers_take_their_resets_along,
     every_operation_is_scoped_by_mode,
     every_filter_predicate_selects_the_expected_resets,
     every_sort_key_orders_resets_in_both_directions,
@@ -52,6 +52,11 @@ contract!(
     customer_lists_filter_sort_and_paginate,
     changing_credentials_revokes_outstanding_resets,
     the_service_refuses_a_token_one_second_after_expiry_with_an_injected_clock,
+    outbox_messages_commit_with_their_change_and_are_leased_to_one_claimer,
+    a_crashed_claim_is_claimed_again_with_the_same_idempotency_key,
+    failed_messages_wait_for_their_retry_then_die_without_their_secret,
+    concurrent_claimers_never_get_the_same_message,
+    purging_removes_ended_resets_old_trails_and_finished_messages,
 );
 
 fn t0() -> Timestamp {
@@ -119,7 +124,7 @@ async fn store_reset(db: &TestDb, issued: &Issued) {
         None,
         issued.reset.created_at,
     );
-    ResetStore::create(&db.store, &issued.reset, &event)
+    ResetStore::create(&db.store, &issued.reset, &event, &[])
         .await
         .unwrap();
 }
@@ -145,6 +150,7 @@ fn completion(r: &PasswordReset, now: Timestamp) -> Completion {
         now,
         max_failed_attempts: 5,
         event: Caller::new(r.mode).event(r.id, EventKind::Completed, None, now),
+        outbox: Vec::new(),
     }
 }
 
@@ -520,28 +526,36 @@ async fn metadata_updates_never_touch_the_reset_state(db: TestDb) {
     );
 }
 
-async fn deleting_removes_resets_with_their_events_and_customers_with_their_resets(db: TestDb) {
+async fn deleting_keeps_the_trail_and_customers_take_their_resets_along(db: TestDb) {
     let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
     let john = add_customer(&db, Mode::Test, "john@example.com", t0()).await;
     let r = add_reset(&db, &jane, t0()).await;
     let s = add_reset(&db, &john, t0()).await;
+    let deleted = Caller::new(Mode::Test).event(r.reset.id, EventKind::Deleted, None, minutes(1));
     assert!(
-        ResetStore::delete(&db.store, Mode::Test, r.reset.id)
+        ResetStore::delete(&db.store, Mode::Test, r.reset.id, &deleted, &[])
             .await
             .unwrap()
     );
     assert!(
-        !ResetStore::delete(&db.store, Mode::Test, r.reset.id)
-            .await
-            .unwrap()
+        !ResetStore::delete(
+            &db.store,
+            Mode::Test,
+            r.reset.id,
+            &event_with_new_id(&deleted),
+            &[]
+        )
+        .await
+        .unwrap()
     );
     assert_eq!(find(&db, Mode::Test, r.reset.id).await, None);
-    assert!(
-        ResetStore::events(&db.store, Mode::Test, r.reset.id)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let kinds: Vec<_> = ResetStore::events(&db.store, Mode::Test, r.reset.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, vec![EventKind::Requested, EventKind::Deleted]);
 
     assert!(
         CustomerStore::delete(&db.store, Mode::Test, john.id)
@@ -593,8 +607,9 @@ async fn every_operation_is_scoped_by_mode(db: TestDb) {
         ResetStore::complete(&db.store, &foreign).await.unwrap(),
         CompletionOutcome::NotApplied
     );
+    let deleted = Caller::new(Mode::Test).event(r.reset.id, EventKind::Deleted, None, minutes(1));
     assert!(
-        !ResetStore::delete(&db.store, Mode::Test, r.reset.id)
+        !ResetStore::delete(&db.store, Mode::Test, r.reset.id, &deleted, &[])
             .await
             .unwrap()
     );
@@ -1046,5 +1061,246 @@ async fn the_service_refuses_a_token_one_second_after_expiry_with_an_injected_cl
     assert!(
         matches!(err, CompleteResetError::InvalidToken(TokenRejection::Used)),
         "{err:?}"
+    );
+}
+
+// ---- outbox ----
+
+fn reset_mail(r: &Issued) -> OutboxMessage {
+    OutboxMessage::new(
+        Notification::ResetRequested {
+            reset_id: r.reset.id,
+            mode: r.reset.mode,
+            to: r.reset.customer_email.clone(),
+            token: r.token.clone(),
+            expires_at: r.reset.expires_at,
+        },
+        r.reset.created_at,
+    )
+}
+
+async fn store_with_outbox(db: &TestDb, r: &Issued, outbox: &[OutboxMessage]) {
+    let event =
+        Caller::new(r.reset.mode).event(r.reset.id, EventKind::Requested, None, r.reset.created_at);
+    ResetStore::create(&db.store, &r.reset, &event, outbox)
+        .await
+        .unwrap();
+}
+
+async fn claim(db: &TestDb, now: Timestamp) -> Vec<OutboxMessage> {
+    OutboxStore::claim(&db.store, now, TimeDelta::minutes(1), 10)
+        .await
+        .unwrap()
+}
+
+async fn outbox_messages_commit_with_their_change_and_are_leased_to_one_claimer(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let r = new_reset(&jane, t0());
+    let mail = reset_mail(&r);
+    let hook = OutboxMessage::new(
+        Notification::Webhook {
+            topic: WebhookTopic::Create,
+            reset: Box::new(r.reset.clone()),
+        },
+        t0(),
+    );
+    store_with_outbox(&db, &r, &[mail.clone(), hook.clone()]).await;
+    let claimed = claim(&db, minutes(1)).await;
+    assert_eq!(claimed.len(), 2);
+    let got = |id| {
+        claimed
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| m.notification.clone())
+    };
+    assert_eq!(
+        got(mail.id),
+        Some(mail.notification.clone()),
+        "the token survives the round trip"
+    );
+    assert_eq!(got(hook.id), Some(hook.notification.clone()));
+    assert!(claimed.iter().all(|m| m.attempts == 1));
+    assert!(
+        claim(&db, minutes(1)).await.is_empty(),
+        "leased to the first claimer"
+    );
+    assert_eq!(pwreset_tests::outbox_secrets(&db).await, 1);
+    OutboxStore::delivered(&db.store, mail.id, minutes(1))
+        .await
+        .unwrap();
+    OutboxStore::delivered(&db.store, hook.id, minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        pwreset_tests::outbox_secrets(&db).await,
+        0,
+        "no raw token outlives delivery"
+    );
+    assert!(
+        claim(&db, minutes(10)).await.is_empty(),
+        "delivered messages are done"
+    );
+    let delivered = ResetStore::events(&db.store, Mode::Test, r.reset.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::NotificationDelivered)
+        .filter_map(|e| e.reason)
+        .collect::<BTreeSet<_>>();
+    assert_eq!(
+        delivered,
+        BTreeSet::from([
+            "reset_requested".to_owned(),
+            "customer_password_resets.create".to_owned()
+        ])
+    );
+
+    // A completion that does not apply enqueues nothing.
+    let mut lost = completion(&r.reset, minutes(2));
+    lost.token_digest = TokenDigest::from_bytes([0; 32]);
+    lost.outbox = vec![OutboxMessage::new(
+        Notification::PasswordChanged {
+            reset_id: r.reset.id,
+            mode: Mode::Test,
+            to: jane.email.clone(),
+            at: minutes(2),
+        },
+        minutes(2),
+    )];
+    assert_eq!(
+        ResetStore::complete(&db.store, &lost).await.unwrap(),
+        CompletionOutcome::NotApplied
+    );
+    assert!(claim(&db, minutes(3)).await.is_empty());
+}
+
+async fn a_crashed_claim_is_claimed_again_with_the_same_idempotency_key(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let r = new_reset(&jane, t0());
+    store_with_outbox(&db, &r, &[reset_mail(&r)]).await;
+    let first = claim(&db, minutes(1)).await;
+    // The worker dies here: no delivered(), no failed().
+    assert!(
+        claim(&db, minutes(1) + TimeDelta::seconds(59))
+            .await
+            .is_empty()
+    );
+    let again = claim(&db, minutes(2)).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].idempotency_key(), first[0].idempotency_key());
+    assert_eq!(again[0].attempts, 2);
+    assert_eq!(again[0].notification, first[0].notification);
+}
+
+async fn failed_messages_wait_for_their_retry_then_die_without_their_secret(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let r = new_reset(&jane, t0());
+    let mail = reset_mail(&r);
+    store_with_outbox(&db, &r, std::slice::from_ref(&mail)).await;
+    claim(&db, minutes(1)).await;
+    OutboxStore::failed(
+        &db.store,
+        mail.id,
+        "421 try later",
+        Some(minutes(5)),
+        minutes(1),
+    )
+    .await
+    .unwrap();
+    assert!(
+        claim(&db, minutes(4)).await.is_empty(),
+        "not before its retry time"
+    );
+    assert_eq!(claim(&db, minutes(5)).await.len(), 1);
+    OutboxStore::failed(&db.store, mail.id, "550 no such user", None, minutes(5))
+        .await
+        .unwrap();
+    assert!(
+        claim(&db, minutes(600)).await.is_empty(),
+        "dead messages stay dead"
+    );
+    assert_eq!(pwreset_tests::outbox_secrets(&db).await, 0);
+    let dead = ResetStore::events(&db.store, Mode::Test, r.reset.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::NotificationDead)
+        .count();
+    assert_eq!(dead, 1);
+}
+
+async fn concurrent_claimers_never_get_the_same_message(db: TestDb) {
+    let mut all = Vec::new();
+    for i in 0..20 {
+        let c = add_customer(&db, Mode::Test, &format!("user{i}@example.com"), t0()).await;
+        let r = new_reset(&c, t0());
+        let m = reset_mail(&r);
+        all.push(m.id);
+        store_with_outbox(&db, &r, &[m]).await;
+    }
+    let claimers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = db.store.clone();
+            tokio::spawn(async move {
+                OutboxStore::claim(&store, minutes(1), TimeDelta::minutes(1), 20)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut seen = BTreeSet::new();
+    for c in claimers {
+        for m in c.await.unwrap() {
+            assert!(seen.insert(m.id), "message {} was claimed twice", m.id);
+        }
+    }
+    assert_eq!(seen.len(), all.len(), "every message was claimed once");
+}
+
+async fn purging_removes_ended_resets_old_trails_and_finished_messages(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let john = add_customer(&db, Mode::Test, "john@example.com", t0()).await;
+    let old = new_reset(&jane, t0());
+    let mail = reset_mail(&old);
+    store_with_outbox(&db, &old, std::slice::from_ref(&mail)).await;
+    claim(&db, minutes(1)).await;
+    OutboxStore::delivered(&db.store, mail.id, minutes(1))
+        .await
+        .unwrap();
+    let deleted = add_reset(&db, &john, t0()).await;
+    let gone =
+        Caller::new(Mode::Test).event(deleted.reset.id, EventKind::Deleted, None, minutes(1));
+    ResetStore::delete(&db.store, Mode::Test, deleted.reset.id, &gone, &[])
+        .await
+        .unwrap();
+    let fresh = add_reset(&db, &john, t0() + TimeDelta::days(8)).await;
+
+    // Seven days after the old reset expired, everything about it goes.
+    let cutoff = old.reset.expires_at + TimeDelta::seconds(1);
+    assert_eq!(ResetStore::purge(&db.store, cutoff).await.unwrap(), 1);
+    assert_eq!(find(&db, Mode::Test, old.reset.id).await, None);
+    assert!(
+        ResetStore::events(&db.store, Mode::Test, old.reset.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        ResetStore::events(&db.store, Mode::Test, deleted.reset.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(pwreset_tests::outbox_rows(&db).await, 0);
+    assert!(
+        find(&db, Mode::Test, fresh.reset.id).await.is_some(),
+        "outstanding resets stay"
+    );
+    assert_eq!(
+        ResetStore::events(&db.store, Mode::Test, fresh.reset.id)
+            .await
+            .unwrap()
+            .len(),
+        1
     );
 }

@@ -12,6 +12,10 @@ pub enum EventKind {
     CompletionFailed,
     /// The reset was revoked by a newer reset or a completed one.
     Revoked,
+    Deleted,
+    NotificationDelivered,
+    /// A notification could not be delivered after every retry.
+    NotificationDead,
 }
 
 impl EventKind {
@@ -22,6 +26,9 @@ impl EventKind {
             EventKind::Completed => "completed",
             EventKind::CompletionFailed => "completion_failed",
             EventKind::Revoked => "revoked",
+            EventKind::Deleted => "deleted",
+            EventKind::NotificationDelivered => "notification_delivered",
+            EventKind::NotificationDead => "notification_dead",
         }
     }
 
@@ -32,6 +39,9 @@ impl EventKind {
             EventKind::Completed,
             EventKind::CompletionFailed,
             EventKind::Revoked,
+            EventKind::Deleted,
+            EventKind::NotificationDelivered,
+            EventKind::NotificationDead,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -7,12 +7,14 @@
 
 mod customer;
 mod event;
+mod outbox;
 mod query;
 mod reset;
 mod values;
 
 pub use customer::*;
 pub use event::*;
+pub use outbox::*;
 pub use query::*;
 pub use reset::*;
 pub use values::*;

@@ -4,11 +4,13 @@
 //! carrying the cause for the logs.
 
 mod customers;
+mod delivery;
 mod resets;
 
 use std::sync::Arc;
 
 pub use customers::*;
+pub use delivery::*;
 pub use resets::*;
 
 use crate::models::{Timestamp, to_millis};

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use super::Ports;
 use crate::models::{
-    Caller, DetailsPatch, EmailAddress, EventKind, ListQuery, Metadata, Page, Password,
-    PasswordPolicy, PasswordRejection, PasswordReset, QueryError, RawListQuery, Reference,
-    ResetEvent, ResetId, ResetState, ResetToken, TokenPolicy, TokenRejection,
+    Caller, DetailsPatch, EmailAddress, EventKind, ListQuery, Metadata, Notification,
+    OutboxMessage, Page, Password, PasswordPolicy, PasswordRejection, PasswordReset, QueryError,
+    RawListQuery, Reference, ResetEvent, ResetId, ResetState, ResetToken, Timestamp, TokenPolicy,
+    TokenRejection, WebhookTopic,
 };
 use crate::ports::{Completion, CompletionOutcome, StoreError};
 
@@ -97,12 +98,32 @@ fn unexpected(e: StoreError) -> anyhow::Error {
     }
 }
 
+/// Which notifications the service enqueues, in the same transaction as the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NotificationPlan {
+    /// Mail the reset link on request and a notice after every completed reset.
+    pub mail: bool,
+    /// Commerce Layer webhooks on create, reset_password and destroy.
+    pub webhooks: bool,
+}
+
 /// The password reset use cases.
 #[derive(Debug, Clone)]
 pub struct ResetService {
     ports: Ports,
     tokens: TokenPolicy,
     passwords: Arc<PasswordPolicy>,
+    plan: NotificationPlan,
+}
+
+fn webhook(topic: WebhookTopic, reset: &PasswordReset, at: Timestamp) -> OutboxMessage {
+    OutboxMessage::new(
+        Notification::Webhook {
+            topic,
+            reset: Box::new(reset.clone()),
+        },
+        at,
+    )
 }
 
 impl ResetService {
@@ -112,7 +133,20 @@ impl ResetService {
             ports,
             tokens,
             passwords: Arc::new(passwords),
+            plan: NotificationPlan::default(),
         }
+    }
+
+    /// Also enqueue these notifications.
+    #[must_use]
+    pub fn with_notifications(mut self, plan: NotificationPlan) -> Self {
+        self.plan = plan;
+        self
+    }
+
+    #[must_use]
+    pub fn notifications(&self) -> NotificationPlan {
+        self.plan
     }
 
     #[must_use]
@@ -156,9 +190,25 @@ impl ResetService {
             updated_at: now,
         };
         let event = caller.event(reset.id, EventKind::Requested, None, now);
+        let mut outbox = Vec::new();
+        if self.plan.mail {
+            outbox.push(OutboxMessage::new(
+                Notification::ResetRequested {
+                    reset_id: reset.id,
+                    mode: reset.mode,
+                    to: reset.customer_email.clone(),
+                    token: token.clone(),
+                    expires_at: reset.expires_at,
+                },
+                now,
+            ));
+        }
+        if self.plan.webhooks {
+            outbox.push(webhook(WebhookTopic::Create, &reset, now));
+        }
         self.ports
             .resets
-            .create(&reset, &event)
+            .create(&reset, &event, &outbox)
             .await
             .map_err(|e| RequestResetError::Unexpected(unexpected(e)))?;
         Ok(IssuedReset { reset, token })
@@ -202,6 +252,27 @@ impl ResetService {
 
         // Time may have passed while hashing; the write checks expiry at this instant.
         let now = self.ports.now();
+        let mut outbox = Vec::new();
+        if self.plan.mail {
+            outbox.push(OutboxMessage::new(
+                Notification::PasswordChanged {
+                    reset_id: reset.id,
+                    mode: reset.mode,
+                    to: reset.customer_email.clone(),
+                    at: now,
+                },
+                now,
+            ));
+        }
+        if self.plan.webhooks {
+            let mut after = reset.clone();
+            after.reset_password_at = Some(now);
+            after.updated_at = now;
+            after.reference = req.details.reference.apply(&after.reference);
+            after.reference_origin = req.details.reference_origin.apply(&after.reference_origin);
+            after.metadata = req.details.metadata.apply(&after.metadata);
+            outbox.push(webhook(WebhookTopic::ResetPassword, &after, now));
+        }
         let completion = Completion {
             mode: caller.mode,
             reset_id: reset.id,
@@ -212,6 +283,7 @@ impl ResetService {
             now,
             max_failed_attempts: self.tokens.max_failed_attempts(),
             event: caller.event(reset.id, EventKind::Completed, None, now),
+            outbox,
         };
         match self.ports.resets.complete(&completion).await {
             Ok(CompletionOutcome::Completed(done)) => Ok(*done),
@@ -336,7 +408,27 @@ impl ResetService {
     /// # Errors
     /// `NotFound` when there is no such reset in the caller's mode.
     pub async fn delete(&self, caller: &Caller, id: ResetId) -> Result<(), DeleteResetError> {
-        match self.ports.resets.delete(caller.mode, id).await {
+        let now = self.ports.now();
+        let mut outbox = Vec::new();
+        if self.plan.webhooks {
+            let Some(reset) = self
+                .ports
+                .resets
+                .find(caller.mode, id)
+                .await
+                .map_err(|e| DeleteResetError::Unexpected(unexpected(e)))?
+            else {
+                return Err(DeleteResetError::NotFound);
+            };
+            outbox.push(webhook(WebhookTopic::Destroy, &reset, now));
+        }
+        let event = caller.event(id, EventKind::Deleted, None, now);
+        match self
+            .ports
+            .resets
+            .delete(caller.mode, id, &event, &outbox)
+            .await
+        {
             Ok(true) => Ok(()),
             Ok(false) => Err(DeleteResetError::NotFound),
             Err(e) => Err(DeleteResetError::Unexpected(unexpected(e))),

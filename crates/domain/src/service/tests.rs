@@ -162,15 +162,16 @@ async fn requesting_a_reset_for_a_known_email_stores_a_digest_and_returns_the_to
         .returning(|_, _| Ok(Some(customer())));
     m.resets
         .expect_create()
-        .withf(|r, e| {
-            r.token_digest == digest_of(TOKEN)
+        .withf(|r, e, outbox| {
+            outbox.is_empty()
+                && r.token_digest == digest_of(TOKEN)
                 && r.expires_at == t0() + TimeDelta::hours(1)
                 && r.customer_id == customer().id
                 && e.kind == EventKind::Requested
                 && e.reset_id == r.id
         })
         .times(1)
-        .returning(|_, _| Ok(()));
+        .returning(|_, _, _| Ok(()));
     let issued = m
         .resets()
         .request(
@@ -230,7 +231,7 @@ async fn storage_failures_while_requesting_are_unexpected() {
     m.customers
         .expect_find_by_email()
         .returning(|_, _| Ok(Some(customer())));
-    m.resets.expect_create().returning(|_, _| Err(boom()));
+    m.resets.expect_create().returning(|_, _, _| Err(boom()));
     let err = m
         .resets()
         .request(&caller(), new_reset())
@@ -648,11 +649,14 @@ async fn update_details_changes_only_what_is_patched() {
 async fn delete_reports_not_found() {
     for (stored, ok) in [(true, true), (false, false)] {
         let mut m = Mocks::new();
-        m.resets.expect_delete().returning(move |_, _| Ok(stored));
+        m.resets
+            .expect_delete()
+            .withf(|_, _, e, outbox| e.kind == EventKind::Deleted && outbox.is_empty())
+            .returning(move |_, _, _, _| Ok(stored));
         assert_eq!(m.resets().delete(&caller(), reset().id).await.is_ok(), ok);
     }
     let mut m = Mocks::new();
-    m.resets.expect_delete().returning(|_, _| Err(boom()));
+    m.resets.expect_delete().returning(|_, _, _, _| Err(boom()));
     assert!(matches!(
         m.resets().delete(&caller(), reset().id).await,
         Err(DeleteResetError::Unexpected(_))
@@ -892,4 +896,230 @@ async fn customer_get_list_and_delete_map_their_outcomes() {
             ok
         );
     }
+}
+
+// ---- notifications and delivery ----
+
+fn plan() -> NotificationPlan {
+    NotificationPlan {
+        mail: true,
+        webhooks: true,
+    }
+}
+
+#[tokio::test]
+async fn with_mail_and_webhooks_a_request_enqueues_the_link_and_a_create_webhook() {
+    let mut m = Mocks::new();
+    m.customers
+        .expect_find_by_email()
+        .returning(|_, _| Ok(Some(customer())));
+    m.resets
+        .expect_create()
+        .withf(|r, _, outbox| {
+            matches!(
+                &outbox[0].notification,
+                Notification::ResetRequested { to, token, expires_at, .. }
+                    if to.as_str() == "jane@example.com" && token.expose_secret() == TOKEN && *expires_at == r.expires_at
+            ) && matches!(
+                &outbox[1].notification,
+                Notification::Webhook { topic: WebhookTopic::Create, reset } if reset.id == r.id
+            ) && outbox.len() == 2
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let service = ResetService::new(m.ports(), TokenPolicy::default(), PasswordPolicy::default())
+        .with_notifications(plan());
+    service
+        .request(
+            &caller(),
+            NewReset {
+                email: EmailAddress::parse("JANE@example.com").unwrap(),
+                reference: None,
+                reference_origin: None,
+                metadata: None,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn with_mail_and_webhooks_a_completion_enqueues_the_notice_and_a_webhook() {
+    let mut m = Mocks::new().with_reset(reset());
+    m.hasher
+        .expect_hash()
+        .returning(|_| Ok(PasswordHash::new("$argon2id$hash")));
+    m.resets
+        .expect_complete()
+        .withf(|c| {
+            c.outbox.len() == 2
+                && matches!(&c.outbox[0].notification, Notification::PasswordChanged { at, .. } if *at == t0())
+                && matches!(
+                    &c.outbox[1].notification,
+                    Notification::Webhook { topic: WebhookTopic::ResetPassword, reset } if reset.reset_password_at == Some(t0())
+                )
+        })
+        .times(1)
+        .returning(|_| Ok(CompletionOutcome::Completed(Box::new(reset()))));
+    let service = ResetService::new(m.ports(), TokenPolicy::default(), PasswordPolicy::default())
+        .with_notifications(plan());
+    service
+        .complete(
+            &caller(),
+            reset().id,
+            completion(Some(TOKEN), "a fine new password"),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn with_webhooks_a_delete_enqueues_a_destroy_webhook_or_reports_not_found() {
+    let mut m = Mocks::new().with_reset(reset());
+    m.resets
+        .expect_delete()
+        .withf(|_, _, _, outbox| {
+            matches!(
+                outbox,
+                [OutboxMessage {
+                    notification: Notification::Webhook {
+                        topic: WebhookTopic::Destroy,
+                        ..
+                    },
+                    ..
+                }]
+            )
+        })
+        .times(1)
+        .returning(|_, _, _, _| Ok(true));
+    let service = ResetService::new(m.ports(), TokenPolicy::default(), PasswordPolicy::default())
+        .with_notifications(plan());
+    service.delete(&caller(), reset().id).await.unwrap();
+
+    let mut m = Mocks::new();
+    m.resets.expect_find().returning(|_, _| Ok(None));
+    m.resets.expect_delete().never();
+    let service = ResetService::new(m.ports(), TokenPolicy::default(), PasswordPolicy::default())
+        .with_notifications(plan());
+    assert!(matches!(
+        service.delete(&caller(), reset().id).await,
+        Err(DeleteResetError::NotFound)
+    ));
+}
+
+fn message(attempts: u32) -> OutboxMessage {
+    OutboxMessage {
+        attempts,
+        ..OutboxMessage::new(
+            Notification::PasswordChanged {
+                reset_id: reset().id,
+                mode: Mode::Test,
+                to: customer().email,
+                at: t0(),
+            },
+            t0(),
+        )
+    }
+}
+
+fn delivery(outbox: MockOutboxStore, notifier: MockNotifier) -> DeliveryService {
+    DeliveryService::new(
+        Arc::new(outbox),
+        Arc::new(notifier),
+        Arc::new(clock_at(t0())),
+        RetryPolicy::default(),
+        TimeDelta::minutes(1),
+        16,
+    )
+}
+
+#[tokio::test]
+async fn delivered_messages_are_acknowledged_with_their_idempotency_key() {
+    let msg = message(1);
+    let key = msg.idempotency_key();
+    let id = msg.id;
+    let mut outbox = MockOutboxStore::new();
+    outbox
+        .expect_claim()
+        .withf(|now, lease, limit| *now == t0() && *lease == TimeDelta::minutes(1) && *limit == 16)
+        .returning(move |_, _, _| Ok(vec![msg.clone()]));
+    outbox
+        .expect_delivered()
+        .withf(move |i, _| *i == id)
+        .times(1)
+        .returning(|_, _| Ok(()));
+    outbox.expect_failed().never();
+    let mut notifier = MockNotifier::new();
+    notifier
+        .expect_deliver()
+        .withf(move |_, k| k == key)
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let report = delivery(outbox, notifier).run_once().await.unwrap();
+    assert_eq!((report.claimed, report.delivered), (1, 1));
+}
+
+#[tokio::test]
+async fn failed_deliveries_retry_with_backoff_then_die() {
+    for (attempts, dead) in [(1, false), (9, false), (10, true)] {
+        let mut outbox = MockOutboxStore::new();
+        let msg = message(attempts);
+        outbox
+            .expect_claim()
+            .returning(move |_, _, _| Ok(vec![msg.clone()]));
+        outbox.expect_delivered().never();
+        outbox
+            .expect_failed()
+            .withf(move |_, error, retry_at, _| {
+                error.contains("connection refused")
+                    && retry_at.is_none() == dead
+                    && retry_at.is_none_or(|at| at > t0())
+            })
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
+        let mut notifier = MockNotifier::new();
+        notifier
+            .expect_deliver()
+            .returning(|_, _| Err(anyhow::anyhow!("connection refused")));
+        let report = delivery(outbox, notifier).run_once().await.unwrap();
+        assert_eq!(
+            (report.retrying, report.dead),
+            if dead { (0, 1) } else { (1, 0) }
+        );
+    }
+}
+
+#[tokio::test]
+async fn outbox_failures_stop_the_pass() {
+    let mut outbox = MockOutboxStore::new();
+    outbox.expect_claim().returning(|_, _, _| Err(boom()));
+    let notifier = MockNotifier::new();
+    assert!(delivery(outbox, notifier).run_once().await.is_err());
+}
+
+#[tokio::test]
+async fn a_reset_mail_whose_link_expired_while_waiting_is_parked_not_sent() {
+    let stale = OutboxMessage::new(
+        Notification::ResetRequested {
+            reset_id: reset().id,
+            mode: Mode::Test,
+            to: customer().email,
+            token: ResetToken::parse(TOKEN).unwrap(),
+            expires_at: t0() - TimeDelta::seconds(1),
+        },
+        t0() - TimeDelta::hours(1),
+    );
+    let mut outbox = MockOutboxStore::new();
+    outbox
+        .expect_claim()
+        .returning(move |_, _, _| Ok(vec![stale.clone()]));
+    outbox
+        .expect_failed()
+        .withf(|_, error, retry_at, _| retry_at.is_none() && error.contains("expired"))
+        .times(1)
+        .returning(|_, _, _, _| Ok(()));
+    let mut notifier = MockNotifier::new();
+    notifier.expect_deliver().never();
+    let report = delivery(outbox, notifier).run_once().await.unwrap();
+    assert_eq!(report.dead, 1);
 }
