@@ -4,60 +4,14 @@
 //! shape error (wrong type, array where a string belongs, unknown attribute) becomes a
 //! precise 4xx with a `source.pointer`, never a generic deserialization failure.
 
-use std::collections::HashMap;
-
-use pwreset_domain::{
-    Customer, Metadata, Page, PasswordReset, Patch, RawListQuery, Reference, ResetEvent,
-    ResetToken, Timestamp,
+use pwreset_domain::{Metadata, Page, Patch, RawListQuery, Reference};
+pub use pwreset_jsonapi::{
+    CUSTOMER_ATTRIBUTES, CUSTOMERS, EVENT_ATTRIBUTES, EVENTS, RESET_ATTRIBUTES, RESETS, Renderer,
+    View, timestamp,
 };
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, Source};
-
-pub const RESETS: &str = "customer_password_resets";
-pub const CUSTOMERS: &str = "customers";
-pub const EVENTS: &str = "events";
-
-pub const RESET_ATTRIBUTES: &[&str] = &[
-    "customer_email",
-    "reset_password_token",
-    "reset_password_at",
-    "created_at",
-    "updated_at",
-    "reference",
-    "reference_origin",
-    "metadata",
-];
-
-pub const CUSTOMER_ATTRIBUTES: &[&str] = &[
-    "email",
-    "has_password",
-    "created_at",
-    "updated_at",
-    "reference",
-    "reference_origin",
-    "metadata",
-];
-
-pub const EVENT_ATTRIBUTES: &[&str] = &["name", "reason", "client_ip", "mode", "created_at"];
-
-/// ISO 8601 UTC with milliseconds and `Z`, as Commerce Layer prints them.
-#[must_use]
-pub fn timestamp(t: &Timestamp) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
-
-fn opt_timestamp(t: Option<&Timestamp>) -> Value {
-    t.map_or(Value::Null, |t| Value::String(timestamp(t)))
-}
-
-fn opt_reference(r: Option<&Reference>) -> Value {
-    r.map_or(Value::Null, |r| Value::String(r.as_str().to_owned()))
-}
-
-fn opt_metadata(m: Option<&Metadata>) -> Value {
-    m.map_or(Value::Null, Metadata::to_value)
-}
 
 // ---- query parameters ----
 
@@ -65,10 +19,8 @@ fn opt_metadata(m: Option<&Metadata>) -> Value {
 #[derive(Debug, Default, Clone)]
 pub struct Params {
     pub list: RawListQuery,
-    /// `include=customer`.
-    pub include_customer: bool,
-    /// `fields[type]=a,b`.
-    pub fields: HashMap<String, Vec<String>>,
+    /// Sparse fieldsets and includes.
+    pub view: View,
     /// The raw pairs, for pagination links.
     pub pairs: Vec<(String, String)>,
 }
@@ -129,7 +81,7 @@ pub fn parse_params(query: &str, accepts: Accepts) -> Result<Params, ApiError> {
                         .with_source(Source::Parameter(key.clone())),
                 );
             }
-            params.fields.insert(kind.to_owned(), names);
+            params.view.fields.insert(kind.to_owned(), names);
         } else {
             match key.as_str() {
                 "sort" if accepts.list => params.list.sort = Some(value),
@@ -144,7 +96,7 @@ pub fn parse_params(query: &str, accepts: Accepts) -> Result<Params, ApiError> {
                             .with_source(Source::Parameter("include".into())));
                         }
                         if name == "customer" {
-                            params.include_customer = true;
+                            params.view.include_customer = true;
                         }
                     }
                 }
@@ -155,165 +107,42 @@ pub fn parse_params(query: &str, accepts: Accepts) -> Result<Params, ApiError> {
     Ok(params)
 }
 
-fn sparse(attributes: Map<String, Value>, fields: Option<&Vec<String>>) -> Value {
-    match fields {
-        None => Value::Object(attributes),
-        Some(keep) => Value::Object(
-            attributes
-                .into_iter()
-                .filter(|(k, _)| keep.iter().any(|f| f == k))
-                .collect(),
-        ),
+/// `meta` and `links` of a collection page, keeping the other query parameters.
+#[must_use]
+pub fn page_meta<T>(
+    renderer: &Renderer,
+    path: &str,
+    page: &Page<T>,
+    params: &Params,
+) -> (Value, Value) {
+    let count = page.page_count();
+    let link = |n: u64| {
+        let mut pairs: Vec<(String, String)> = params
+            .pairs
+            .iter()
+            .filter(|(k, _)| k != "page[number]" && k != "page[size]")
+            .cloned()
+            .collect();
+        pairs.push(("page[number]".into(), n.to_string()));
+        pairs.push(("page[size]".into(), page.request.size().to_string()));
+        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        Value::String(format!("{}?{query}", renderer.url(path)))
+    };
+    let number = u64::from(page.request.number());
+    let last = count.max(1);
+    let mut links = Map::new();
+    links.insert("first".into(), link(1));
+    if number > 1 {
+        links.insert("prev".into(), link((number - 1).min(last)));
     }
-}
-
-// ---- resource objects ----
-
-/// Builds resource objects with links under the configured public base URL.
-#[derive(Debug, Clone)]
-pub struct Renderer {
-    pub base: String,
-}
-
-impl Renderer {
-    fn url(&self, path: &str) -> String {
-        format!("{}/api/{path}", self.base)
+    if number < count {
+        links.insert("next".into(), link(number + 1));
     }
-
-    fn relationship(&self, kind: &str, id: &str, name: &str, data: Option<Value>) -> Value {
-        let mut rel = json!({
-            "links": {
-                "self": self.url(&format!("{kind}/{id}/relationships/{name}")),
-                "related": self.url(&format!("{kind}/{id}/{name}")),
-            }
-        });
-        if let Some(d) = data {
-            rel["data"] = d;
-        }
-        rel
-    }
-
-    /// A `customer_password_resets` resource. `token` is shown only when given (the create
-    /// response to an integration caller); it is `null` everywhere else.
-    #[must_use]
-    pub fn reset(&self, r: &PasswordReset, token: Option<&ResetToken>, params: &Params) -> Value {
-        let id = r.id.to_string();
-        let mut attributes = Map::new();
-        attributes.insert("customer_email".into(), json!(r.customer_email.as_str()));
-        attributes.insert(
-            "reset_password_token".into(),
-            token.map_or(Value::Null, |t| json!(t.expose_secret())),
-        );
-        attributes.insert(
-            "reset_password_at".into(),
-            opt_timestamp(r.reset_password_at.as_ref()),
-        );
-        attributes.insert("created_at".into(), json!(timestamp(&r.created_at)));
-        attributes.insert("updated_at".into(), json!(timestamp(&r.updated_at)));
-        attributes.insert("reference".into(), opt_reference(r.reference.as_ref()));
-        attributes.insert(
-            "reference_origin".into(),
-            opt_reference(r.reference_origin.as_ref()),
-        );
-        attributes.insert("metadata".into(), opt_metadata(r.metadata.as_ref()));
-        let customer_data = params
-            .include_customer
-            .then(|| json!({ "type": CUSTOMERS, "id": r.customer_id.to_string() }));
-        json!({
-            "id": id,
-            "type": RESETS,
-            "links": { "self": self.url(&format!("{RESETS}/{id}")) },
-            "attributes": sparse(attributes, params.fields.get(RESETS)),
-            "relationships": {
-                "customer": self.relationship(RESETS, &id, "customer", customer_data),
-                "events": self.relationship(RESETS, &id, "events", None),
-            },
-            "meta": { "mode": r.mode.as_str() },
-        })
-    }
-
-    /// A `customers` resource (the password is write-only).
-    #[must_use]
-    pub fn customer(&self, c: &Customer, params: &Params) -> Value {
-        let id = c.id.to_string();
-        let mut attributes = Map::new();
-        attributes.insert("email".into(), json!(c.email.as_str()));
-        attributes.insert("has_password".into(), json!(c.has_password()));
-        attributes.insert("created_at".into(), json!(timestamp(&c.created_at)));
-        attributes.insert("updated_at".into(), json!(timestamp(&c.updated_at)));
-        attributes.insert("reference".into(), opt_reference(c.reference.as_ref()));
-        attributes.insert(
-            "reference_origin".into(),
-            opt_reference(c.reference_origin.as_ref()),
-        );
-        attributes.insert("metadata".into(), opt_metadata(c.metadata.as_ref()));
-        json!({
-            "id": id,
-            "type": CUSTOMERS,
-            "links": { "self": self.url(&format!("{CUSTOMERS}/{id}")) },
-            "attributes": sparse(attributes, params.fields.get(CUSTOMERS)),
-            "relationships": {
-                "customer_password_resets":
-                    self.relationship(CUSTOMERS, &id, "customer_password_resets", None),
-            },
-            "meta": { "mode": c.mode.as_str() },
-        })
-    }
-
-    /// An `events` resource.
-    #[must_use]
-    pub fn event(&self, e: &ResetEvent, params: &Params) -> Value {
-        let id = e.id.to_string();
-        let mut attributes = Map::new();
-        attributes.insert("name".into(), json!(e.kind.as_str()));
-        attributes.insert("reason".into(), json!(e.reason));
-        attributes.insert(
-            "client_ip".into(),
-            json!(e.client_ip.map(|ip| ip.to_string())),
-        );
-        attributes.insert("mode".into(), json!(e.mode.as_str()));
-        attributes.insert("created_at".into(), json!(timestamp(&e.created_at)));
-        json!({
-            "id": id,
-            "type": EVENTS,
-            "links": { "self": self.url(&format!("{EVENTS}/{id}")) },
-            "attributes": sparse(attributes, params.fields.get(EVENTS)),
-            "meta": { "mode": e.mode.as_str() },
-        })
-    }
-
-    /// `meta` and `links` of a collection page, keeping the other query parameters.
-    #[must_use]
-    pub fn page_meta<T>(&self, path: &str, page: &Page<T>, params: &Params) -> (Value, Value) {
-        let count = page.page_count();
-        let link = |n: u64| {
-            let mut pairs: Vec<(String, String)> = params
-                .pairs
-                .iter()
-                .filter(|(k, _)| k != "page[number]" && k != "page[size]")
-                .cloned()
-                .collect();
-            pairs.push(("page[number]".into(), n.to_string()));
-            pairs.push(("page[size]".into(), page.request.size().to_string()));
-            let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-            Value::String(format!("{}?{query}", self.url(path)))
-        };
-        let number = u64::from(page.request.number());
-        let last = count.max(1);
-        let mut links = Map::new();
-        links.insert("first".into(), link(1));
-        if number > 1 {
-            links.insert("prev".into(), link((number - 1).min(last)));
-        }
-        if number < count {
-            links.insert("next".into(), link(number + 1));
-        }
-        links.insert("last".into(), link(last));
-        (
-            json!({ "record_count": page.record_count, "page_count": count }),
-            Value::Object(links),
-        )
-    }
+    links.insert("last".into(), link(last));
+    (
+        json!({ "record_count": page.record_count, "page_count": count }),
+        Value::Object(links),
+    )
 }
 
 // ---- request documents ----
@@ -510,7 +339,7 @@ mod tests {
         .unwrap();
         assert_eq!(p.list.filters, vec![("reference_eq".into(), "a b".into())]);
         assert_eq!(p.list.page_size.as_deref(), Some("5"));
-        assert!(p.include_customer);
+        assert!(p.view.include_customer);
     }
 
     #[test]

@@ -23,8 +23,8 @@ use pwreset_domain::service::{CustomerService, ResetService};
 
 pub use auth::{AppKind, Credentials, JwtKey};
 pub use error::ApiError;
-pub use jsonapi::Renderer;
 pub use middleware::request_log;
+pub use pwreset_jsonapi::Renderer;
 
 /// The JSON:API media type.
 pub const JSONAPI: &str = "application/vnd.api+json";

@@ -193,7 +193,10 @@ async fn create_returns_the_token_once_in_a_json_api_document() {
     m.customers
         .expect_find_by_email()
         .returning(|_, _| Ok(Some(customer())));
-    m.resets.expect_create().times(1).returning(|_, _, _| Ok(()));
+    m.resets
+        .expect_create()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
     let body = json!({"data": {"type": "customer_password_resets", "attributes": {"customer_email": "JANE@example.com", "reference": "crm-1"}, "relationships": {}}});
     let reply = call(m.state(), post("/api/customer_password_resets", &body)).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);

@@ -57,9 +57,9 @@ async fn list(
     let data: Vec<Value> = page
         .items
         .iter()
-        .map(|c| state.renderer.customer(c, &params))
+        .map(|c| state.renderer.customer(c, &params.view))
         .collect();
-    let (meta, links) = state.renderer.page_meta(CUSTOMERS, &page, &params);
+    let (meta, links) = crate::jsonapi::page_meta(&state.renderer, CUSTOMERS, &page, &params);
     Ok(document(
         StatusCode::OK,
         &json!({ "data": data, "meta": meta, "links": links }),
@@ -93,7 +93,7 @@ async fn create(
     let customer = state.customers.create(&creds.caller, request).await?;
     Ok(document(
         StatusCode::CREATED,
-        &json!({ "data": state.renderer.customer(&customer, &params) }),
+        &json!({ "data": state.renderer.customer(&customer, &params.view) }),
     ))
 }
 
@@ -108,7 +108,7 @@ async fn retrieve(
     let customer = state.customers.get(&creds.caller, path_id(&id)?).await?;
     Ok(document(
         StatusCode::OK,
-        &json!({ "data": state.renderer.customer(&customer, &params) }),
+        &json!({ "data": state.renderer.customer(&customer, &params.view) }),
     ))
 }
 
@@ -138,7 +138,7 @@ async fn update(
         .await?;
     Ok(document(
         StatusCode::OK,
-        &json!({ "data": state.renderer.customer(&customer, &params) }),
+        &json!({ "data": state.renderer.customer(&customer, &params.view) }),
     ))
 }
 

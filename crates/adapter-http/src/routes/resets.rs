@@ -73,8 +73,8 @@ async fn one(
     token: Option<&pwreset_domain::ResetToken>,
     params: &Params,
 ) -> Result<Value, ApiError> {
-    let mut doc = json!({ "data": state.renderer.reset(reset, token, params) });
-    if params.include_customer {
+    let mut doc = json!({ "data": state.renderer.reset(reset, token, &params.view) });
+    if params.view.include_customer {
         doc["included"] = Value::Array(included(state, creds, [reset.customer_id], params).await?);
     }
     Ok(doc)
@@ -89,7 +89,7 @@ async fn included(
     let mut out = Vec::new();
     for id in ids.into_iter().collect::<BTreeSet<_>>() {
         let c = state.customers.get(&creds.caller, id).await?;
-        out.push(state.renderer.customer(&c, params));
+        out.push(state.renderer.customer(&c, &params.view));
     }
     Ok(out)
 }
@@ -105,11 +105,11 @@ async fn list(
     let data: Vec<Value> = page
         .items
         .iter()
-        .map(|r| state.renderer.reset(r, None, &params))
+        .map(|r| state.renderer.reset(r, None, &params.view))
         .collect();
-    let (meta, links) = state.renderer.page_meta(RESETS, &page, &params);
+    let (meta, links) = crate::jsonapi::page_meta(&state.renderer, RESETS, &page, &params);
     let mut doc = json!({ "data": data, "meta": meta, "links": links });
-    if params.include_customer {
+    if params.view.include_customer {
         let ids = page.items.iter().map(|r| r.customer_id);
         doc["included"] = Value::Array(included(&state, &creds, ids, &params).await?);
     }
@@ -192,7 +192,7 @@ async fn update(
     let completing = doc.has_any(SECRET_ATTRIBUTES);
     if creds.kind == AppKind::SalesChannel {
         // A storefront may only complete a reset, and learns nothing else.
-        if !completing || doc.has_any(DETAIL_ATTRIBUTES) || params.include_customer {
+        if !completing || doc.has_any(DETAIL_ATTRIBUTES) || params.view.include_customer {
             return Err(ApiError::unauthorized());
         }
     }
@@ -272,7 +272,7 @@ async fn customer(
         .customers
         .get(&creds.caller, reset.customer_id)
         .await?;
-    let doc = json!({ "data": state.renderer.customer(&customer, &params) });
+    let doc = json!({ "data": state.renderer.customer(&customer, &params.view) });
     Ok(document(StatusCode::OK, &doc))
 }
 
@@ -307,12 +307,14 @@ async fn events(
     let data: Vec<Value> = page
         .items
         .iter()
-        .map(|e| state.renderer.event(e, &params))
+        .map(|e| state.renderer.event(e, &params.view))
         .collect();
-    let (meta, links) =
-        state
-            .renderer
-            .page_meta(&format!("{RESETS}/{reset_id}/events"), &page, &params);
+    let (meta, links) = crate::jsonapi::page_meta(
+        &state.renderer,
+        &format!("{RESETS}/{reset_id}/events"),
+        &page,
+        &params,
+    );
     Ok(document(
         StatusCode::OK,
         &json!({ "data": data, "meta": meta, "links": links }),
