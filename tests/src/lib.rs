@@ -13,6 +13,7 @@
 
 pub mod http;
 pub mod postgres;
+pub mod sinks;
 
 use std::future::Future;
 use std::panic::resume_unwind;
@@ -172,6 +173,10 @@ impl RunningApp {
         settings.token_digest_keys = Some(TEST_DIGEST_KEY.into());
         settings.workers = Some(1);
         settings.db_max_connections = 8;
+        // The development mailer logs links; tests that want mail configure SMTP.
+        settings.mail_preview = false;
+        settings.outbox_poll_ms = 50;
+        settings.retry_base_ms = 200;
         configure(&mut settings);
         let app = pwreset_app::Application::build(&settings)
             .await
@@ -232,4 +237,9 @@ pub async fn outbox_secrets(db: &TestDb) -> i64 {
 /// All outbox rows.
 pub async fn outbox_rows(db: &TestDb) -> i64 {
     scalar(db, "SELECT count(*) FROM outbox").await
+}
+
+/// The most delivery attempts any outbox message took.
+pub async fn outbox_max_attempts(db: &TestDb) -> i64 {
+    scalar(db, "SELECT coalesce(max(attempts), 0) FROM outbox").await
 }

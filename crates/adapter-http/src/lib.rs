@@ -44,6 +44,8 @@ pub struct ApiState {
     pub customers: CustomerService,
     pub jwt: JwtKey,
     pub renderer: Renderer,
+    /// Whether create responses carry the reset token (token delivery) or not (mail).
+    pub reveal_tokens: bool,
     pub body_limit: usize,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,

@@ -119,6 +119,7 @@ impl Mocks {
             renderer: Renderer {
                 base: "https://pwreset.test".into(),
             },
+            reveal_tokens: true,
             body_limit: 1024,
             trusted_proxies: vec![],
             readiness: Arc::new(Ready(self.ready)),

@@ -62,6 +62,15 @@ pub struct TokenArgs {
     pub ttl: TimeDelta,
 }
 
+/// How reset tokens reach the customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Delivery {
+    /// Commerce Layer behaviour: the create response carries the token; the merchant mails it.
+    Token,
+    /// pwreset mails the link itself; the token never leaves in a response.
+    Mail,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -191,6 +200,83 @@ pub struct Settings {
     /// Request body limit in bytes.
     #[arg(long, env = "PWRESET_BODY_LIMIT", default_value_t = 64 * 1024, global = true)]
     pub body_limit: usize,
+
+    /// token: return the reset token to integration callers (Commerce Layer behaviour);
+    /// mail: email the reset link and never return the token.
+    #[arg(
+        long,
+        env = "PWRESET_DELIVERY",
+        value_enum,
+        default_value = "token",
+        global = true
+    )]
+    pub delivery: Delivery,
+
+    /// SMTP server, e.g. smtp://user:pass@host:587?tls=starttls (tls=implicit|starttls|none).
+    /// Without it, mail goes to the development mailer (files in the data dir's mail/ and the
+    /// log).
+    #[arg(long, env = "PWRESET_SMTP_URL", hide_env_values = true, global = true)]
+    pub smtp_url: Option<String>,
+
+    /// Sender of every mail.
+    #[arg(
+        long,
+        env = "PWRESET_MAIL_FROM",
+        default_value = "pwreset <no-reply@localhost>",
+        global = true
+    )]
+    pub mail_from: String,
+
+    /// The reset link in mails; {id} and {token} are filled in. Default:
+    /// <public url>/reset-password?id={id}&token={token}.
+    #[arg(long, env = "PWRESET_RESET_LINK", global = true)]
+    pub reset_link: Option<String>,
+
+    /// A directory with reset.txt, reset.html, changed.txt, changed.html overriding the
+    /// built-in mail templates (any subset).
+    #[arg(long, env = "PWRESET_MAIL_TEMPLATES", global = true)]
+    pub mail_templates: Option<PathBuf>,
+
+    /// In token mode without an SMTP server, also write a preview of each reset mail to the
+    /// development mailer (data dir and log), so the link can be tried locally.
+    #[arg(long, env = "PWRESET_MAIL_PREVIEW", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub mail_preview: bool,
+
+    /// Endpoint for Commerce Layer style webhooks (create, reset_password, destroy).
+    #[arg(long, env = "PWRESET_WEBHOOK_URL", global = true)]
+    pub webhook_url: Option<String>,
+
+    /// Shared secret signing webhooks (X-CommerceLayer-Signature). Required with a URL.
+    #[arg(
+        long,
+        env = "PWRESET_WEBHOOK_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub webhook_secret: Option<String>,
+
+    /// How long used, revoked and expired resets (and their events) are kept.
+    #[arg(long, env = "PWRESET_RETENTION", default_value = "7d", value_parser = parse_retention, global = true)]
+    pub retention: TimeDelta,
+
+    /// How often an idle outbox worker looks for due messages, in milliseconds.
+    #[arg(
+        long,
+        env = "PWRESET_OUTBOX_POLL_MS",
+        default_value_t = 500,
+        global = true
+    )]
+    pub outbox_poll_ms: u64,
+
+    /// Delay before the first retry of a failed delivery, in milliseconds; it doubles per
+    /// attempt (with jitter) up to an hour, for 10 attempts.
+    #[arg(
+        long,
+        env = "PWRESET_RETRY_BASE_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub retry_base_ms: u64,
 }
 
 /// Parses `300s`, `90m`, `2h`, `1d` (or plain seconds).
@@ -219,6 +305,14 @@ fn parse_lifetime(s: &str) -> Result<TimeDelta, String> {
     pwreset_domain::TokenPolicy::new(d)
         .map(|p| p.lifetime())
         .map_err(|_| format!("PWRESET_TOKEN_LIFETIME must be between 5m and 24h, got {s}"))
+}
+
+fn parse_retention(s: &str) -> Result<TimeDelta, String> {
+    let d = parse_duration(s).map_err(|e| format!("PWRESET_RETENTION: {e}"))?;
+    if d < TimeDelta::hours(1) {
+        return Err(format!("PWRESET_RETENTION must be at least 1h, got {s}"));
+    }
+    Ok(d)
 }
 
 fn parse_ttl(s: &str) -> Result<TimeDelta, String> {

@@ -8,6 +8,7 @@
 //!   works) and runs the actix server with graceful shutdown on SIGTERM/SIGINT.
 
 pub mod config;
+pub mod delivery;
 pub mod secrets;
 pub mod telemetry;
 
@@ -21,7 +22,7 @@ use pwreset_adapter_crypto::{Argon2Hasher, HmacDigester};
 use pwreset_adapter_http::{ApiState, JwtKey, Readiness, Renderer};
 use pwreset_adapter_sql::SqlStore;
 use pwreset_domain::ports::SystemClock;
-use pwreset_domain::service::Ports;
+use pwreset_domain::service::{NotificationPlan, Ports};
 use pwreset_domain::{CustomerService, PasswordPolicy, ResetService, TokenPolicy};
 
 pub use config::Settings;
@@ -76,11 +77,16 @@ pub struct Services {
     pub store: SqlStore,
 }
 
-/// Wires the domain services over `store` with the configured policies and keys.
+/// Wires the domain services over `store` with the configured policies and keys,
+/// enqueueing the notifications in `plan`.
 ///
 /// # Errors
 /// When a key or policy setting is invalid.
-pub fn services(settings: &Settings, store: SqlStore) -> anyhow::Result<Services> {
+pub fn services(
+    settings: &Settings,
+    store: SqlStore,
+    plan: NotificationPlan,
+) -> anyhow::Result<Services> {
     let keys = secrets::digest_keys(settings)?;
     let digester = HmacDigester::new(keys).context("PWRESET_TOKEN_DIGEST_KEYS")?;
     let hasher = Argon2Hasher::new(
@@ -101,7 +107,8 @@ pub fn services(settings: &Settings, store: SqlStore) -> anyhow::Result<Services
         PasswordPolicy::new(settings.password_min_length).context("PWRESET_PASSWORD_MIN_LENGTH")?;
     let tokens = TokenPolicy::new(settings.token_lifetime).context("PWRESET_TOKEN_LIFETIME")?;
     Ok(Services {
-        resets: ResetService::new(ports.clone(), tokens, passwords.clone()),
+        resets: ResetService::new(ports.clone(), tokens, passwords.clone())
+            .with_notifications(plan),
         customers: CustomerService::new(ports, passwords),
         store,
     })
@@ -111,6 +118,7 @@ pub fn services(settings: &Settings, store: SqlStore) -> anyhow::Result<Services
 pub struct Application {
     addr: SocketAddr,
     server: Server,
+    jobs: delivery::Jobs,
 }
 
 impl std::fmt::Debug for Application {
@@ -128,19 +136,21 @@ impl Application {
     /// # Errors
     /// On any configuration, database or bind failure, with a message naming the cause.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let store = open_store(settings).await?;
-        let services = services(settings, store)?;
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot listen on PWRESET_BIND={}", settings.bind))?;
         let addr = listener.local_addr()?;
+        let public_base = settings.public_base(addr);
+        let notifications = delivery::notifications(settings, &public_base)?;
+        let store = open_store(settings).await?;
+        let services = services(settings, store, notifications.plan)?;
+        let jobs = delivery::Jobs::start(settings, &services.store, notifications.router);
         let jwt = JwtKey::new(secrets::jwt_secret(settings)?).context("PWRESET_JWT_SECRET")?;
         let state = web::Data::new(ApiState {
             resets: services.resets,
             customers: services.customers,
             jwt,
-            renderer: Renderer {
-                base: settings.public_base(addr),
-            },
+            renderer: Renderer { base: public_base },
+            reveal_tokens: notifications.reveal_tokens,
             body_limit: settings.body_limit,
             trusted_proxies: settings.trusted_proxies.clone(),
             readiness: Arc::new(StoreReadiness(services.store)),
@@ -160,6 +170,7 @@ impl Application {
         Ok(Self {
             addr,
             server: server.run(),
+            jobs,
         })
     }
 
@@ -184,6 +195,8 @@ impl Application {
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        self.jobs.stop();
+        result
     }
 }

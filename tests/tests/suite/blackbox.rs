@@ -49,9 +49,9 @@ blackbox!(
 const JSONAPI: &str = "application/vnd.api+json";
 
 /// Talks to one running app, remembering every response body it saw.
-struct Client {
+pub(crate) struct Client {
     addr: SocketAddr,
-    seen: Arc<Mutex<Vec<String>>>,
+    pub(crate) seen: Arc<Mutex<Vec<String>>>,
 }
 
 impl Client {
@@ -62,7 +62,7 @@ impl Client {
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: &str,
         path: &str,
@@ -104,32 +104,39 @@ impl Client {
         res
     }
 
-    async fn get(&self, path: &str, token: &str) -> Response {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> Response {
         self.call("GET", path, Some(token), None).await
     }
 
-    async fn post(&self, path: &str, token: &str, body: Value) -> Response {
+    pub(crate) async fn post(&self, path: &str, token: &str, body: Value) -> Response {
         self.call("POST", path, Some(token), Some(&body)).await
     }
 
-    async fn patch(&self, path: &str, token: &str, body: Value) -> Response {
+    pub(crate) async fn patch(&self, path: &str, token: &str, body: Value) -> Response {
         self.call("PATCH", path, Some(token), Some(&body)).await
     }
 
-    async fn delete(&self, path: &str, token: &str) -> Response {
+    pub(crate) async fn delete(&self, path: &str, token: &str) -> Response {
         self.call("DELETE", path, Some(token), None).await
     }
 }
 
-struct Fixture {
-    app: RunningApp,
-    client: Client,
-    integration: String,
-    sales: String,
+pub(crate) struct Fixture {
+    pub(crate) app: RunningApp,
+    pub(crate) client: Client,
+    pub(crate) integration: String,
+    pub(crate) sales: String,
 }
 
 async fn start(db: &TestDb) -> Fixture {
-    let app = RunningApp::start(db, |_| {}).await;
+    start_with(db, |_| {}).await
+}
+
+pub(crate) async fn start_with(
+    db: &TestDb,
+    configure: impl FnOnce(&mut pwreset_app::Settings),
+) -> Fixture {
+    let app = RunningApp::start(db, configure).await;
     let client = Client::new(&app);
     let integration = app.token(AppKind::Integration, Mode::Test);
     let sales = app.token(AppKind::SalesChannel, Mode::Test);
@@ -149,17 +156,17 @@ fn customer_doc(email: &str, password: Option<&str>) -> Value {
     json!({ "data": { "type": "customers", "attributes": attributes } })
 }
 
-fn reset_doc(email: &str) -> Value {
+pub(crate) fn reset_doc(email: &str) -> Value {
     json!({ "data": { "type": "customer_password_resets", "attributes": { "customer_email": email }, "relationships": {} } })
 }
 
-fn complete_doc(id: &str, token: &Value, password: &str) -> Value {
+pub(crate) fn complete_doc(id: &str, token: &Value, password: &str) -> Value {
     json!({ "data": { "type": "customer_password_resets", "id": id, "attributes": {
         "customer_password": password, "_reset_password_token": token } } })
 }
 
 impl Fixture {
-    async fn customer(&self, email: &str) -> String {
+    pub(crate) async fn customer(&self, email: &str) -> String {
         let res = self
             .client
             .post(
@@ -173,7 +180,7 @@ impl Fixture {
     }
 
     /// Creates a reset; returns (id, token).
-    async fn reset(&self, email: &str) -> (String, String) {
+    pub(crate) async fn reset(&self, email: &str) -> (String, String) {
         let res = self
             .client
             .post(
@@ -193,7 +200,7 @@ impl Fixture {
         )
     }
 
-    async fn complete(&self, id: &str, token: &str, password: &str) -> Response {
+    pub(crate) async fn complete(&self, id: &str, token: &str, password: &str) -> Response {
         self.client
             .patch(
                 &format!("/api/customer_password_resets/{id}"),

@@ -151,7 +151,8 @@ async fn create(
         mode = %creds.mode,
         "reset requested"
     );
-    let token = (creds.kind == AppKind::Integration).then_some(&issued.token);
+    let token =
+        (creds.kind == AppKind::Integration && state.reveal_tokens).then_some(&issued.token);
     let doc = one(&state, &creds, &issued.reset, token, &params).await?;
     let mut res = document(StatusCode::CREATED, &doc);
     if let Ok(v) = header::HeaderValue::from_str(&format!(

@@ -1,0 +1,233 @@
+//! Notification wiring: which notifiers exist, the router between them, and the background
+//! jobs (outbox worker, retention purge).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use async_trait::async_trait;
+use chrono::TimeDelta;
+use pwreset_adapter_mail::{Composer, DevMailer, SmtpConfig, SmtpMailer, Templates};
+use pwreset_adapter_sql::SqlStore;
+use pwreset_adapter_webhook::WebhookNotifier;
+use pwreset_domain::ports::{Clock, Notifier, ResetStore, SystemClock};
+use pwreset_domain::service::{DeliveryService, NotificationPlan};
+use pwreset_domain::{Notification, RetryPolicy};
+use pwreset_jsonapi::Renderer;
+use tokio::task::JoinHandle;
+
+use crate::Settings;
+use crate::config::Delivery;
+
+/// Sends mail notifications to the mailer and webhooks to the webhook endpoint.
+#[derive(Debug)]
+pub struct Router {
+    mail: Option<Arc<dyn Notifier>>,
+    webhooks: Option<Arc<dyn Notifier>>,
+}
+
+#[async_trait]
+impl Notifier for Router {
+    async fn deliver(&self, notification: &Notification, key: &str) -> anyhow::Result<()> {
+        let target = match notification {
+            Notification::Webhook { .. } => self.webhooks.as_ref(),
+            _ => self.mail.as_ref(),
+        };
+        match target {
+            Some(n) => n.deliver(notification, key).await,
+            None => Err(anyhow!(
+                "no notifier is configured for {}",
+                notification.name()
+            )),
+        }
+    }
+}
+
+/// What the configuration asks for: the plan the services follow and the router the
+/// worker delivers through.
+#[derive(Debug)]
+pub struct Notifications {
+    pub plan: NotificationPlan,
+    pub router: Arc<Router>,
+    /// Whether create responses may carry the token.
+    pub reveal_tokens: bool,
+}
+
+/// Builds the notifiers from the settings.
+///
+/// # Errors
+/// On an invalid SMTP URL, sender, template directory or webhook setting, naming the
+/// variable.
+pub fn notifications(settings: &Settings, public_base: &str) -> anyhow::Result<Notifications> {
+    let templates = match &settings.mail_templates {
+        Some(dir) => Templates::load(dir).context("PWRESET_MAIL_TEMPLATES")?,
+        None => Templates::default(),
+    };
+    let link = settings
+        .reset_link
+        .clone()
+        .unwrap_or_else(|| format!("{public_base}/reset-password?id={{id}}&token={{token}}"));
+    let composer = Composer::new(templates, link);
+    let smtp = settings
+        .smtp_url
+        .as_deref()
+        .map(|url| SmtpConfig::parse(url).map_err(|e| anyhow!("PWRESET_SMTP_URL: {e}")))
+        .transpose()?;
+    let mail_on = match settings.delivery {
+        Delivery::Mail => true,
+        Delivery::Token => smtp.is_none() && settings.mail_preview,
+    };
+    let mail: Option<Arc<dyn Notifier>> = if !mail_on {
+        None
+    } else if let Some(config) = &smtp {
+        tracing::info!(smtp = ?config, "mail goes out over SMTP");
+        Some(Arc::new(SmtpMailer::new(
+            config,
+            &settings.mail_from,
+            composer,
+        )?))
+    } else {
+        let dir = settings.data_dir.join("mail");
+        tracing::warn!(
+            dir = %dir.display(),
+            "development mailer: reset mails are written to files and the log, nothing is sent; \
+             set PWRESET_SMTP_URL (or PWRESET_MAIL_PREVIEW=false) for production"
+        );
+        Some(Arc::new(DevMailer::new(
+            dir,
+            &settings.mail_from,
+            composer,
+        )?))
+    };
+    let webhooks: Option<Arc<dyn Notifier>> =
+        match (&settings.webhook_url, &settings.webhook_secret) {
+            (None, None) => None,
+            (Some(url), Some(secret)) => Some(Arc::new(WebhookNotifier::new(
+                url,
+                secret.as_bytes(),
+                Renderer {
+                    base: public_base.to_owned(),
+                },
+            )?)),
+            (Some(_), None) => {
+                anyhow::bail!("PWRESET_WEBHOOK_SECRET is required with PWRESET_WEBHOOK_URL")
+            }
+            (None, Some(_)) => {
+                anyhow::bail!("PWRESET_WEBHOOK_URL is required with PWRESET_WEBHOOK_SECRET")
+            }
+        };
+    Ok(Notifications {
+        plan: NotificationPlan {
+            mail: mail.is_some(),
+            webhooks: webhooks.is_some(),
+        },
+        reveal_tokens: settings.delivery == Delivery::Token,
+        router: Arc::new(Router { mail, webhooks }),
+    })
+}
+
+/// Replaces anything that looks like an email address, for log lines built from remote
+/// error messages (an SMTP server may quote the recipient).
+#[must_use]
+pub fn redact_addresses(text: &str) -> String {
+    text.split_inclusive(|c: char| c.is_whitespace() || "<>\"'(),;[]".contains(c))
+        .map(|part| {
+            let word =
+                part.trim_end_matches(|c: char| c.is_whitespace() || "<>\"'(),;[]".contains(c));
+            if word.contains('@') {
+                part.replacen(word, "<address>", 1)
+            } else {
+                part.to_owned()
+            }
+        })
+        .collect()
+}
+
+/// The background jobs of one instance.
+#[derive(Debug)]
+pub struct Jobs {
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Jobs {
+    /// Starts the outbox worker and the retention purge.
+    #[must_use]
+    pub fn start(settings: &Settings, store: &SqlStore, router: Arc<Router>) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let retry = RetryPolicy {
+            base: TimeDelta::milliseconds(i64::try_from(settings.retry_base_ms).unwrap_or(5000)),
+            ..RetryPolicy::default()
+        };
+        let worker = DeliveryService::new(
+            Arc::new(store.clone()),
+            router,
+            clock,
+            retry,
+            TimeDelta::minutes(2),
+            16,
+        );
+        let poll = Duration::from_millis(settings.outbox_poll_ms.max(10));
+        let outbox = tokio::spawn(async move {
+            loop {
+                match worker.run_once().await {
+                    Ok(r) if r.claimed > 0 => {
+                        tracing::info!(
+                            delivered = r.delivered,
+                            retrying = r.retrying,
+                            dead = r.dead,
+                            "outbox pass"
+                        );
+                        if r.delivered == r.claimed {
+                            continue;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(
+                        error = redact_addresses(&format!("{e:#}")),
+                        "outbox pass failed; retrying"
+                    ),
+                }
+                tokio::time::sleep(poll).await;
+            }
+        });
+        let retention = settings.retention;
+        let purge_store = store.clone();
+        let purge = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(600));
+            loop {
+                every.tick().await;
+                let cutoff = chrono::Utc::now() - retention;
+                match ResetStore::purge(&purge_store, cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(resets = n, "purged ended resets past retention"),
+                    Err(e) => tracing::warn!(error = format!("{e:#}"), "retention purge failed"),
+                }
+            }
+        });
+        Self {
+            handles: vec![outbox, purge],
+        }
+    }
+
+    /// Stops the jobs. A message being delivered at that instant is delivered again after
+    /// its lease runs out (at least once).
+    pub fn stop(&self) {
+        for h in &self.handles {
+            h.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_addresses;
+
+    #[test]
+    fn addresses_in_error_text_are_redacted() {
+        assert_eq!(
+            redact_addresses("550 5.1.1 <jane@example.com>: Recipient address rejected"),
+            "550 5.1.1 <<address>>: Recipient address rejected"
+        );
+        assert_eq!(redact_addresses("connection refused"), "connection refused");
+    }
+}
