@@ -7,9 +7,13 @@
 //! - [`HmacDigester`] implements `TokenDigester`: tokens are 32 bytes from the OS CSPRNG in
 //!   unpadded base64url, digested with HMAC-SHA256 under a server secret. The first key
 //!   signs; every listed key is tried when checking, so keys can rotate.
+//! - [`CommonPasswordList`] implements the domain's `CommonPasswords` with the 100,000 most
+//!   common passwords, compiled in (origin and licence in `data/README.md`).
 
+mod common;
 mod digest;
 mod hash;
 
+pub use common::CommonPasswordList;
 pub use digest::{DigestKeyError, HmacDigester};
 pub use hash::{Argon2Hasher, HashParamsError};

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use pwreset_adapter_crypto::{Argon2Hasher, HmacDigester};
+use pwreset_adapter_crypto::{Argon2Hasher, CommonPasswordList, HmacDigester};
 use pwreset_adapter_http::{ApiState, JwtKey, Readiness, Renderer};
 use pwreset_adapter_sql::SqlStore;
 use pwreset_domain::ports::SystemClock;

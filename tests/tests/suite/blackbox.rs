@@ -600,6 +600,7 @@ async fn bad_input_always_gets_a_4xx_json_api_error(db: TestDb) {
         ("unsupported method", raw("PUT", one.clone(), Some(JSONAPI), None, b"{}".to_vec()).await, 405, "METHOD_NOT_ALLOWED"),
         ("duplicate customer email", raw("POST", "/api/customers".into(), Some(JSONAPI), None, customer_doc("JANE@example.com", None).to_string().into_bytes()).await, 422, "VALIDATION_ERROR"),
         ("weak customer password", raw("POST", "/api/customers".into(), Some(JSONAPI), None, customer_doc("john@example.com", Some("short")).to_string().into_bytes()).await, 422, "PASSWORD_REJECTED"),
+        ("common customer password", raw("POST", "/api/customers".into(), Some(JSONAPI), None, customer_doc("john@example.com", Some("password123")).to_string().into_bytes()).await, 422, "PASSWORD_REJECTED"),
     ];
     for (what, res, status, code) in cases {
         assert_eq!(res.status, status, "{what}: {}", res.body);
