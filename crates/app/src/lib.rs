@@ -104,7 +104,9 @@ pub fn services(
         clock: Arc::new(SystemClock),
     };
     let passwords =
-        PasswordPolicy::new(settings.password_min_length).context("PWRESET_PASSWORD_MIN_LENGTH")?;
+        PasswordPolicy::new(settings.password_min_length)
+            .context("PWRESET_PASSWORD_MIN_LENGTH")?
+            .with_common_passwords(Arc::new(CommonPasswordList::embedded()));
     let tokens = TokenPolicy::new(settings.token_lifetime).context("PWRESET_TOKEN_LIFETIME")?;
     Ok(Services {
         resets: ResetService::new(ports.clone(), tokens, passwords.clone())
