@@ -56,7 +56,9 @@ mod tests {
     fn the_list_has_a_hundred_thousand_entries_and_catches_common_ones() {
         let list = CommonPasswordList::embedded();
         assert_eq!(list.len(), 100_000);
-        for common in ["123456", "password", "12345678", "qwerty", "iloveyou", "PASSWORD"] {
+        for common in [
+            "123456", "password", "12345678", "qwerty", "iloveyou", "PASSWORD",
+        ] {
             assert!(list.contains(common), "{common}");
         }
         assert!(!list.contains("correct horse battery staple 7"));

@@ -65,11 +65,17 @@ impl HmacDigester {
         bytes
     }
 
-    fn digest_with(key: &[u8], token: &ResetToken) -> TokenDigest {
-        #[allow(clippy::expect_used)]
-        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
-        mac.update(token.expose_secret().as_bytes());
+    fn mac(key: &[u8], parts: &[&[u8]]) -> TokenDigest {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| unreachable!("any key length"));
+        for p in parts {
+            mac.update(p);
+        }
         TokenDigest::from_bytes(mac.finalize().into_bytes().into())
+    }
+
+    fn digest_with(key: &[u8], token: &ResetToken) -> TokenDigest {
+        Self::mac(key, &[token.expose_secret().as_bytes()])
     }
 }
 
@@ -87,6 +93,11 @@ impl TokenDigester for HmacDigester {
             .iter()
             .map(|k| Self::digest_with(k, token))
             .collect()
+    }
+
+    fn fingerprint(&self, text: &str) -> TokenDigest {
+        // A separate prefix keeps fingerprints and token digests apart.
+        Self::mac(&self.keys[0], &[b"fingerprint:", text.as_bytes()])
     }
 }
 

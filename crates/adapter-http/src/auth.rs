@@ -69,6 +69,22 @@ impl Credentials {
     }
 }
 
+/// What a valid token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub kind: AppKind,
+    pub mode: Mode,
+    pub organization: Option<String>,
+    /// A stable fingerprint of the credential (kind, organization, application id).
+    pub fingerprint: u64,
+}
+
+fn fnv64(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// HS256 signing and verification with one shared secret.
 #[derive(Clone)]
 pub struct JwtKey {
@@ -132,11 +148,7 @@ impl JwtKey {
     ///
     /// # Errors
     /// `INVALID_TOKEN` for anything wrong with the token.
-    pub fn verify(
-        &self,
-        token: &str,
-        now: i64,
-    ) -> Result<(AppKind, Mode, Option<String>), ApiError> {
+    pub fn verify(&self, token: &str, now: i64) -> Result<Verified, ApiError> {
         let invalid = ApiError::invalid_token;
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(s), None) =
@@ -182,7 +194,21 @@ impl JwtKey {
             .pointer("/organization/slug")
             .and_then(|s| s.as_str())
             .map(str::to_owned);
-        Ok((kind, mode, organization))
+        let application = claims
+            .pointer("/application/id")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default();
+        let fingerprint = fnv64(&format!(
+            "{}|{}|{application}",
+            kind.as_str(),
+            organization.as_deref().unwrap_or_default()
+        ));
+        Ok(Verified {
+            kind,
+            mode,
+            organization,
+            fingerprint,
+        })
     }
 }
 
@@ -200,8 +226,13 @@ fn credentials(req: &HttpRequest) -> Result<Credentials, ApiError> {
         return Err(ApiError::invalid_token());
     }
     let now = chrono::Utc::now().timestamp();
-    let (kind, mode, organization) = state.jwt.verify(token.trim(), now)?;
-    let mut caller = Caller::new(mode);
+    let Verified {
+        kind,
+        mode,
+        organization,
+        fingerprint,
+    } = state.jwt.verify(token.trim(), now)?;
+    let mut caller = Caller::new(mode).with_credential(fingerprint);
     if let Some(ip) = crate::client_ip(req, &state.trusted_proxies) {
         caller = caller.with_ip(ip);
     }

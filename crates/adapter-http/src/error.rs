@@ -12,7 +12,7 @@ use pwreset_domain::service::{
     GetCustomerError, GetResetError, ListCustomersError, ListResetsError, RequestResetError,
     UpdateCustomerError, UpdateResetError,
 };
-use pwreset_domain::{PasswordRejection, QueryError};
+use pwreset_domain::{PasswordRejection, QueryError, RateLimited};
 use serde_json::json;
 
 use crate::JSONAPI;
@@ -36,6 +36,8 @@ pub struct ApiError {
     pub source: Option<Source>,
     /// Seconds, for 429 answers.
     pub retry_after: Option<u64>,
+    /// `(limit, interval in seconds)` for the `X-Ratelimit-*` headers of a 429.
+    pub rate_limit: Option<(u32, i64)>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -57,6 +59,7 @@ impl ApiError {
             detail: detail.into(),
             source: None,
             retry_after: None,
+            rate_limit: None,
         }
     }
 
@@ -213,15 +216,18 @@ impl ApiError {
         )
     }
 
+    /// 429 with `Retry-After` and Commerce Layer's `X-Ratelimit-*` headers.
     #[must_use]
-    pub fn too_many_requests(retry_after: u64) -> Self {
+    pub fn too_many_requests(limited: &RateLimited) -> Self {
         let mut e = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "TOO_MANY_REQUESTS",
             "Too many requests",
             "Too many requests; retry later",
         );
-        e.retry_after = Some(retry_after);
+        let secs = limited.retry_after.num_milliseconds().max(0);
+        e.retry_after = Some(u64::try_from((secs + 999) / 1000).unwrap_or(1).max(1));
+        e.rate_limit = Some((limited.limit.max, limited.limit.window.num_seconds()));
         e
     }
 
@@ -265,6 +271,11 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
+        if let Some((limit, interval)) = self.rate_limit {
+            res.insert_header(("X-Ratelimit-Limit", limit.to_string()));
+            res.insert_header(("X-Ratelimit-Interval", interval.to_string()));
+            res.insert_header(("X-Ratelimit-Remaining", "0"));
+        }
         res.body(self.document().to_string())
     }
 }
@@ -292,6 +303,14 @@ impl From<RequestResetError> for ApiError {
     fn from(e: RequestResetError) -> Self {
         match e {
             RequestResetError::UnknownCustomer => Self::validation("customer_email", "not found"),
+            RequestResetError::RateLimited(r) => {
+                tracing::warn!(
+                    limit = r.limit.max,
+                    window_s = r.limit.window.num_seconds(),
+                    "reset request refused by a rate limit"
+                );
+                Self::too_many_requests(&r)
+            }
             RequestResetError::Unexpected(e) => Self::internal(&e),
         }
     }
@@ -306,6 +325,10 @@ impl From<CompleteResetError> for ApiError {
                 Self::invalid_reset_token()
             }
             CompleteResetError::PasswordRejected(r) => Self::password_rejected(&r),
+            CompleteResetError::RateLimited(r) => {
+                tracing::warn!("reset completion refused: too many failures for the customer");
+                Self::too_many_requests(&r)
+            }
             CompleteResetError::Unexpected(e) => Self::internal(&e),
         }
     }

@@ -16,6 +16,7 @@
 
 mod customers;
 mod driver;
+mod limits;
 mod list;
 mod migrate;
 mod outbox;

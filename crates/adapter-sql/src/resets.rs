@@ -278,6 +278,12 @@ impl ResetStore for SqlStore {
         )
         .await
         .map_err(db)?;
+        tx.execute(
+            "DELETE FROM rate_limits WHERE expires_at < $1",
+            vec![cutoff.into()],
+        )
+        .await
+        .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(resets)
     }

@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "outbox",
         sql: include_str!("../migrations/0002_outbox.sql"),
     },
+    Migration {
+        version: 3,
+        name: "rate_limits",
+        sql: include_str!("../migrations/0003_rate_limits.sql"),
+    },
 ];
 
 /// An SQLite database file reached through an sqlx pool.

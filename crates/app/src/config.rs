@@ -268,6 +268,24 @@ pub struct Settings {
     )]
     pub outbox_poll_ms: u64,
 
+    /// Reset requests per target address, e.g. `3/15m,10/24h` (`off` to disable). Unknown
+    /// addresses are counted exactly like known ones.
+    #[arg(long, env = "PWRESET_LIMIT_EMAIL", default_value = "3/15m,10/24h", value_parser = parse_limits, global = true)]
+    pub limit_email: LimitList,
+
+    /// Reset requests per API credential (`off` to disable).
+    #[arg(long, env = "PWRESET_LIMIT_CREDENTIAL", default_value = "10000/15m", value_parser = parse_limits, global = true)]
+    pub limit_credential: LimitList,
+
+    /// Reset requests per client address (`off` to disable).
+    #[arg(long, env = "PWRESET_LIMIT_CLIENT", default_value = "300/15m", value_parser = parse_limits, global = true)]
+    pub limit_client: LimitList,
+
+    /// Failed completions per customer across all their resets (`off` to disable). Each
+    /// reset also dies after 5 failed completions, whatever this says.
+    #[arg(long, env = "PWRESET_LIMIT_CUSTOMER_FAILURES", default_value = "100/1h", value_parser = parse_limits, global = true)]
+    pub limit_customer_failures: LimitList,
+
     /// Delay before the first retry of a failed delivery, in milliseconds; it doubles per
     /// attempt (with jitter) up to an hour, for 10 attempts.
     #[arg(
@@ -305,6 +323,61 @@ fn parse_lifetime(s: &str) -> Result<TimeDelta, String> {
     pwreset_domain::TokenPolicy::new(d)
         .map(|p| p.lifetime())
         .map_err(|_| format!("PWRESET_TOKEN_LIFETIME must be between 5m and 24h, got {s}"))
+}
+
+/// A list of `max/window` limits (empty when `off`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitList(pub Vec<pwreset_domain::Limit>);
+
+fn parse_limits(s: &str) -> Result<LimitList, String> {
+    if s.trim() == "off" {
+        return Ok(LimitList(Vec::new()));
+    }
+    s.split(',')
+        .map(|part| {
+            let (max, window) = part
+                .trim()
+                .split_once('/')
+                .ok_or_else(|| format!("`{part}` is not a limit like 3/15m"))?;
+            let max: u32 = max
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{part}`: the count must be a whole number"))?;
+            let window = parse_duration(window)?;
+            if max == 0 || window <= TimeDelta::zero() {
+                return Err(format!(
+                    "`{part}`: use a positive count and window, or `off`"
+                ));
+            }
+            Ok(pwreset_domain::Limit::new(max, window))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(LimitList)
+}
+
+impl Settings {
+    /// The rate limits these settings describe.
+    #[must_use]
+    pub fn rate_limits(&self) -> pwreset_domain::RateLimits {
+        pwreset_domain::RateLimits {
+            per_email: self.limit_email.0.clone(),
+            per_credential: self.limit_credential.0.first().copied(),
+            per_client: self.limit_client.0.first().copied(),
+            failures_per_customer: self.limit_customer_failures.0.first().copied(),
+        }
+    }
+
+    /// No rate limits at all (benchmarks, tests that hammer one address).
+    pub fn disable_rate_limits(&mut self) {
+        for l in [
+            &mut self.limit_email,
+            &mut self.limit_credential,
+            &mut self.limit_client,
+            &mut self.limit_customer_failures,
+        ] {
+            l.0.clear();
+        }
+    }
 }
 
 fn parse_retention(s: &str) -> Result<TimeDelta, String> {
@@ -373,6 +446,20 @@ mod tests {
             parse_min_length("7")
                 .unwrap_err()
                 .contains("PWRESET_PASSWORD_MIN_LENGTH")
+        );
+    }
+
+    #[test]
+    fn limits_parse_and_can_be_switched_off() {
+        let l = parse_limits("3/15m, 10/24h").unwrap();
+        assert_eq!(l.0.len(), 2);
+        assert_eq!(l.0[1].window, TimeDelta::hours(24));
+        assert!(parse_limits("off").unwrap().0.is_empty());
+        assert!(parse_limits("0/1m").is_err());
+        assert!(parse_limits("many/1h").is_err());
+        assert_eq!(
+            Settings::defaults().rate_limits(),
+            pwreset_domain::RateLimits::default()
         );
     }
 

@@ -103,14 +103,14 @@ pub fn services(
         digester: Arc::new(digester),
         clock: Arc::new(SystemClock),
     };
-    let passwords =
-        PasswordPolicy::new(settings.password_min_length)
-            .context("PWRESET_PASSWORD_MIN_LENGTH")?
-            .with_common_passwords(Arc::new(CommonPasswordList::embedded()));
+    let passwords = PasswordPolicy::new(settings.password_min_length)
+        .context("PWRESET_PASSWORD_MIN_LENGTH")?
+        .with_common_passwords(Arc::new(CommonPasswordList::embedded()));
     let tokens = TokenPolicy::new(settings.token_lifetime).context("PWRESET_TOKEN_LIFETIME")?;
     Ok(Services {
         resets: ResetService::new(ports.clone(), tokens, passwords.clone())
-            .with_notifications(plan),
+            .with_notifications(plan)
+            .with_rate_limits(Arc::new(store.clone()), settings.rate_limits()),
         customers: CustomerService::new(ports, passwords),
         store,
     })

@@ -15,9 +15,9 @@ use async_trait::async_trait;
 use chrono::TimeDelta;
 
 use crate::models::{
-    Customer, CustomerField, CustomerId, CustomerSort, DetailsPatch, EmailAddress, ListQuery, Mode,
-    Notification, OutboxId, OutboxMessage, Page, Password, PasswordHash, PasswordReset, ResetEvent,
-    ResetField, ResetId, ResetSort, ResetToken, Timestamp, TokenDigest,
+    Bucket, Customer, CustomerField, CustomerId, CustomerSort, DetailsPatch, EmailAddress,
+    ListQuery, Mode, Notification, OutboxId, OutboxMessage, Page, Password, PasswordHash,
+    PasswordReset, ResetEvent, ResetField, ResetId, ResetSort, ResetToken, Timestamp, TokenDigest,
 };
 
 /// A storage failure. Adapters translate their errors into these variants.
@@ -251,6 +251,28 @@ pub trait TokenDigester: Send + Sync + Debug {
 
     /// The digests of `token` under every active key, current key first.
     fn digests(&self, token: &ResetToken) -> Vec<TokenDigest>;
+
+    /// A keyed digest of any text under the current key, so identifiers such as email
+    /// addresses can be counted without being stored.
+    fn fingerprint(&self, text: &str) -> TokenDigest;
+}
+
+/// Rate-limit counters kept where every instance sees them.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait RateLimitStore: Send + Sync + Debug {
+    /// Adds one to each bucket's counter for the window containing `now` and returns the
+    /// new counts, in order. Concurrent hits never lose a count.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn hit(&self, buckets: &[Bucket], now: Timestamp) -> Result<Vec<u64>, StoreError>;
+
+    /// The current counts without changing them.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn peek(&self, buckets: &[Bucket], now: Timestamp) -> Result<Vec<u64>, StoreError>;
 }
 
 /// The current time, injectable so expiry is testable to the millisecond.

@@ -44,6 +44,8 @@ blackbox!(
     every_bad_token_gets_the_same_answer_and_five_failures_kill_the_reset,
     metadata_only_updates_leave_the_reset_usable,
     health_and_readiness_answer_without_credentials,
+    reset_requests_are_limited_per_address_whether_or_not_it_is_known,
+    completions_are_limited_per_customer,
 );
 
 const JSONAPI: &str = "application/vnd.api+json";
@@ -631,7 +633,12 @@ async fn every_bad_token_gets_the_same_answer_and_five_failures_kill_the_reset(d
         json!("short"),
         json!(["array"]),
         json!(stored_digest_like),
-        json!(format!("{}A", &token[..42])),
+        // The right token with its last character changed (to another canonical one).
+        json!(format!(
+            "{}{}",
+            &token[..42],
+            if token.ends_with('A') { 'E' } else { 'A' }
+        )),
     ];
     let mut bodies = Vec::new();
     for bad in &attempts {
@@ -736,5 +743,74 @@ async fn health_and_readiness_answer_without_credentials(db: TestDb) {
         (ready.status, ready.json()["status"].clone()),
         (200, json!("ready"))
     );
+    f.app.stop().await;
+}
+
+async fn reset_requests_are_limited_per_address_whether_or_not_it_is_known(db: TestDb) {
+    let f = start(&db).await;
+    f.customer("jane@example.com").await;
+    for (email, first_status) in [("jane@example.com", 201), ("ghost@example.com", 422)] {
+        for _ in 0..3 {
+            let res = f
+                .client
+                .post(
+                    "/api/customer_password_resets",
+                    &f.integration,
+                    reset_doc(email),
+                )
+                .await;
+            assert_eq!(res.status, first_status, "{email}: {}", res.body);
+        }
+        // The fourth within 15 minutes is refused, known address or not.
+        let res = f
+            .client
+            .post(
+                "/api/customer_password_resets",
+                &f.integration,
+                reset_doc(&email.to_uppercase()),
+            )
+            .await;
+        assert_eq!(res.status, 429, "{email}: {}", res.body);
+        assert_eq!(res.error_code().as_deref(), Some("TOO_MANY_REQUESTS"));
+        assert_eq!(res.header("x-ratelimit-limit"), Some("3"));
+        assert_eq!(res.header("x-ratelimit-interval"), Some("900"));
+        assert_eq!(res.header("x-ratelimit-remaining"), Some("0"));
+        let retry: u64 = res.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=900).contains(&retry), "{retry}");
+    }
+    // Other addresses are not affected.
+    f.customer("john@example.com").await;
+    assert_eq!(f.reset("john@example.com").await.1.len(), 43);
+    f.app.stop().await;
+}
+
+async fn completions_are_limited_per_customer(db: TestDb) {
+    let f = start_with(&db, |s| {
+        s.limit_customer_failures =
+            pwreset_app::config::LimitList(vec![pwreset_domain::Limit::new(
+                6,
+                chrono::TimeDelta::hours(1),
+            )]);
+    })
+    .await;
+    f.customer("jane@example.com").await;
+    let (first, _) = f.reset("jane@example.com").await;
+    for _ in 0..5 {
+        let res = f
+            .complete(&first, &"A".repeat(43), "a brand new password")
+            .await;
+        assert_eq!(res.status, 422);
+    }
+    // A new reset for the same customer gets one more failure before the customer limit.
+    let (second, token) = f.reset("jane@example.com").await;
+    assert_eq!(
+        f.complete(&second, &"A".repeat(43), "a brand new password")
+            .await
+            .status,
+        422
+    );
+    let blocked = f.complete(&second, &token, "a brand new password").await;
+    assert_eq!(blocked.status, 429, "{}", blocked.body);
+    assert!(blocked.header("retry-after").is_some());
     f.app.stop().await;
 }

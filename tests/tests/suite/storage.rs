@@ -57,6 +57,7 @@ contract!(
     failed_messages_wait_for_their_retry_then_die_without_their_secret,
     concurrent_claimers_never_get_the_same_message,
     purging_removes_ended_resets_old_trails_and_finished_messages,
+    rate_limit_counters_count_per_window_without_losing_concurrent_hits,
 );
 
 fn t0() -> Timestamp {
@@ -1302,5 +1303,62 @@ async fn purging_removes_ended_resets_old_trails_and_finished_messages(db: TestD
             .unwrap()
             .len(),
         1
+    );
+}
+
+// ---- rate limits ----
+
+async fn rate_limit_counters_count_per_window_without_losing_concurrent_hits(db: TestDb) {
+    let bucket = |key: &str| Bucket {
+        key: key.to_owned(),
+        limit: Limit::new(3, TimeDelta::minutes(15)),
+    };
+    let now = minutes(1);
+    assert_eq!(
+        RateLimitStore::peek(&db.store, &[bucket("a")], now)
+            .await
+            .unwrap(),
+        vec![0]
+    );
+    assert_eq!(
+        RateLimitStore::hit(&db.store, &[bucket("a"), bucket("b")], now)
+            .await
+            .unwrap(),
+        vec![1, 1]
+    );
+    assert_eq!(
+        RateLimitStore::hit(&db.store, &[bucket("a")], now)
+            .await
+            .unwrap(),
+        vec![2]
+    );
+    assert_eq!(
+        RateLimitStore::peek(&db.store, &[bucket("a"), bucket("b")], now)
+            .await
+            .unwrap(),
+        vec![2, 1]
+    );
+    // The next window starts from zero.
+    assert_eq!(
+        RateLimitStore::hit(&db.store, &[bucket("a")], now + TimeDelta::minutes(15))
+            .await
+            .unwrap(),
+        vec![1]
+    );
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = db.store.clone();
+            let b = bucket("c");
+            tokio::spawn(async move { RateLimitStore::hit(&store, &[b], now).await.unwrap() })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        RateLimitStore::peek(&db.store, &[bucket("c")], now)
+            .await
+            .unwrap(),
+        vec![20]
     );
 }

@@ -61,11 +61,14 @@ pub struct ResetEvent {
     pub created_at: Timestamp,
 }
 
-/// Who is asking: the mode from their credentials and, when known, their address.
+/// Who is asking: the mode from their credentials, an opaque id of the credential, and,
+/// when known, their address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
     pub mode: Mode,
     pub client_ip: Option<IpAddr>,
+    /// A stable fingerprint of the API credential, for per-credential limits.
+    pub credential: Option<u64>,
 }
 
 impl Caller {
@@ -74,7 +77,14 @@ impl Caller {
         Self {
             mode,
             client_ip: None,
+            credential: None,
         }
+    }
+
+    #[must_use]
+    pub fn with_credential(mut self, fingerprint: u64) -> Self {
+        self.credential = Some(fingerprint);
+        self
     }
 
     #[must_use]

@@ -7,6 +7,7 @@
 
 mod customer;
 mod event;
+mod limits;
 mod outbox;
 mod query;
 mod reset;
@@ -14,6 +15,7 @@ mod values;
 
 pub use customer::*;
 pub use event::*;
+pub use limits::*;
 pub use outbox::*;
 pub use query::*;
 pub use reset::*;

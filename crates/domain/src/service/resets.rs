@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use super::Ports;
 use crate::models::{
-    Caller, DetailsPatch, EmailAddress, EventKind, ListQuery, Metadata, Notification,
+    Bucket, Caller, DetailsPatch, EmailAddress, EventKind, ListQuery, Metadata, Notification,
     OutboxMessage, Page, Password, PasswordPolicy, PasswordRejection, PasswordReset, QueryError,
-    RawListQuery, Reference, ResetEvent, ResetId, ResetState, ResetToken, Timestamp, TokenPolicy,
-    TokenRejection, WebhookTopic,
+    RateLimited, RateLimits, RawListQuery, Reference, ResetEvent, ResetId, ResetState, ResetToken,
+    Timestamp, TokenPolicy, TokenRejection, WebhookTopic,
 };
-use crate::ports::{Completion, CompletionOutcome, StoreError};
+use crate::ports::{Completion, CompletionOutcome, RateLimitStore, StoreError};
 
 /// A request to start a reset for the customer with `email`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,8 @@ pub struct CompleteReset {
 pub enum RequestResetError {
     #[error("no customer has this email address")]
     UnknownCustomer,
+    #[error("too many reset requests")]
+    RateLimited(RateLimited),
     #[error(transparent)]
     Unexpected(anyhow::Error),
 }
@@ -55,6 +57,8 @@ pub enum CompleteResetError {
     InvalidToken(TokenRejection),
     #[error("the new password {0}")]
     PasswordRejected(PasswordRejection),
+    #[error("too many failed completions for this customer")]
+    RateLimited(RateLimited),
     #[error(transparent)]
     Unexpected(anyhow::Error),
 }
@@ -91,6 +95,23 @@ pub enum DeleteResetError {
     Unexpected(anyhow::Error),
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bucket over its limit whose window ends last, if any.
+fn exceeded(buckets: &[Bucket], counts: &[u64], now: crate::Timestamp) -> Option<RateLimited> {
+    buckets
+        .iter()
+        .zip(counts)
+        .filter(|(b, n)| **n > u64::from(b.limit.max))
+        .map(|(b, _)| RateLimited {
+            limit: b.limit,
+            retry_after: b.retry_after(now),
+        })
+        .max_by_key(|r| r.retry_after)
+}
+
 fn unexpected(e: StoreError) -> anyhow::Error {
     match e {
         StoreError::Unexpected(e) => e,
@@ -114,6 +135,7 @@ pub struct ResetService {
     tokens: TokenPolicy,
     passwords: Arc<PasswordPolicy>,
     plan: NotificationPlan,
+    limits: Option<(Arc<dyn RateLimitStore>, Arc<RateLimits>)>,
 }
 
 fn webhook(topic: WebhookTopic, reset: &PasswordReset, at: Timestamp) -> OutboxMessage {
@@ -134,7 +156,77 @@ impl ResetService {
             tokens,
             passwords: Arc::new(passwords),
             plan: NotificationPlan::default(),
+            limits: None,
         }
+    }
+
+    /// Enforce `limits`, counting in `store`.
+    #[must_use]
+    pub fn with_rate_limits(mut self, store: Arc<dyn RateLimitStore>, limits: RateLimits) -> Self {
+        self.limits = Some((store, Arc::new(limits)));
+        self
+    }
+
+    /// Counts one request against every applicable bucket; the first one over its limit
+    /// (the one that frees up last) refuses it. Unknown addresses count exactly like known
+    /// ones: this runs before any lookup.
+    async fn count_request(
+        &self,
+        caller: &Caller,
+        email: &EmailAddress,
+        now: crate::Timestamp,
+    ) -> Result<(), RequestResetError> {
+        let Some((store, limits)) = &self.limits else {
+            return Ok(());
+        };
+        let email_key = hex(self
+            .ports
+            .digester
+            .fingerprint(email.normalized())
+            .as_bytes());
+        let mut buckets: Vec<Bucket> = limits
+            .per_email
+            .iter()
+            .map(|l| Bucket {
+                key: format!("request:email:{}:{email_key}", l.window.num_seconds()),
+                limit: *l,
+            })
+            .collect();
+        if let (Some(l), Some(c)) = (limits.per_credential, caller.credential) {
+            buckets.push(Bucket {
+                key: format!("request:credential:{c:016x}"),
+                limit: l,
+            });
+        }
+        if let (Some(l), Some(ip)) = (limits.per_client, caller.client_ip) {
+            buckets.push(Bucket {
+                key: format!("request:client:{ip}"),
+                limit: l,
+            });
+        }
+        let counts = store
+            .hit(&buckets, now)
+            .await
+            .map_err(|e| RequestResetError::Unexpected(unexpected(e)))?;
+        match exceeded(&buckets, &counts, now) {
+            Some(r) => Err(RequestResetError::RateLimited(r)),
+            None => Ok(()),
+        }
+    }
+
+    fn failure_bucket(
+        &self,
+        customer: crate::CustomerId,
+    ) -> Option<(Arc<dyn RateLimitStore>, Bucket)> {
+        let (store, limits) = self.limits.as_ref()?;
+        let limit = limits.failures_per_customer?;
+        Some((
+            store.clone(),
+            Bucket {
+                key: format!("complete:failures:{customer}"),
+                limit,
+            },
+        ))
     }
 
     /// Also enqueue these notifications.
@@ -164,6 +256,8 @@ impl ResetService {
         caller: &Caller,
         req: NewReset,
     ) -> Result<IssuedReset, RequestResetError> {
+        let now = self.ports.now();
+        self.count_request(caller, &req.email, now).await?;
         let customer = self
             .ports
             .customers
@@ -171,7 +265,6 @@ impl ResetService {
             .await
             .map_err(|e| RequestResetError::Unexpected(unexpected(e)))?
             .ok_or(RequestResetError::UnknownCustomer)?;
-        let now = self.ports.now();
         let (token, token_digest) = self.ports.digester.issue();
         let reset = PasswordReset {
             id: ResetId::new_at(now),
@@ -236,6 +329,17 @@ impl ResetService {
             .map_err(|e| E::Unexpected(unexpected(e)))?
             .ok_or(E::NotFound)?;
         let now = self.ports.now();
+        if let Some((store, bucket)) = self.failure_bucket(reset.customer_id) {
+            let counts = store
+                .peek(std::slice::from_ref(&bucket), now)
+                .await
+                .map_err(|e| E::Unexpected(unexpected(e)))?;
+            // Would this attempt, if it failed too, go over the limit?
+            let with_this: Vec<u64> = counts.iter().map(|c| c + 1).collect();
+            if let Some(r) = exceeded(std::slice::from_ref(&bucket), &with_this, now) {
+                return Err(E::RateLimited(r));
+            }
+        }
 
         if let Err(rejection) = self.check_token(&reset, req.token.as_deref(), now) {
             return Err(self.reject(caller, &reset, rejection).await);
@@ -336,12 +440,19 @@ impl ResetService {
         reset: &PasswordReset,
         rejection: TokenRejection,
     ) -> CompleteResetError {
+        let now = self.ports.now();
         let event = caller.event(
             reset.id,
             EventKind::CompletionFailed,
             Some(rejection.as_str()),
-            self.ports.now(),
+            now,
         );
+        if rejection.counts_as_attempt()
+            && let Some((store, bucket)) = self.failure_bucket(reset.customer_id)
+            && let Err(e) = store.hit(std::slice::from_ref(&bucket), now).await
+        {
+            return CompleteResetError::Unexpected(unexpected(e));
+        }
         match self
             .ports
             .resets

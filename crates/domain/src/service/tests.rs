@@ -1123,3 +1123,102 @@ async fn a_reset_mail_whose_link_expired_while_waiting_is_parked_not_sent() {
     let report = delivery(outbox, notifier).run_once().await.unwrap();
     assert_eq!(report.dead, 1);
 }
+
+// ---- rate limits ----
+
+fn limited(m: Mocks, store: MockRateLimitStore) -> ResetService {
+    ResetService::new(m.ports(), TokenPolicy::default(), PasswordPolicy::default())
+        .with_rate_limits(Arc::new(store), RateLimits::default())
+}
+
+#[tokio::test]
+async fn requests_over_a_limit_are_refused_before_any_lookup() {
+    let mut m = Mocks::new();
+    m.digester
+        .expect_fingerprint()
+        .returning(|_| TokenDigest::from_bytes([5; 32]));
+    m.customers.expect_find_by_email().never();
+    let mut store = MockRateLimitStore::new();
+    store
+        .expect_hit()
+        .withf(|buckets, now| {
+            *now == t0()
+                && buckets.len() == 4
+                && buckets[0].key.starts_with("request:email:900:0505")
+                && buckets[0].limit.max == 3
+                && buckets[1].limit.max == 10
+                && buckets[3].key == "request:client:198.51.100.7"
+                && !buckets.iter().any(|b| b.key.contains("example"))
+        })
+        .returning(|_, _| Ok(vec![4, 4, 4, 4]));
+    let caller = caller()
+        .with_ip("198.51.100.7".parse().unwrap())
+        .with_credential(42);
+    let err = limited(m, store)
+        .request(&caller, new_reset())
+        .await
+        .unwrap_err();
+    let RequestResetError::RateLimited(r) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(r.limit.max, 3);
+    assert_eq!(r.retry_after, TimeDelta::minutes(15), "t0 starts a window");
+}
+
+#[tokio::test]
+async fn requests_under_every_limit_go_ahead() {
+    let mut m = Mocks::new();
+    m.digester
+        .expect_fingerprint()
+        .returning(|_| TokenDigest::from_bytes([5; 32]));
+    m.customers
+        .expect_find_by_email()
+        .returning(|_, _| Ok(None));
+    let mut store = MockRateLimitStore::new();
+    store.expect_hit().returning(|b, _| Ok(vec![1; b.len()]));
+    let err = limited(m, store)
+        .request(&caller(), new_reset())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RequestResetError::UnknownCustomer));
+}
+
+#[tokio::test]
+async fn a_customer_with_too_many_failures_cannot_complete_and_failures_are_counted() {
+    let mut m = Mocks::new().with_reset(reset());
+    m.resets.expect_complete().never();
+    let mut store = MockRateLimitStore::new();
+    store.expect_peek().returning(|_, _| Ok(vec![100]));
+    let err = limited(m, store)
+        .complete(
+            &caller(),
+            reset().id,
+            completion(Some(TOKEN), "a fine new password"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CompleteResetError::RateLimited(_)), "{err:?}");
+
+    let mut m = Mocks::new()
+        .with_reset(reset())
+        .expect_failure("wrong", true);
+    let mut store = MockRateLimitStore::new();
+    store.expect_peek().returning(|_, _| Ok(vec![3]));
+    store
+        .expect_hit()
+        .withf(|b, _| b[0].key == format!("complete:failures:{}", customer().id))
+        .times(1)
+        .returning(|_, _| Ok(vec![4]));
+    let err = limited(m, store)
+        .complete(
+            &caller(),
+            reset().id,
+            completion(Some(OTHER_TOKEN), "a fine new password"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        CompleteResetError::InvalidToken(TokenRejection::Wrong)
+    ));
+}
