@@ -1199,7 +1199,7 @@ async fn a_customer_with_too_many_failures_cannot_complete_and_failures_are_coun
         .unwrap_err();
     assert!(matches!(err, CompleteResetError::RateLimited(_)), "{err:?}");
 
-    let mut m = Mocks::new()
+    let m = Mocks::new()
         .with_reset(reset())
         .expect_failure("wrong", true);
     let mut store = MockRateLimitStore::new();
