@@ -264,11 +264,13 @@ mod tests {
     #[test]
     fn signed_tokens_verify_with_their_claims() {
         let t = key().sign(AppKind::SalesChannel, Mode::Live, "acme", 1_000, 60);
-        let (kind, mode, org) = key().verify(&t, 1_059).unwrap();
+        let v = key().verify(&t, 1_059).unwrap();
         assert_eq!(
-            (kind, mode, org.as_deref()),
+            (v.kind, v.mode, v.organization.as_deref()),
             (AppKind::SalesChannel, Mode::Live, Some("acme"))
         );
+        let other = key().sign(AppKind::Integration, Mode::Live, "acme", 1_000, 60);
+        assert_ne!(key().verify(&other, 1_000).unwrap().fingerprint, v.fingerprint);
     }
 
     #[test]

@@ -34,10 +34,19 @@ pub struct ApiError {
     pub title: String,
     pub detail: String,
     pub source: Option<Source>,
-    /// Seconds, for 429 answers.
-    pub retry_after: Option<u64>,
-    /// `(limit, interval in seconds)` for the `X-Ratelimit-*` headers of a 429.
-    pub rate_limit: Option<(u32, i64)>,
+    /// For 429 answers (boxed: rare, and it keeps every `Result<_, ApiError>` small).
+    pub throttle: Option<Box<Throttle>>,
+}
+
+/// The headers of a 429.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttle {
+    /// `Retry-After`, in seconds.
+    pub retry_after: u64,
+    /// `X-Ratelimit-Limit`.
+    pub limit: u32,
+    /// `X-Ratelimit-Interval`, in seconds.
+    pub interval: i64,
 }
 
 impl std::fmt::Display for ApiError {
@@ -58,8 +67,7 @@ impl ApiError {
             title: title.to_owned(),
             detail: detail.into(),
             source: None,
-            retry_after: None,
-            rate_limit: None,
+            throttle: None,
         }
     }
 
@@ -225,9 +233,12 @@ impl ApiError {
             "Too many requests",
             "Too many requests; retry later",
         );
-        let secs = limited.retry_after.num_milliseconds().max(0);
-        e.retry_after = Some(u64::try_from((secs + 999) / 1000).unwrap_or(1).max(1));
-        e.rate_limit = Some((limited.limit.max, limited.limit.window.num_seconds()));
+        let millis = limited.retry_after.num_milliseconds().max(0);
+        e.throttle = Some(Box::new(Throttle {
+            retry_after: u64::try_from((millis + 999) / 1000).unwrap_or(1).max(1),
+            limit: limited.limit.max,
+            interval: limited.limit.window.num_seconds(),
+        }));
         e
     }
 
@@ -268,12 +279,10 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status);
         res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(JSONAPI)));
-        if let Some(secs) = self.retry_after {
-            res.insert_header((header::RETRY_AFTER, secs.to_string()));
-        }
-        if let Some((limit, interval)) = self.rate_limit {
-            res.insert_header(("X-Ratelimit-Limit", limit.to_string()));
-            res.insert_header(("X-Ratelimit-Interval", interval.to_string()));
+        if let Some(t) = &self.throttle {
+            res.insert_header((header::RETRY_AFTER, t.retry_after.to_string()));
+            res.insert_header(("X-Ratelimit-Limit", t.limit.to_string()));
+            res.insert_header(("X-Ratelimit-Interval", t.interval.to_string()));
             res.insert_header(("X-Ratelimit-Remaining", "0"));
         }
         res.body(self.document().to_string())
