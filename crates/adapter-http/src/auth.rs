@@ -270,7 +270,10 @@ mod tests {
             (AppKind::SalesChannel, Mode::Live, Some("acme"))
         );
         let other = key().sign(AppKind::Integration, Mode::Live, "acme", 1_000, 60);
-        assert_ne!(key().verify(&other, 1_000).unwrap().fingerprint, v.fingerprint);
+        assert_ne!(
+            key().verify(&other, 1_000).unwrap().fingerprint,
+            v.fingerprint
+        );
     }
 
     #[test]

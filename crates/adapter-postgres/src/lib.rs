@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "rate_limits",
         sql: include_str!("../migrations/0003_rate_limits.sql"),
     },
+    Migration {
+        version: 4,
+        name: "self_service",
+        sql: include_str!("../migrations/0004_self_service.sql"),
+    },
 ];
 
 /// A Postgres database reached through an sqlx pool.

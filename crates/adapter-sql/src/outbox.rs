@@ -165,6 +165,15 @@ pub(crate) async fn insert_outbox(
                 None,
                 snapshot(reset),
             ),
+            Notification::SelfServiceRequest {
+                email, client_ip, ..
+            } => (
+                "self_service_request",
+                None,
+                Some(email.as_str().to_owned()),
+                None,
+                json!({ "client_ip": client_ip.map(|ip| ip.to_string()) }),
+            ),
         };
         ex.execute(
             &format!(
@@ -240,6 +249,16 @@ fn message_from_row(row: Vec<Val>) -> anyhow::Result<OutboxMessage> {
             to: to()?,
             at: parse_ts(&payload["at"])?,
         },
+        "self_service_request" => Notification::SelfServiceRequest {
+            reset_id,
+            mode,
+            email: to()?,
+            client_ip: payload["client_ip"]
+                .as_str()
+                .map(str::parse)
+                .transpose()
+                .map_err(|_| anyhow!("outbox client_ip"))?,
+        },
         "webhook" => Notification::Webhook {
             topic: topic
                 .as_deref()
@@ -303,6 +322,12 @@ async fn message_event(
 
 #[async_trait]
 impl OutboxStore for SqlStore {
+    async fn enqueue(&self, messages: &[OutboxMessage]) -> Result<(), StoreError> {
+        let mut tx = self.driver.begin().await.map_err(db)?;
+        insert_outbox(&mut *tx, messages).await.map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
     async fn claim(
         &self,
         now: Timestamp,

@@ -242,6 +242,12 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_MAIL_PREVIEW", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub mail_preview: bool,
 
+    /// Let sales channel (storefront) credentials request resets. Needs
+    /// PWRESET_DELIVERY=mail. Every such request gets the same 202 whether or not the
+    /// address belongs to a customer; the reset and its mail are made in the background.
+    #[arg(long, env = "PWRESET_SELF_SERVICE", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub self_service: bool,
+
     /// Endpoint for Commerce Layer style webhooks (create, reset_password, destroy).
     #[arg(long, env = "PWRESET_WEBHOOK_URL", global = true)]
     pub webhook_url: Option<String>,

@@ -1,7 +1,7 @@
 //! Notification wiring: which notifiers exist, the router between them, and the background
 //! jobs (outbox worker, retention purge).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -11,7 +11,7 @@ use pwreset_adapter_mail::{Composer, DevMailer, SmtpConfig, SmtpMailer, Template
 use pwreset_adapter_sql::SqlStore;
 use pwreset_adapter_webhook::WebhookNotifier;
 use pwreset_domain::ports::{Clock, Notifier, ResetStore, SystemClock};
-use pwreset_domain::service::{DeliveryService, NotificationPlan};
+use pwreset_domain::service::{DeliveryService, NotificationPlan, ResetService};
 use pwreset_domain::{Notification, RetryPolicy};
 use pwreset_jsonapi::Renderer;
 use tokio::task::JoinHandle;
@@ -19,11 +19,59 @@ use tokio::task::JoinHandle;
 use crate::Settings;
 use crate::config::Delivery;
 
-/// Sends mail notifications to the mailer and webhooks to the webhook endpoint.
+/// Sends mail notifications to the mailer, webhooks to the webhook endpoint, and
+/// self-service requests to the reset service that fulfils them.
 #[derive(Debug)]
 pub struct Router {
     mail: Option<Arc<dyn Notifier>>,
     webhooks: Option<Arc<dyn Notifier>>,
+    self_service: OnceLock<Arc<dyn Notifier>>,
+}
+
+impl Router {
+    /// Routes self-service requests to `service` (set once the services exist).
+    pub fn fulfil_self_service_with(&self, service: ResetService) {
+        let _ = self
+            .self_service
+            .set(Arc::new(SelfServiceFulfiller(service)));
+    }
+}
+
+/// Turns a queued self-service request into a reset (and its mail) when the address
+/// belongs to a customer.
+#[derive(Debug)]
+struct SelfServiceFulfiller(ResetService);
+
+#[async_trait]
+impl Notifier for SelfServiceFulfiller {
+    async fn deliver(&self, notification: &Notification, _key: &str) -> anyhow::Result<()> {
+        let Notification::SelfServiceRequest {
+            mode,
+            email,
+            client_ip,
+            ..
+        } = notification
+        else {
+            return Err(anyhow!(
+                "{} is not a self-service request",
+                notification.name()
+            ));
+        };
+        match self.0.fulfil_self_service(*mode, email, *client_ip).await {
+            Ok(Some(reset_id)) => {
+                tracing::info!(%reset_id, "self-service request fulfilled");
+                Ok(())
+            }
+            Ok(None) => {
+                tracing::info!(
+                    email = %email.masked(),
+                    "self-service request for an address without a customer: nothing sent"
+                );
+                Ok(())
+            }
+            Err(e) => Err(anyhow!("self-service request could not be fulfilled: {e}")),
+        }
+    }
 }
 
 #[async_trait]
@@ -31,6 +79,7 @@ impl Notifier for Router {
     async fn deliver(&self, notification: &Notification, key: &str) -> anyhow::Result<()> {
         let target = match notification {
             Notification::Webhook { .. } => self.webhooks.as_ref(),
+            Notification::SelfServiceRequest { .. } => self.self_service.get(),
             _ => self.mail.as_ref(),
         };
         match target {
@@ -73,6 +122,11 @@ pub fn notifications(settings: &Settings, public_base: &str) -> anyhow::Result<N
         .as_deref()
         .map(|url| SmtpConfig::parse(url).map_err(|e| anyhow!("PWRESET_SMTP_URL: {e}")))
         .transpose()?;
+    if settings.self_service && settings.delivery != Delivery::Mail {
+        anyhow::bail!(
+            "PWRESET_SELF_SERVICE=true needs PWRESET_DELIVERY=mail: self-service tokens only ever travel by mail"
+        );
+    }
     let mail_on = match settings.delivery {
         Delivery::Mail => true,
         Delivery::Token => smtp.is_none() && settings.mail_preview,
@@ -122,7 +176,11 @@ pub fn notifications(settings: &Settings, public_base: &str) -> anyhow::Result<N
             webhooks: webhooks.is_some(),
         },
         reveal_tokens: settings.delivery == Delivery::Token,
-        router: Arc::new(Router { mail, webhooks }),
+        router: Arc::new(Router {
+            mail,
+            webhooks,
+            self_service: OnceLock::new(),
+        }),
     })
 }
 

@@ -144,7 +144,16 @@ impl Application {
         let public_base = settings.public_base(addr);
         let notifications = delivery::notifications(settings, &public_base)?;
         let store = open_store(settings).await?;
-        let services = services(settings, store, notifications.plan)?;
+        let mut services = services(settings, store, notifications.plan)?;
+        if settings.self_service {
+            services.resets = services
+                .resets
+                .with_self_service(Arc::new(services.store.clone()));
+            notifications
+                .router
+                .fulfil_self_service_with(services.resets.clone());
+            tracing::info!("self-service reset requests are on for sales channel credentials");
+        }
         let jobs = delivery::Jobs::start(settings, &services.store, notifications.router);
         let jwt = JwtKey::new(secrets::jwt_secret(settings)?).context("PWRESET_JWT_SECRET")?;
         let state = web::Data::new(ApiState {

@@ -313,6 +313,12 @@ pub trait Notifier: Send + Sync + Debug {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait OutboxStore: Send + Sync + Debug {
+    /// Enqueues messages on their own (not tied to a reset change).
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure; nothing is written then.
+    async fn enqueue(&self, messages: &[OutboxMessage]) -> Result<(), StoreError>;
+
     /// Claims up to `limit` due messages (pending, `next_attempt_at <= now`, no live lease),
     /// oldest first: sets their lease to `now + lease` and counts the attempt. While a lease
     /// lasts no other caller, in this or another process, gets the same message; when it

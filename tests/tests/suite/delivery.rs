@@ -35,6 +35,8 @@ delivery!(
     mail_delivery_sends_the_link_to_the_stored_address_and_a_notice_after_the_reset,
     with_the_smtp_server_down_create_answers_at_once_and_every_mail_arrives_once_when_it_returns,
     webhooks_are_signed_and_carry_the_resource_without_its_token,
+    self_service_answers_alike_for_known_unknown_and_passwordless_addresses,
+    self_service_answers_alike_while_the_mail_server_is_down,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -264,4 +266,160 @@ async fn webhooks_are_signed_and_carry_the_resource_without_its_token(db: TestDb
     assert!(doc["data"]["attributes"]["reset_password_at"].is_string());
     f.app.stop().await;
     hooks.stop();
+}
+
+async fn self_service_app(db: &TestDb, smtp: std::net::SocketAddr) -> Fixture {
+    start_with(db, |s| {
+        s.delivery = Delivery::Mail;
+        s.self_service = true;
+        s.smtp_url = Some(format!("smtp://{smtp}?tls=none"));
+        s.public_url = Some("https://shop.test".into());
+        // The timing check sends hundreds of requests from one address.
+        s.disable_rate_limits();
+    })
+    .await
+}
+
+/// Mann-Whitney U test: the z score of `a` against `b` (ties get average ranks).
+fn mann_whitney_z(a: &[f64], b: &[f64]) -> f64 {
+    let mut all: Vec<(f64, bool)> = a
+        .iter()
+        .map(|&x| (x, true))
+        .chain(b.iter().map(|&x| (x, false)))
+        .collect();
+    all.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut rank_sum_a = 0.0;
+    let mut i = 0;
+    while i < all.len() {
+        let mut j = i;
+        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum_a += all[i..=j].iter().filter(|(_, is_a)| *is_a).count() as f64 * avg;
+        i = j + 1;
+    }
+    let (n1, n2) = (a.len() as f64, b.len() as f64);
+    let u = rank_sum_a - n1 * (n1 + 1.0) / 2.0;
+    let mean = n1 * n2 / 2.0;
+    let sd = (n1 * n2 * (n1 + n2 + 1.0) / 12.0).sqrt();
+    (u - mean) / sd
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
+async fn self_service_answers_alike_for_known_unknown_and_passwordless_addresses(db: TestDb) {
+    const N: usize = 200;
+    let sink = SmtpSink::start("127.0.0.1:0").await;
+    let f = self_service_app(&db, sink.addr).await;
+    for i in 0..N {
+        f.customer(&format!("known{i}@example.com")).await;
+    }
+    let passwordless = f
+        .client
+        .post(
+            "/api/customers",
+            &f.integration,
+            serde_json::json!({"data": {"type": "customers", "attributes": {"email": "guest@example.com"}}}),
+        )
+        .await;
+    assert_eq!(passwordless.status, 201);
+
+    let ask = |email: String| {
+        let client = &f.client;
+        let token = f.sales.clone();
+        async move {
+            let started = Instant::now();
+            let res = client
+                .post("/api/customer_password_resets", &token, reset_doc(&email))
+                .await;
+            (started.elapsed().as_secs_f64() * 1000.0, res)
+        }
+    };
+    // Warm up connections and caches on both paths.
+    for i in 0..10 {
+        ask(format!("warm{i}@example.com")).await;
+    }
+    let (_, guest) = ask("guest@example.com".into()).await;
+    let mut known = Vec::with_capacity(N);
+    let mut unknown = Vec::with_capacity(N);
+    let mut bodies = std::collections::BTreeSet::new();
+    bodies.insert(guest.body.clone());
+    for i in 0..N {
+        let pair = [
+            format!("known{i}@example.com"),
+            format!("nobody{i}@example.com"),
+        ];
+        let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+        for k in order {
+            let (ms, res) = ask(pair[k].clone()).await;
+            assert_eq!(res.status, 202, "{}", res.body);
+            bodies.insert(res.body);
+            if k == 0 {
+                known.push(ms)
+            } else {
+                unknown.push(ms)
+            }
+        }
+    }
+    assert_eq!(bodies.len(), 1, "one body for every address: {bodies:?}");
+    assert_eq!(guest.status, 202);
+    let z = mann_whitney_z(&known, &unknown);
+    let (mk, mu) = (median(&known), median(&unknown));
+    eprintln!(
+        "self-service timing ({:?}): known median {mk:.3} ms, unknown median {mu:.3} ms, Mann-Whitney z = {z:.2} (n = {N} each)",
+        db.backend
+    );
+    assert!(
+        z.abs() < 4.0,
+        "known and unknown addresses are distinguishable by time: z = {z:.2}"
+    );
+    assert!(
+        (0.75..1.33).contains(&(mk / mu)),
+        "medians differ: {mk:.3} vs {mu:.3} ms"
+    );
+
+    // In the background: a mail for every customer (with or without a password), none for
+    // the unknown addresses.
+    let mails = sink.wait_for(N + 1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mails_after = sink.received();
+    assert_eq!(mails_after.len(), N + 1, "{} mails", mails.len());
+    assert!(
+        mails_after
+            .iter()
+            .all(|m| m.to[0].starts_with("known") || m.to[0] == "guest@example.com")
+    );
+    f.app.stop().await;
+    sink.stop();
+}
+
+async fn self_service_answers_alike_while_the_mail_server_is_down(db: TestDb) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let f = self_service_app(&db, port).await;
+    f.customer("jane@example.com").await;
+    let mut bodies = std::collections::BTreeSet::new();
+    for email in ["jane@example.com", "nobody@example.com"] {
+        let res = f
+            .client
+            .post("/api/customer_password_resets", &f.sales, reset_doc(email))
+            .await;
+        assert_eq!(res.status, 202);
+        bodies.insert(res.body);
+    }
+    assert_eq!(bodies.len(), 1);
+    // The token still never shows up in an answer, and sales channels still cannot read.
+    let list = f
+        .client
+        .get("/api/customer_password_resets", &f.sales)
+        .await;
+    assert_eq!(list.status, 401);
+    f.app.stop().await;
 }

@@ -123,18 +123,43 @@ fn reference_value(patch: Patch<pwreset_domain::Reference>) -> Option<pwreset_do
     }
 }
 
+/// The one answer to every self-service request.
+const SELF_SERVICE_ACCEPTED: &str =
+    "If the address belongs to an account, a message with a reset link is on its way.";
+
 async fn create(
     state: web::Data<ApiState>,
     creds: Credentials,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    creds.require_integration()?;
+    let self_service = creds.kind == AppKind::SalesChannel && state.resets.self_service_enabled();
+    if !self_service {
+        creds.require_integration()?;
+    }
     let params = parse_params(req.query_string(), ONE)?;
     let body = read_body(&req, payload, state.body_limit).await?;
-    let doc = parse_document(&body, RESETS, None, CREATE_ATTRIBUTES)?;
+    let allowed: &[&str] = if self_service {
+        &["customer_email"]
+    } else {
+        CREATE_ATTRIBUTES
+    };
+    let doc = parse_document(&body, RESETS, None, allowed)?;
     let email = EmailAddress::parse(doc.required_string("customer_email")?)
         .map_err(|e| ApiError::validation("customer_email", &e.to_string()))?;
+    if self_service {
+        if params.view.include_customer {
+            return Err(ApiError::unauthorized());
+        }
+        state
+            .resets
+            .request_self_service(&creds.caller, email)
+            .await?;
+        return Ok(document(
+            StatusCode::ACCEPTED,
+            &json!({ "meta": { "detail": SELF_SERVICE_ACCEPTED } }),
+        ));
+    }
     let request = NewReset {
         email,
         reference: reference_value(doc.reference("reference")?),

@@ -56,6 +56,15 @@ pub enum Notification {
         topic: WebhookTopic,
         reset: Box<PasswordReset>,
     },
+    /// A self-service request, fulfilled later by the worker so the request path does the
+    /// same work whether or not the address belongs to anyone.
+    SelfServiceRequest {
+        /// The id the request will give its reset, if there turns out to be a customer.
+        reset_id: ResetId,
+        mode: Mode,
+        email: EmailAddress,
+        client_ip: Option<std::net::IpAddr>,
+    },
 }
 
 impl Notification {
@@ -67,6 +76,7 @@ impl Notification {
             Notification::ResetRequested { .. } => "reset_requested",
             Notification::PasswordChanged { .. } => "password_changed",
             Notification::Webhook { topic, .. } => topic.as_str(),
+            Notification::SelfServiceRequest { .. } => "self_service_request",
         }
     }
 
@@ -74,7 +84,8 @@ impl Notification {
     pub fn reset_id(&self) -> ResetId {
         match self {
             Notification::ResetRequested { reset_id, .. }
-            | Notification::PasswordChanged { reset_id, .. } => *reset_id,
+            | Notification::PasswordChanged { reset_id, .. }
+            | Notification::SelfServiceRequest { reset_id, .. } => *reset_id,
             Notification::Webhook { reset, .. } => reset.id,
         }
     }
@@ -83,7 +94,8 @@ impl Notification {
     pub fn mode(&self) -> Mode {
         match self {
             Notification::ResetRequested { mode, .. }
-            | Notification::PasswordChanged { mode, .. } => *mode,
+            | Notification::PasswordChanged { mode, .. }
+            | Notification::SelfServiceRequest { mode, .. } => *mode,
             Notification::Webhook { reset, .. } => reset.mode,
         }
     }

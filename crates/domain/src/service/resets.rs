@@ -9,7 +9,7 @@ use crate::models::{
     RateLimited, RateLimits, RawListQuery, Reference, ResetEvent, ResetId, ResetState, ResetToken,
     Timestamp, TokenPolicy, TokenRejection, WebhookTopic,
 };
-use crate::ports::{Completion, CompletionOutcome, RateLimitStore, StoreError};
+use crate::ports::{Completion, CompletionOutcome, OutboxStore, RateLimitStore, StoreError};
 
 /// A request to start a reset for the customer with `email`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +136,7 @@ pub struct ResetService {
     passwords: Arc<PasswordPolicy>,
     plan: NotificationPlan,
     limits: Option<(Arc<dyn RateLimitStore>, Arc<RateLimits>)>,
+    self_service: Option<Arc<dyn OutboxStore>>,
 }
 
 fn webhook(topic: WebhookTopic, reset: &PasswordReset, at: Timestamp) -> OutboxMessage {
@@ -157,6 +158,91 @@ impl ResetService {
             passwords: Arc::new(passwords),
             plan: NotificationPlan::default(),
             limits: None,
+            self_service: None,
+        }
+    }
+
+    /// Accept self-service requests, queued in `outbox` and fulfilled by the worker.
+    /// Needs mail notifications: the customer only ever learns the token by mail.
+    #[must_use]
+    pub fn with_self_service(mut self, outbox: Arc<dyn OutboxStore>) -> Self {
+        self.self_service = Some(outbox);
+        self
+    }
+
+    #[must_use]
+    pub fn self_service_enabled(&self) -> bool {
+        self.self_service.is_some() && self.plan.mail
+    }
+
+    /// A storefront asks for a reset on a customer's behalf. The answer is the same
+    /// whether the address belongs to a customer, to no one, or to a customer without a
+    /// password, and so is the work done now: count the request, queue it. The worker
+    /// looks the customer up later ([`ResetService::fulfil_self_service`]).
+    ///
+    /// # Errors
+    /// `RateLimited`; `Unexpected` also when self-service is not enabled.
+    pub async fn request_self_service(
+        &self,
+        caller: &Caller,
+        email: EmailAddress,
+    ) -> Result<(), RequestResetError> {
+        let outbox = match &self.self_service {
+            Some(o) if self.plan.mail => o,
+            _ => {
+                return Err(RequestResetError::Unexpected(anyhow::anyhow!(
+                    "self-service requests are not enabled"
+                )));
+            }
+        };
+        let now = self.ports.now();
+        self.count_request(caller, &email, now).await?;
+        let message = OutboxMessage::new(
+            Notification::SelfServiceRequest {
+                reset_id: ResetId::new_at(now),
+                mode: caller.mode,
+                email,
+                client_ip: caller.client_ip,
+            },
+            now,
+        );
+        outbox
+            .enqueue(std::slice::from_ref(&message))
+            .await
+            .map_err(|e| RequestResetError::Unexpected(unexpected(e)))
+    }
+
+    /// The worker's half of a self-service request: a reset and its mail if the address
+    /// belongs to a customer (with or without a password), nothing otherwise. Not rate
+    /// limited again: the request was counted when it arrived.
+    ///
+    /// # Errors
+    /// `Unexpected` on storage failures (the worker retries).
+    pub async fn fulfil_self_service(
+        &self,
+        mode: crate::Mode,
+        email: &EmailAddress,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> Result<Option<ResetId>, RequestResetError> {
+        let mut caller = Caller::new(mode);
+        caller.client_ip = client_ip;
+        match self
+            .issue(
+                &caller,
+                NewReset {
+                    email: email.clone(),
+                    reference: None,
+                    reference_origin: Some(
+                        crate::Reference::parse("self_service").unwrap_or_else(|_| unreachable!()),
+                    ),
+                    metadata: None,
+                },
+            )
+            .await
+        {
+            Ok(issued) => Ok(Some(issued.reset.id)),
+            Err(RequestResetError::UnknownCustomer) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -256,8 +342,18 @@ impl ResetService {
         caller: &Caller,
         req: NewReset,
     ) -> Result<IssuedReset, RequestResetError> {
+        self.count_request(caller, &req.email, self.ports.now())
+            .await?;
+        self.issue(caller, req).await
+    }
+
+    /// Creates the reset (and its notifications) for a known customer.
+    async fn issue(
+        &self,
+        caller: &Caller,
+        req: NewReset,
+    ) -> Result<IssuedReset, RequestResetError> {
         let now = self.ports.now();
-        self.count_request(caller, &req.email, now).await?;
         let customer = self
             .ports
             .customers

@@ -1222,3 +1222,86 @@ async fn a_customer_with_too_many_failures_cannot_complete_and_failures_are_coun
         CompleteResetError::InvalidToken(TokenRejection::Wrong)
     ));
 }
+
+// ---- self-service ----
+
+fn self_service(m: Mocks, outbox: MockOutboxStore) -> ResetService {
+    ResetService::new(m.ports(), TokenPolicy::default(), PasswordPolicy::default())
+        .with_notifications(plan())
+        .with_self_service(Arc::new(outbox))
+}
+
+#[tokio::test]
+async fn a_self_service_request_only_queues_work_whoever_the_address_belongs_to() {
+    let mut m = Mocks::new();
+    m.customers.expect_find_by_email().never();
+    m.resets.expect_create().never();
+    let mut outbox = MockOutboxStore::new();
+    outbox
+        .expect_enqueue()
+        .withf(|msgs| {
+            matches!(&msgs[..], [OutboxMessage { notification: Notification::SelfServiceRequest { email, .. }, .. }]
+                if email.normalized() == "nobody@example.com")
+        })
+        .times(1)
+        .returning(|_| Ok(()));
+    let service = self_service(m, outbox);
+    assert!(service.self_service_enabled());
+    service
+        .request_self_service(
+            &caller(),
+            EmailAddress::parse("Nobody@example.com").unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn fulfilling_creates_a_reset_with_its_mail_only_for_a_customer() {
+    let mut m = Mocks::new();
+    m.customers
+        .expect_find_by_email()
+        .returning(|_, e| Ok((e.normalized() == "jane@example.com").then(customer)));
+    m.resets
+        .expect_create()
+        .withf(|r, _, outbox| {
+            r.reference_origin.as_ref().map(Reference::as_str) == Some("self_service")
+                && matches!(&outbox[0].notification, Notification::ResetRequested { .. })
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let service = self_service(m, MockOutboxStore::new());
+    let known = service
+        .fulfil_self_service(
+            Mode::Test,
+            &EmailAddress::parse("jane@example.com").unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(known.is_some());
+    let unknown = service
+        .fulfil_self_service(
+            Mode::Test,
+            &EmailAddress::parse("ghost@example.com").unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(unknown.is_none());
+}
+
+#[tokio::test]
+async fn self_service_is_off_unless_configured_with_mail() {
+    let m = Mocks::new();
+    let without_mail =
+        ResetService::new(m.ports(), TokenPolicy::default(), PasswordPolicy::default())
+            .with_self_service(Arc::new(MockOutboxStore::new()));
+    assert!(!without_mail.self_service_enabled());
+    assert!(matches!(
+        without_mail
+            .request_self_service(&caller(), EmailAddress::parse("a@example.com").unwrap())
+            .await,
+        Err(RequestResetError::Unexpected(_))
+    ));
+}
