@@ -1240,7 +1240,7 @@ async fn a_self_service_request_only_queues_work_whoever_the_address_belongs_to(
     outbox
         .expect_enqueue()
         .withf(|msgs| {
-            matches!(&msgs[..], [OutboxMessage { notification: Notification::SelfServiceRequest { email, .. }, .. }]
+            matches!(msgs, [OutboxMessage { notification: Notification::SelfServiceRequest { email, .. }, .. }]
                 if email.normalized() == "nobody@example.com")
         })
         .times(1)
