@@ -46,6 +46,7 @@ blackbox!(
     health_and_readiness_answer_without_credentials,
     reset_requests_are_limited_per_address_whether_or_not_it_is_known,
     completions_are_limited_per_customer,
+    digest_keys_rotate_without_breaking_outstanding_tokens,
 );
 
 const JSONAPI: &str = "application/vnd.api+json";
@@ -813,4 +814,47 @@ async fn completions_are_limited_per_customer(db: TestDb) {
     assert_eq!(blocked.status, 429, "{}", blocked.body);
     assert!(blocked.header("retry-after").is_some());
     f.app.stop().await;
+}
+
+async fn digest_keys_rotate_without_breaking_outstanding_tokens(db: TestDb) {
+    const OLD: &str = "b2xkLWtleS1vbGQta2V5LW9sZC1rZXktb2xkLWtleSE";
+    const NEW: &str = "bmV3LWtleS1uZXcta2V5LW5ldy1rZXktbmV3LWtleSE";
+    let with_keys = |keys: &'static str| {
+        move |s: &mut pwreset_app::Settings| s.token_digest_keys = Some(keys.into())
+    };
+
+    let old = start_with(&db, with_keys(OLD)).await;
+    old.customer("jane@example.com").await;
+    old.customer("john@example.com").await;
+    let (jane_reset, jane_token) = old.reset("jane@example.com").await;
+    let (john_reset, john_token) = old.reset("john@example.com").await;
+    old.app.stop().await;
+
+    // Rotation: sign with the new key, still accept the old one.
+    let rotating = start_with(&db, with_keys("bmV3LWtleS1uZXcta2V5LW5ldy1rZXktbmV3LWtleSE,b2xkLWtleS1vbGQta2V5LW9sZC1rZXktb2xkLWtleSE")).await;
+    assert_eq!(
+        rotating
+            .complete(&jane_reset, &jane_token, "a brand new password")
+            .await
+            .status,
+        200
+    );
+    rotating.customer("anna@example.com").await;
+    let (anna_reset, anna_token) = rotating.reset("anna@example.com").await;
+    rotating.app.stop().await;
+
+    // The old key is gone: tokens issued under it fail like any bad token.
+    let new = start_with(&db, with_keys(NEW)).await;
+    let refused = new
+        .complete(&john_reset, &john_token, "a brand new password")
+        .await;
+    assert_eq!(refused.status, 422);
+    assert_eq!(refused.error_code().as_deref(), Some("VALIDATION_ERROR"));
+    assert_eq!(
+        new.complete(&anna_reset, &anna_token, "a brand new password")
+            .await
+            .status,
+        200
+    );
+    new.app.stop().await;
 }

@@ -108,6 +108,22 @@ async fn mail_delivery_sends_the_link_to_the_stored_address_and_a_notice_after_t
     let (id, token) = link_parts(&mails[0].text());
     assert_eq!(id, reset_id);
     assert_eq!(token.len(), 43);
+    // A couple of failed completions, so the log audit below covers them too.
+    let wrong = format!(
+        "{}{}",
+        &token[..42],
+        if token.ends_with('A') { 'E' } else { 'A' }
+    );
+    assert_eq!(
+        f.complete(&id, &wrong, "a brand new password").await.status,
+        422
+    );
+    assert_eq!(
+        f.complete(&id, "not-a-token", "a brand new password")
+            .await
+            .status,
+        422
+    );
 
     let done = f.complete(&id, &token, "a brand new password").await;
     assert_eq!(done.status, 200, "{}", done.body);
