@@ -13,6 +13,7 @@ pub mod auth;
 pub mod error;
 pub mod jsonapi;
 mod middleware;
+pub mod openapi;
 mod routes;
 
 use std::net::IpAddr;
@@ -87,6 +88,7 @@ pub fn configure(state: web::Data<ApiState>) -> impl FnOnce(&mut web::ServiceCon
         cfg.app_data(state)
             .route("/health", web::get().to(routes::health))
             .route("/ready", web::get().to(routes::ready))
+            .route("/openapi.json", web::get().to(routes::openapi))
             .service(
                 web::scope("/api")
                     .wrap(actix_web::middleware::from_fn(middleware::jsonapi_edge))

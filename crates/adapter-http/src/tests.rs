@@ -491,3 +491,46 @@ async fn health_is_always_up_and_ready_follows_the_database() {
     assert_eq!(not_ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(not_ready.body["status"], "unavailable");
 }
+
+#[actix_web::test]
+async fn the_openapi_document_matches_the_routes() {
+    let doc = crate::openapi::document();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), 9);
+    for (path, item) in paths {
+        let concrete = path.replace("{id}", RESET_ID);
+        for method in ["get", "post", "patch", "delete", "put"] {
+            let documented = item.get(method).is_some();
+            let req = test::TestRequest::default()
+                .method(method.to_uppercase().parse().unwrap())
+                .uri(&concrete)
+                .insert_header(("Content-Type", crate::JSONAPI))
+                .insert_header(("Accept", crate::JSONAPI));
+            // Unauthenticated: a real route answers 401 (or 200 for the open ones), never
+            // "no such route" or "method not allowed".
+            let reply = call(Mocks::new().state(), req).await;
+            if documented {
+                assert!(
+                    reply.status != StatusCode::METHOD_NOT_ALLOWED
+                        && reply.body["errors"][0]["code"] != "NOT_FOUND",
+                    "{method} {path} is documented but not routed: {}",
+                    reply.status
+                );
+            } else if path.starts_with("/api") {
+                assert_eq!(
+                    reply.status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path} is routed but not documented"
+                );
+            }
+        }
+    }
+    let served = call(
+        Mocks::new().state(),
+        test::TestRequest::get().uri("/openapi.json"),
+    )
+    .await;
+    assert_eq!(served.status, StatusCode::OK);
+    assert_eq!(served.body, doc);
+}

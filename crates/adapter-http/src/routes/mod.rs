@@ -15,6 +15,15 @@ pub(crate) async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// `GET /openapi.json`: the API description.
+pub(crate) async fn openapi() -> HttpResponse {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HttpResponse::Ok().content_type("application/json").body(
+        DOC.get_or_init(|| crate::openapi::document().to_string())
+            .clone(),
+    )
+}
+
 /// `GET /ready`: the database answers.
 pub(crate) async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     match state.readiness.check().await {

@@ -1,0 +1,439 @@
+//! The OpenAPI 3.1 description of the whole API, served at `GET /openapi.json`.
+//!
+//! Built in code so the attribute lists come from the same constants the renderer uses;
+//! a test walks every documented path and method against the real routes, and the CI fuzz
+//! run (schemathesis) checks every response against these schemas.
+
+use serde_json::{Map, Value, json};
+
+use crate::jsonapi::{CUSTOMER_ATTRIBUTES, EVENT_ATTRIBUTES, RESET_ATTRIBUTES};
+
+const JSONAPI: &str = crate::JSONAPI;
+
+fn content(schema: Value) -> Value {
+    json!({ JSONAPI: { "schema": schema } })
+}
+
+fn reference(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn error_response(description: &str) -> Value {
+    json!({ "description": description, "content": content(reference("Errors")) })
+}
+
+/// The error answers every `/api` operation may give, plus `extra` success answers.
+fn responses(success: &[(&str, Value)], errors: &[&str]) -> Value {
+    let mut out = Map::new();
+    for (status, response) in success {
+        out.insert((*status).to_owned(), response.clone());
+    }
+    for status in ["400", "401", "406", "429", "500"].iter().chain(errors) {
+        let description = match *status {
+            "400" => "Malformed request or unknown parameter",
+            "401" => "Missing, invalid or insufficient credentials",
+            "404" => "No such resource in the caller's mode",
+            "405" => "Method not allowed",
+            "406" => "Accept excludes application/vnd.api+json",
+            "413" => "Body too large",
+            "415" => "Body is not application/vnd.api+json",
+            "422" => "Unacceptable value",
+            "429" => "Rate limited",
+            _ => "Internal error (generic body; the cause is logged)",
+        };
+        let mut response = error_response(description);
+        if *status == "429" {
+            response["headers"] = json!({
+                "Retry-After": { "schema": { "type": "string" } },
+                "X-Ratelimit-Limit": { "schema": { "type": "string" } },
+                "X-Ratelimit-Interval": { "schema": { "type": "string" } },
+                "X-Ratelimit-Remaining": { "schema": { "type": "string" } },
+            });
+        }
+        out.insert((*status).to_owned(), response);
+    }
+    Value::Object(out)
+}
+
+fn nullable(schema: Value) -> Value {
+    json!({ "anyOf": [schema, { "type": "null" }] })
+}
+
+fn timestamp() -> Value {
+    json!({ "type": "string", "format": "date-time" })
+}
+
+fn attributes(names: &[&str], types: &[(&str, Value)]) -> Value {
+    let props: Map<String, Value> = names
+        .iter()
+        .map(|n| {
+            let t = types
+                .iter()
+                .find(|(k, _)| k == n)
+                .map_or(json!({}), |(_, v)| v.clone());
+            ((*n).to_owned(), t)
+        })
+        .collect();
+    json!({ "type": "object", "properties": props })
+}
+
+fn links() -> Value {
+    json!({ "type": "object", "properties": {
+        "self": { "type": "string" }, "related": { "type": "string" } } })
+}
+
+fn resource(kind: &str, attrs: Value) -> Value {
+    json!({
+        "type": "object",
+        "required": ["id", "type", "attributes"],
+        "properties": {
+            "id": { "type": "string" },
+            "type": { "const": kind },
+            "links": links(),
+            "attributes": attrs,
+            "relationships": { "type": "object" },
+            "meta": { "type": "object", "properties": { "mode": { "enum": ["test", "live"] } } },
+        }
+    })
+}
+
+fn single(schema: &str) -> Value {
+    json!({
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": reference(schema),
+            "included": { "type": "array", "items": reference("Customer") },
+        }
+    })
+}
+
+fn collection(schema: &str) -> Value {
+    json!({
+        "type": "object",
+        "required": ["data", "meta", "links"],
+        "properties": {
+            "data": { "type": "array", "items": reference(schema) },
+            "included": { "type": "array", "items": reference("Customer") },
+            "meta": { "type": "object", "required": ["record_count", "page_count"], "properties": {
+                "record_count": { "type": "integer", "minimum": 0 },
+                "page_count": { "type": "integer", "minimum": 0 } } },
+            "links": { "type": "object" },
+        }
+    })
+}
+
+fn request_body(kind: &str, attrs: Value, required: &[&str], with_id: bool) -> Value {
+    let mut data = json!({
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": { "const": kind },
+            "attributes": {
+                "type": "object",
+                "properties": attrs,
+                "required": required,
+                "additionalProperties": false,
+            },
+            "relationships": { "type": "object", "maxProperties": 0 },
+        },
+        "additionalProperties": false,
+    });
+    if with_id {
+        data["properties"]["id"] = json!({ "type": "string" });
+        data["required"] = json!(["type", "id"]);
+    }
+    json!({
+        "required": true,
+        "content": content(json!({
+            "type": "object",
+            "required": ["data"],
+            "properties": { "data": data },
+            "additionalProperties": false,
+        })),
+    })
+}
+
+fn query(name: &str, description: &str) -> Value {
+    json!({ "name": name, "in": "query", "required": false,
+        "description": description, "schema": { "type": "string" } })
+}
+
+fn path_id() -> Value {
+    json!({ "name": "id", "in": "path", "required": true,
+        "schema": { "type": "string", "format": "uuid" } })
+}
+
+/// Links from a create response to the operations on the created resource, so stateful
+/// fuzzing reaches real records.
+fn links_from_create(operations: &[&str]) -> Value {
+    let links: Map<String, Value> = operations
+        .iter()
+        .map(|op| {
+            (
+                (*op).to_owned(),
+                json!({ "operationId": op, "parameters": { "id": "$response.body#/data/id" } }),
+            )
+        })
+        .collect();
+    Value::Object(links)
+}
+
+fn list_parameters(kind: &str, filters: &[&str], sorts: &str) -> Value {
+    let mut params = vec![
+        query("page[number]", "Page number, from 1"),
+        query("page[size]", "Page size, 1 to 25 (default 10)"),
+        query(
+            "sort",
+            &format!("Comma-separated keys, `-` for descending: {sorts}"),
+        ),
+        query(&format!("fields[{kind}]"), "Sparse fieldset"),
+    ];
+    if kind == "customer_password_resets" {
+        params.push(query("include", "`customer`"));
+        params.push(query(
+            "fields[customers]",
+            "Sparse fieldset of included customers",
+        ));
+    }
+    for f in filters {
+        params.push(query(
+            &format!("filter[q][{f}]"),
+            "Filter (see docs/api.md)",
+        ));
+    }
+    Value::Array(params)
+}
+
+fn with_links(mut response: Value, operations: &[&str]) -> Value {
+    response["links"] = links_from_create(operations);
+    response
+}
+
+fn doc(schema: &str) -> Value {
+    json!({ "description": "OK", "content": content(reference(schema)) })
+}
+
+/// The OpenAPI document.
+#[must_use]
+pub fn document() -> Value {
+    let string = json!({ "type": "string" });
+    let nullable_string = nullable(string.clone());
+    let metadata = nullable(json!({ "type": "object" }));
+    let email = json!({ "type": "string", "format": "email", "maxLength": 254 });
+    let password = json!({ "type": "string", "minLength": 8, "maxLength": 256 });
+    let reference_in = nullable(json!({ "type": "string", "minLength": 1, "maxLength": 255,
+        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$" }));
+    let reset_attrs = attributes(
+        RESET_ATTRIBUTES,
+        &[
+            ("customer_email", string.clone()),
+            ("reset_password_token", nullable_string.clone()),
+            ("reset_password_at", nullable(timestamp())),
+            ("created_at", timestamp()),
+            ("updated_at", timestamp()),
+            ("reference", nullable_string.clone()),
+            ("reference_origin", nullable_string.clone()),
+            ("metadata", metadata.clone()),
+        ],
+    );
+    let customer_attrs = attributes(
+        CUSTOMER_ATTRIBUTES,
+        &[
+            ("email", string.clone()),
+            ("has_password", json!({ "type": "boolean" })),
+            ("created_at", timestamp()),
+            ("updated_at", timestamp()),
+            ("reference", nullable_string.clone()),
+            ("reference_origin", nullable_string.clone()),
+            ("metadata", metadata.clone()),
+        ],
+    );
+    let event_attrs = attributes(
+        EVENT_ATTRIBUTES,
+        &[
+            ("name", string.clone()),
+            ("reason", nullable_string.clone()),
+            ("client_ip", nullable_string.clone()),
+            ("mode", json!({ "enum": ["test", "live"] })),
+            ("created_at", timestamp()),
+        ],
+    );
+    let details = json!({
+        "reference": reference_in, "reference_origin": reference_in, "metadata": metadata });
+    let mut reset_create = details.clone();
+    reset_create["customer_email"] = email.clone();
+    let mut reset_update = details.clone();
+    reset_update["customer_password"] = password.clone();
+    reset_update["_reset_password_token"] =
+        json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]{43}$" });
+    let mut customer_write = details;
+    customer_write["email"] = email;
+    customer_write["password"] = password;
+    let reset_filters = [
+        "id_eq",
+        "customer_email_eq",
+        "customer_email_cont",
+        "reference_eq",
+        "reference_in",
+        "reference_null",
+        "reset_password_token_eq",
+        "reset_password_at_null",
+        "created_at_gt",
+        "created_at_lt",
+        "updated_at_gteq",
+        "metadata_jcont",
+    ];
+    let customer_filters = [
+        "id_eq",
+        "email_eq",
+        "email_end",
+        "reference_eq",
+        "created_at_gt",
+    ];
+    let no_content = json!({ "description": "Deleted" });
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "pwreset",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Commerce Layer compatible customer password resets. See docs/api.md.",
+        },
+        "security": [{ "bearer": [] }],
+        "paths": {
+            "/api/customer_password_resets": {
+                "get": {
+                    "operationId": "listResets",
+                    "parameters": list_parameters("customer_password_resets", &reset_filters, "id, reference, reset_password_at, created_at, updated_at"),
+                    "responses": responses(&[("200", doc("ResetCollection"))], &[]),
+                },
+                "post": {
+                    "operationId": "createReset",
+                    "parameters": [query("include", "`customer`"), query("fields[customer_password_resets]", "Sparse fieldset")],
+                    "requestBody": request_body("customer_password_resets", reset_create, &["customer_email"], false),
+                    "responses": responses(&[
+                        ("201", with_links(doc("ResetDocument"), &["getReset", "updateReset", "deleteReset", "getResetCustomer", "listResetEvents"])),
+                        ("202", json!({ "description": "Self-service request accepted (same answer for every address)",
+                            "content": content(reference("Accepted")) })),
+                    ], &["413", "415", "422"]),
+                },
+            },
+            "/api/customer_password_resets/{id}": {
+                "parameters": [path_id()],
+                "get": {
+                    "operationId": "getReset",
+                    "parameters": [query("include", "`customer`"), query("fields[customer_password_resets]", "Sparse fieldset"), query("fields[customers]", "Sparse fieldset")],
+                    "responses": responses(&[("200", doc("ResetDocument"))], &["404"]),
+                },
+                "patch": {
+                    "operationId": "updateReset",
+                    "parameters": [query("include", "`customer`"), query("fields[customer_password_resets]", "Sparse fieldset")],
+                    "requestBody": request_body("customer_password_resets", reset_update, &[], true),
+                    "responses": responses(&[("200", doc("ResetDocument"))], &["404", "413", "415", "422"]),
+                },
+                "delete": {
+                    "operationId": "deleteReset",
+                    "responses": responses(&[("204", no_content.clone())], &["404"]),
+                },
+            },
+            "/api/customer_password_resets/{id}/customer": {
+                "parameters": [path_id()],
+                "get": {
+                    "operationId": "getResetCustomer",
+                    "parameters": [query("fields[customers]", "Sparse fieldset")],
+                    "responses": responses(&[("200", doc("CustomerDocument"))], &["404"]),
+                },
+            },
+            "/api/customer_password_resets/{id}/events": {
+                "parameters": [path_id()],
+                "get": {
+                    "operationId": "listResetEvents",
+                    "parameters": [query("page[number]", "Page number, from 1"), query("page[size]", "Page size, 1 to 25"), query("fields[events]", "Sparse fieldset")],
+                    "responses": responses(&[("200", doc("EventCollection"))], &["404"]),
+                },
+            },
+            "/api/customers": {
+                "get": {
+                    "operationId": "listCustomers",
+                    "parameters": list_parameters("customers", &customer_filters, "id, email, reference, created_at, updated_at"),
+                    "responses": responses(&[("200", doc("CustomerCollection"))], &[]),
+                },
+                "post": {
+                    "operationId": "createCustomer",
+                    "parameters": [query("fields[customers]", "Sparse fieldset")],
+                    "requestBody": request_body("customers", customer_write.clone(), &["email"], false),
+                    "responses": responses(&[("201", with_links(doc("CustomerDocument"), &["getCustomer", "updateCustomer", "deleteCustomer"]))], &["413", "415", "422"]),
+                },
+            },
+            "/api/customers/{id}": {
+                "parameters": [path_id()],
+                "get": {
+                    "operationId": "getCustomer",
+                    "parameters": [query("fields[customers]", "Sparse fieldset")],
+                    "responses": responses(&[("200", doc("CustomerDocument"))], &["404"]),
+                },
+                "patch": {
+                    "operationId": "updateCustomer",
+                    "parameters": [query("fields[customers]", "Sparse fieldset")],
+                    "requestBody": request_body("customers", customer_write, &[], true),
+                    "responses": responses(&[("200", doc("CustomerDocument"))], &["404", "413", "415", "422"]),
+                },
+                "delete": {
+                    "operationId": "deleteCustomer",
+                    "responses": responses(&[("204", no_content)], &["404"]),
+                },
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health", "security": [],
+                    "responses": { "200": { "description": "Up", "content": { "application/json": { "schema": {
+                        "type": "object", "properties": { "status": { "const": "ok" } } } } } } },
+                },
+            },
+            "/ready": {
+                "get": {
+                    "operationId": "ready", "security": [],
+                    "responses": {
+                        "200": { "description": "Database reachable", "content": { "application/json": { "schema": { "type": "object" } } } },
+                        "503": { "description": "Database unreachable", "content": { "application/json": { "schema": { "type": "object" } } } },
+                    },
+                },
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi", "security": [],
+                    "responses": { "200": { "description": "This document", "content": { "application/json": { "schema": { "type": "object" } } } } },
+                },
+            },
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" } },
+            "schemas": {
+                "Reset": resource("customer_password_resets", reset_attrs),
+                "Customer": resource("customers", customer_attrs),
+                "Event": resource("events", event_attrs),
+                "ResetDocument": single("Reset"),
+                "CustomerDocument": single("Customer"),
+                "ResetCollection": collection("Reset"),
+                "CustomerCollection": collection("Customer"),
+                "EventCollection": collection("Event"),
+                "Accepted": { "type": "object", "required": ["meta"], "properties": { "meta": { "type": "object" } } },
+                "Errors": {
+                    "type": "object",
+                    "required": ["errors"],
+                    "properties": { "errors": { "type": "array", "minItems": 1, "items": {
+                        "type": "object",
+                        "required": ["title", "detail", "code", "status"],
+                        "properties": {
+                            "title": { "type": "string" },
+                            "detail": { "type": "string" },
+                            "code": { "type": "string" },
+                            "status": { "type": "string", "pattern": "^[45][0-9][0-9]$" },
+                            "source": { "type": "object" },
+                        },
+                    } } },
+                },
+            },
+        },
+    })
+}
