@@ -130,6 +130,16 @@ mod tests {
         assert!(h.verify(&pw, &PasswordHash::new("garbage")).await.is_err());
     }
 
+    #[tokio::test]
+    async fn long_passwords_are_not_truncated() {
+        let h = Argon2Hasher::owasp_minimum();
+        let long = "é".repeat(256);
+        let hash = h.hash(&Password::new(long.clone())).await.unwrap();
+        assert!(h.verify(&Password::new(long.clone()), &hash).await.unwrap());
+        let prefix: String = long.chars().take(255).collect();
+        assert!(!h.verify(&Password::new(prefix), &hash).await.unwrap());
+    }
+
     #[test]
     fn parameters_below_the_owasp_minimum_are_refused() {
         assert!(Argon2Hasher::new(19_455, 2, 1, 1).is_err());

@@ -47,6 +47,8 @@ blackbox!(
     reset_requests_are_limited_per_address_whether_or_not_it_is_known,
     completions_are_limited_per_customer,
     digest_keys_rotate_without_breaking_outstanding_tokens,
+    links_come_from_configuration_never_from_the_host_header,
+    password_hashing_never_stalls_other_requests,
 );
 
 const JSONAPI: &str = "application/vnd.api+json";
@@ -254,9 +256,16 @@ async fn the_whole_reset_flow_works_and_the_token_is_shown_exactly_once(db: Test
         .complete(&old_id, &old_token, "a brand new password")
         .await;
     assert_eq!(stale.status, 422, "{}", stale.body);
+    // ...nor on the new reset: a token belongs to one reset.
+    let foreign = f.complete(&id, &old_token, "a brand new password").await;
+    assert_eq!(foreign.status, 422, "{}", foreign.body);
 
     let done = f.complete(&id, &token, "a brand new password").await;
     assert_eq!(done.status, 200, "{}", done.body);
+    assert!(
+        done.header("set-cookie").is_none(),
+        "a reset issues no credential"
+    );
     let done = done.json();
     assert!(done["data"]["attributes"]["reset_password_at"].is_string());
     assert_eq!(
@@ -292,7 +301,16 @@ async fn the_whole_reset_flow_works_and_the_token_is_shown_exactly_once(db: Test
         .iter()
         .map(|e| e["attributes"]["name"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(names, vec!["requested", "completed", "completion_failed"]);
+    assert_eq!(
+        names,
+        vec![
+            "requested",
+            "completion_failed",
+            "completed",
+            "completion_failed"
+        ]
+    );
+    assert!(!events.body.contains(&token) && !events.body.to_lowercase().contains("jane.doe"));
 
     // The token was in exactly one response, and in no log line.
     let seen = f.client.seen.lock().unwrap().clone();
@@ -857,4 +875,82 @@ async fn digest_keys_rotate_without_breaking_outstanding_tokens(db: TestDb) {
         200
     );
     new.app.stop().await;
+}
+
+async fn links_come_from_configuration_never_from_the_host_header(db: TestDb) {
+    let f = start_with(&db, |s| {
+        s.public_url = Some("https://resets.shop.test".into())
+    })
+    .await;
+    f.customer("jane@example.com").await;
+    let auth = format!("Bearer {}", f.integration);
+    let res = send(
+        f.app.addr,
+        "POST",
+        "/api/customer_password_resets",
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", JSONAPI),
+            ("Host", "evil.example"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Forwarded-Proto", "http"),
+        ],
+        Some(reset_doc("jane@example.com").to_string().as_bytes()),
+    )
+    .await;
+    assert_eq!(res.status, 201);
+    assert!(!res.body.contains("evil.example"));
+    assert!(
+        res.json()["data"]["links"]["self"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://resets.shop.test/api/")
+    );
+    f.app.stop().await;
+}
+
+async fn password_hashing_never_stalls_other_requests(db: TestDb) {
+    // One HTTP worker: if hashing ran on it, /health would queue behind every hash.
+    let f = start(&db).await;
+    let mut resets = Vec::new();
+    for i in 0..12 {
+        let email = format!("user{i}@example.com");
+        f.customer(&email).await;
+        resets.push(f.reset(&email).await);
+    }
+    let addr = f.app.addr;
+    let sales = f.sales.clone();
+    let completions: Vec<_> = resets
+        .into_iter()
+        .map(|(id, token)| {
+            let auth = format!("Bearer {sales}");
+            tokio::spawn(async move {
+                let body = complete_doc(&id, &json!(token), "a brand new password").to_string();
+                send(
+                    addr,
+                    "PATCH",
+                    &format!("/api/customer_password_resets/{id}"),
+                    &[("Authorization", auth.as_str()), ("Content-Type", JSONAPI)],
+                    Some(body.as_bytes()),
+                )
+                .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let mut worst = std::time::Duration::ZERO;
+    for _ in 0..10 {
+        let started = std::time::Instant::now();
+        let res = send(addr, "GET", "/health", &[], None).await;
+        assert_eq!(res.status, 200);
+        worst = worst.max(started.elapsed());
+    }
+    for c in completions {
+        assert_eq!(c.await.unwrap().status, 200);
+    }
+    assert!(
+        worst < std::time::Duration::from_millis(150),
+        "/health took {worst:?} while passwords were being hashed"
+    );
+    f.app.stop().await;
 }

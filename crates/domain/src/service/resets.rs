@@ -433,6 +433,21 @@ impl ResetService {
             // Would this attempt, if it failed too, go over the limit?
             let with_this: Vec<u64> = counts.iter().map(|c| c + 1).collect();
             if let Some(r) = exceeded(std::slice::from_ref(&bucket), &with_this, now) {
+                // Leave a trace on the reset: this is what an attack looks like.
+                let event = caller.event(
+                    reset.id,
+                    EventKind::CompletionFailed,
+                    Some("throttled"),
+                    now,
+                );
+                if let Err(e) = self
+                    .ports
+                    .resets
+                    .record_failure(caller.mode, reset.id, false, &event)
+                    .await
+                {
+                    return Err(E::Unexpected(unexpected(e)));
+                }
                 return Err(E::RateLimited(r));
             }
         }

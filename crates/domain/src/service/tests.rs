@@ -1185,7 +1185,9 @@ async fn requests_under_every_limit_go_ahead() {
 
 #[tokio::test]
 async fn a_customer_with_too_many_failures_cannot_complete_and_failures_are_counted() {
-    let mut m = Mocks::new().with_reset(reset());
+    let mut m = Mocks::new()
+        .with_reset(reset())
+        .expect_failure("throttled", false);
     m.resets.expect_complete().never();
     let mut store = MockRateLimitStore::new();
     store.expect_peek().returning(|_, _| Ok(vec![100]));
