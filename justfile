@@ -25,6 +25,11 @@ lint:
 test:
     cargo test --workspace
 
+# Fuzz the API with schemathesis (builds first).
+fuzz:
+    cargo build -p pwreset-app
+    bash fuzz/run.sh target/debug/pwreset
+
 # Everything CI runs.
 ci:
     bash .ci/run
