@@ -25,6 +25,16 @@ lint:
 test:
     cargo test --workspace
 
+# Benchmark the release binary on Postgres and print the table (about 3 minutes).
+bench *ARGS:
+    cargo build --release --workspace --bins
+    target/release/pwreset-bench {{ARGS}}
+
+# The one-minute smoke run of the benchmark.
+bench-quick:
+    cargo build --release --workspace --bins
+    target/release/pwreset-bench --quick
+
 # Fuzz the API with schemathesis (builds first).
 fuzz:
     cargo build -p pwreset-app

@@ -1,0 +1,661 @@
+//! `pwreset-bench`: starts the release `pwreset` binary on a fresh Postgres database,
+//! drives it over real HTTP with many keep-alive connections, and prints each scenario's
+//! throughput, latency percentiles, errors and the server's peak memory, next to the two
+//! physical limits the service sits on, measured in the same run: the database's commit
+//! rate for a comparable single-row insert (pgbench) and the argon2id hash time per core.
+//!
+//! Run with `just bench` (or `cargo build --release --workspace --bins && target/release/pwreset-bench`).
+//! `--quick` shortens every phase for a one-minute smoke run.
+
+mod load;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use load::{Conn, Req, Stats};
+use pwreset_domain::Password;
+use pwreset_domain::ports::PasswordHasher;
+
+const DB: &str = "pwreset_bench";
+
+struct Options {
+    quick: bool,
+    server: String,
+    duration: Duration,
+    customers: usize,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut quick = false;
+    let mut server = std::env::var("PWRESET_BENCH_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--postgres" => server = args.next().context("--postgres needs a URL")?,
+            "-h" | "--help" => {
+                println!(
+                    "pwreset-bench [--quick] [--postgres postgres://user@host:port]\n\n\
+                     Benchmarks the release pwreset binary next to this program on a fresh\n\
+                     database `{DB}` (dropped and created) on the given Postgres server\n\
+                     (default $PWRESET_BENCH_POSTGRES or postgres://postgres@127.0.0.1:5432).\n\
+                     Needs createdb, dropdb, psql and pgbench on PATH."
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other} (see --help)"),
+        }
+    }
+    Ok(Options {
+        quick,
+        server,
+        duration: Duration::from_secs(if quick { 3 } else { 10 }),
+        customers: if quick { 2_000 } else { 10_000 },
+    })
+}
+
+/// Host, port and user of a `postgres://user@host:port` URL, for the command-line tools.
+fn pg_args(server: &str) -> Vec<String> {
+    let rest = server
+        .trim_start_matches("postgres://")
+        .trim_start_matches("postgresql://");
+    let (user, hostport) = rest.split_once('@').unwrap_or(("postgres", rest));
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
+    let port = port.trim_end_matches('/');
+    vec![
+        "-h".into(),
+        host.into(),
+        "-p".into(),
+        port.into(),
+        "-U".into(),
+        user.into(),
+    ]
+}
+
+fn tool(name: &str, args: &[String]) -> anyhow::Result<String> {
+    let out = Command::new(name)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {name} (is the PostgreSQL client installed?)"))?;
+    if !out.status.success() {
+        bail!("{name} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn fresh_database(o: &Options) -> anyhow::Result<String> {
+    let pg = pg_args(&o.server);
+    tool(
+        "dropdb",
+        &[
+            pg.clone(),
+            vec!["--if-exists".into(), "--force".into(), DB.into()],
+        ]
+        .concat(),
+    )?;
+    tool("createdb", &[pg, vec![DB.into()]].concat())?;
+    Ok(format!("{}/{DB}", o.server.trim_end_matches('/')))
+}
+
+/// The database's own commit rate for a comparable single-row insert at `clients`.
+fn commit_rate(o: &Options, dir: &Path, clients: usize, secs: u64) -> anyhow::Result<f64> {
+    let pg = pg_args(&o.server);
+    tool(
+        "psql",
+        &[
+            pg.clone(),
+            vec![
+                "-q".into(),
+                "-d".into(),
+                DB.into(),
+                "-f".into(),
+                dir.join("setup.sql").display().to_string(),
+            ],
+        ]
+        .concat(),
+    )?;
+    let out = tool(
+        "pgbench",
+        &[
+            pg,
+            vec![
+                "-n".into(),
+                "-c".into(),
+                clients.to_string(),
+                "-j".into(),
+                "2".into(),
+                "-T".into(),
+                secs.to_string(),
+                "-f".into(),
+                dir.join("insert.sql").display().to_string(),
+                DB.into(),
+            ],
+        ]
+        .concat(),
+    )?;
+    out.lines()
+        .find_map(|l| {
+            l.strip_prefix("tps = ")
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+        })
+        .ok_or_else(|| anyhow!("no tps line in pgbench output:\n{out}"))
+}
+
+/// Median argon2id hash time (ms) on one core with the service's parameters.
+async fn hash_median_ms(samples: usize) -> f64 {
+    let hasher = pwreset_adapter_crypto::Argon2Hasher::owasp_minimum();
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let t = Instant::now();
+        let _ = hasher
+            .hash(&Password::new(format!("benchmark password {i}")))
+            .await;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    token: String,
+    sales: String,
+}
+
+impl Server {
+    fn start(
+        bin: &Path,
+        db_url: &str,
+        data: &Path,
+        port: u16,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(bin);
+        cmd.env("PWRESET_DATABASE_URL", db_url)
+            .env("PWRESET_DATA_DIR", data)
+            .env("PWRESET_BIND", format!("127.0.0.1:{port}"))
+            .env("PWRESET_LOG", "warn")
+            .env("PWRESET_MAIL_PREVIEW", "false")
+            .env("PWRESET_DB_MAX_CONNECTIONS", "64")
+            .env("PWRESET_LIMIT_EMAIL", "off")
+            .env("PWRESET_LIMIT_CLIENT", "off")
+            .env("PWRESET_LIMIT_CREDENTIAL", "off")
+            .env("PWRESET_LIMIT_CUSTOMER_FAILURES", "off")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .arg("serve")
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let token = |kind: &str| -> anyhow::Result<String> {
+            let out = Command::new(bin)
+                .env("PWRESET_DATA_DIR", data)
+                .args(["token", "--kind", kind, "--ttl", "1d"])
+                .output()?;
+            Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+        };
+        Ok(Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            token: token("integration")?,
+            sales: token("sales_channel")?,
+        })
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        for _ in 0..100 {
+            if let Ok(mut c) = Conn::open(self.addr, &self.token).await
+                && let Ok((200, _)) = c
+                    .send(&Req {
+                        method: "GET",
+                        path: "/ready".into(),
+                        body: None,
+                        expect: 200,
+                    })
+                    .await
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("the server did not become ready")
+    }
+
+    /// `(peak RSS, current RSS)` in MiB, from /proc.
+    fn memory(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|n| n.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                / 1024.0
+        };
+        (kib("VmHWM:"), kib("VmRSS:"))
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn reset_body(email: &str) -> String {
+    format!(
+        r#"{{"data":{{"type":"customer_password_resets","attributes":{{"customer_email":"{email}"}}}}}}"#
+    )
+}
+
+fn email(i: u64, customers: usize) -> String {
+    format!("bench{}@example.com", i % customers as u64)
+}
+
+/// Spreads request numbers over customers without a random number generator.
+fn scatter(n: u64) -> u64 {
+    n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20
+}
+
+struct Row {
+    name: String,
+    conns: usize,
+    stats: Stats,
+    rss: Option<f64>,
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "\n{:<44} {:>5} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9}",
+        "scenario", "conns", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "peak MiB"
+    );
+    for r in rows {
+        println!(
+            "{:<44} {:>5} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>7} {:>9}",
+            r.name,
+            r.conns,
+            r.stats.rps(),
+            r.stats.percentile(50.0),
+            r.stats.percentile(90.0),
+            r.stats.percentile(99.0),
+            r.stats.max(),
+            r.stats.errors,
+            r.rss.map_or("-".into(), |m| format!("{m:.1}")),
+        );
+    }
+}
+
+/// Creates one reset per customer in `range` and returns `(id, token)` pairs.
+async fn prepare_tokens(
+    server: &Server,
+    range: std::ops::Range<usize>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let chunks: Vec<Vec<usize>> = range
+        .collect::<Vec<_>>()
+        .chunks(64)
+        .map(<[usize]>::to_vec)
+        .collect();
+    for chunk in chunks {
+        let mut tasks = Vec::new();
+        for i in chunk {
+            let addr = server.addr;
+            let token = server.token.clone();
+            let out = out.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut c = Conn::open(addr, &token).await?;
+                let (status, body) = c
+                    .send(&Req {
+                        method: "POST",
+                        path: "/api/customer_password_resets".into(),
+                        body: Some(reset_body(&format!("bench{i}@example.com"))),
+                        expect: 201,
+                    })
+                    .await?;
+                if status != 201 {
+                    bail!("create answered {status}");
+                }
+                let doc: serde_json::Value = serde_json::from_slice(&body)?;
+                let id = doc["data"]["id"].as_str().unwrap_or_default().to_owned();
+                let tok = doc["data"]["attributes"]["reset_password_token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                out.lock().map_err(|_| anyhow!("poisoned"))?.push((id, tok));
+                anyhow::Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+    }
+    let v = out.lock().map_err(|_| anyhow!("poisoned"))?.clone();
+    Ok(v)
+}
+
+async fn seed_customers(server: &Server, customers: usize) -> anyhow::Result<()> {
+    let next: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync> = Arc::new(move |n| {
+        (n < customers as u64).then(|| Req {
+            method: "POST",
+            path: "/api/customers".into(),
+            body: Some(format!(
+                r#"{{"data":{{"type":"customers","attributes":{{"email":"bench{n}@example.com"}}}}}}"#
+            )),
+            expect: 201,
+        })
+    });
+    let stats = load::run(
+        server.addr,
+        &server.token,
+        32,
+        Duration::from_secs(600),
+        next,
+    )
+    .await?;
+    if stats.errors > 0 {
+        bail!("{} customers could not be created", stats.errors);
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let o = options()?;
+    let exe = std::env::current_exe()?;
+    let bin_dir = exe.parent().context("no binary directory")?;
+    let bin = bin_dir.join("pwreset");
+    if !bin.exists() {
+        bail!(
+            "{} is missing: run `cargo build --release --workspace --bins` first",
+            bin.display()
+        );
+    }
+    let pgbench_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pgbench");
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let started = Instant::now();
+    println!(
+        "pwreset-bench: {} mode, {cores} cores, {} s per scenario",
+        if o.quick { "quick" } else { "full" },
+        o.duration.as_secs()
+    );
+
+    // Physical limits first, on an idle machine.
+    let db_url = fresh_database(&o)?;
+    let commit64 = commit_rate(&o, &pgbench_dir, 64, if o.quick { 3 } else { 8 })?;
+    let hash_ms = hash_median_ms(if o.quick { 9 } else { 31 }).await;
+    let hash_limit = cores as f64 * 1000.0 / hash_ms;
+    println!(
+        "limits: Postgres single-row insert commits at 64 clients: {commit64:.0}/s; argon2id median {hash_ms:.1} ms per hash per core -> {hash_limit:.0} hashes/s on {cores} cores"
+    );
+
+    let db_url = {
+        // Fresh again: the probe table is not part of the service.
+        let _ = db_url;
+        fresh_database(&o)?
+    };
+    let data = std::env::temp_dir().join(format!("pwreset-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let server = Server::start(&bin, &db_url, &data, free_port()?, &[])?;
+    server.wait_ready().await?;
+    seed_customers(&server, o.customers).await?;
+    println!(
+        "seeded {} customers in {:.1} s",
+        o.customers,
+        started.elapsed().as_secs_f64()
+    );
+
+    let d = o.duration;
+    let n = o.customers;
+    let mut rows = Vec::new();
+    let integ = server.token.clone();
+
+    // create (token delivery)
+    let create: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync> = Arc::new(move |i| {
+        Some(Req {
+            method: "POST",
+            path: "/api/customer_password_resets".into(),
+            body: Some(reset_body(&email(scatter(i), n))),
+            expect: 201,
+        })
+    });
+    let stats = load::run(server.addr, &integ, 64, d, create.clone()).await?;
+    rows.push(Row {
+        name: "create reset (token delivery)".into(),
+        conns: 64,
+        stats,
+        rss: Some(server.memory().0),
+    });
+
+    // tokens for the completion scenarios, and ids to read
+    let completions_needed = if o.quick { 600 } else { 2_400 }.min(n);
+    let tokens = prepare_tokens(&server, 0..completions_needed).await?;
+    let ids: Arc<Vec<String>> = Arc::new(tokens.iter().map(|(id, _)| id.clone()).collect());
+
+    let retrieve = {
+        let ids = ids.clone();
+        Arc::new(move |i: u64| {
+            Some(Req {
+                method: "GET",
+                path: format!(
+                    "/api/customer_password_resets/{}",
+                    ids[(scatter(i) as usize) % ids.len()]
+                ),
+                body: None,
+                expect: 200,
+            })
+        }) as Arc<dyn Fn(u64) -> Option<Req> + Send + Sync>
+    };
+    // complete: a fresh token each time, as fast as the hash allows
+    let pool = Arc::new(Mutex::new(tokens));
+    let complete = {
+        let pool = pool.clone();
+        Arc::new(move |_i: u64| {
+            let (id, token) = pool.lock().ok()?.pop()?;
+            Some(Req {
+                method: "PATCH",
+                path: format!("/api/customer_password_resets/{id}"),
+                body: Some(format!(
+                    r#"{{"data":{{"type":"customer_password_resets","id":"{id}","attributes":{{"customer_password":"a benchmark password 7","_reset_password_token":"{token}"}}}}}}"#
+                )),
+                expect: 200,
+            })
+        }) as Arc<dyn Fn(u64) -> Option<Req> + Send + Sync>
+    };
+    let complete_secs = if o.quick {
+        Duration::from_secs(3)
+    } else {
+        Duration::from_secs(8)
+    };
+    let stats = load::run(
+        server.addr,
+        &server.sales,
+        16,
+        complete_secs,
+        complete.clone(),
+    )
+    .await?;
+    let complete_rps = stats.rps();
+    rows.push(Row {
+        name: "complete reset (fresh token each)".into(),
+        conns: 16,
+        stats,
+        rss: Some(server.memory().0),
+    });
+
+    // retrieve latency while completions saturate the hash pool
+    let (sat, read) = tokio::join!(
+        load::run(server.addr, &server.sales, 16, complete_secs, complete),
+        load::run(server.addr, &integ, 16, complete_secs, retrieve.clone()),
+    );
+    let (sat, read) = (sat?, read?);
+    let saturated_rps = sat.rps();
+    rows.push(Row {
+        name: "  completions during the next row".into(),
+        conns: 16,
+        stats: sat,
+        rss: Some(server.memory().0),
+    });
+    rows.push(Row {
+        name: "retrieve while completions saturate hashing".into(),
+        conns: 16,
+        stats: read,
+        rss: Some(server.memory().0),
+    });
+
+    let stats = load::run(server.addr, &integ, 64, d, retrieve.clone()).await?;
+    rows.push(Row {
+        name: "retrieve by id".into(),
+        conns: 64,
+        stats,
+        rss: Some(server.memory().0),
+    });
+
+    let list: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync> = Arc::new(move |i| {
+        Some(Req {
+            method: "GET",
+            path: format!(
+                "/api/customer_password_resets?filter%5Bq%5D%5Bcustomer_email_eq%5D={}",
+                email(scatter(i), n).replace('@', "%40")
+            ),
+            body: None,
+            expect: 200,
+        })
+    });
+    let stats = load::run(server.addr, &integ, 64, d, list.clone()).await?;
+    rows.push(Row {
+        name: "list filtered by customer email".into(),
+        conns: 64,
+        stats,
+        rss: Some(server.memory().0),
+    });
+
+    // mixed: 60% retrieve, 25% create, 15% list
+    let mixed = {
+        let (r, c, l) = (retrieve.clone(), create.clone(), list.clone());
+        Arc::new(move |i: u64| match i % 20 {
+            0..=11 => r(i),
+            12..=16 => c(i),
+            _ => l(i),
+        }) as Arc<dyn Fn(u64) -> Option<Req> + Send + Sync>
+    };
+    let stats = load::run(server.addr, &integ, 64, d, mixed).await?;
+    rows.push(Row {
+        name: "mixed (60% retrieve, 25% create, 15% list)".into(),
+        conns: 64,
+        stats,
+        rss: Some(server.memory().0),
+    });
+
+    // memory at 256 connections
+    let stats = load::run(server.addr, &integ, 256, d, retrieve).await?;
+    let (peak, _) = server.memory();
+    rows.push(Row {
+        name: "retrieve by id at 256 connections".into(),
+        conns: 256,
+        stats,
+        rss: Some(peak),
+    });
+    server.stop();
+
+    // create with mail delivery on: the outbox enqueue (worker idle, so only the write counts)
+    let server = Server::start(
+        &bin,
+        &db_url,
+        &data,
+        free_port()?,
+        &[
+            ("PWRESET_DELIVERY", "mail"),
+            ("PWRESET_SMTP_URL", "smtp://127.0.0.1:9?tls=none"),
+            ("PWRESET_OUTBOX_POLL_MS", "600000"),
+        ],
+    )?;
+    server.wait_ready().await?;
+    let stats = load::run(server.addr, &server.token, 64, d, create).await?;
+    rows.push(Row {
+        name: "create reset (mail delivery: outbox enqueue)".into(),
+        conns: 64,
+        stats,
+        rss: Some(server.memory().0),
+    });
+    let (peak_mail, _) = server.memory();
+    server.stop();
+    let _ = std::fs::remove_dir_all(&data);
+
+    print_table(&rows);
+    let create_rps = rows[0].stats.rps();
+    let create_p99 = rows[0].stats.percentile(99.0);
+    let retrieve_rps = rows
+        .iter()
+        .find(|r| r.name == "retrieve by id")
+        .map_or(0.0, |r| r.stats.rps());
+    let read_p99 = rows
+        .iter()
+        .find(|r| r.name.starts_with("retrieve while"))
+        .map_or(0.0, |r| r.stats.percentile(99.0));
+    println!("\nlimits and ratios:");
+    println!(
+        "  Postgres single-row insert commit rate at 64 clients: {commit64:.0}/s; create reached {:.0}% of it",
+        100.0 * create_rps / commit64
+    );
+    println!(
+        "  argon2id median {hash_ms:.1} ms/hash/core -> {hash_limit:.0}/s on {cores} cores; complete reached {:.0}% alone, {:.0}% under read load",
+        100.0 * complete_rps / hash_limit,
+        100.0 * saturated_rps / hash_limit
+    );
+    println!(
+        "  peak RSS {peak:.1} MiB (token delivery, after 256 connections), {peak_mail:.1} MiB (mail delivery run)"
+    );
+    println!("\ntargets:");
+    let check = |ok: bool| if ok { "met" } else { "MISSED" };
+    println!(
+        "  create >= 3000 req/s @64: {create_rps:.0} -> {}",
+        check(create_rps >= 3000.0)
+    );
+    println!(
+        "  create p99 <= 25 ms: {create_p99:.1} -> {}",
+        check(create_p99 <= 25.0)
+    );
+    println!(
+        "  create >= 25% of commit rate: {:.0}% -> {}",
+        100.0 * create_rps / commit64,
+        check(create_rps >= 0.25 * commit64)
+    );
+    println!(
+        "  complete >= 85% of hash limit: {:.0}% -> {}",
+        100.0 * complete_rps / hash_limit,
+        check(complete_rps >= 0.85 * hash_limit)
+    );
+    println!(
+        "  retrieve p99 < 15 ms while hashing saturated: {read_p99:.1} -> {}",
+        check(read_p99 < 15.0)
+    );
+    println!(
+        "  retrieve >= 8000 req/s @64: {retrieve_rps:.0} -> {}",
+        check(retrieve_rps >= 8000.0)
+    );
+    println!(
+        "  peak RSS < 64 MiB @256: {peak:.1} -> {}",
+        check(peak < 64.0)
+    );
+    println!("\ntotal {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
