@@ -24,6 +24,7 @@ const DB: &str = "pwreset_bench";
 
 struct Options {
     quick: bool,
+    scale: bool,
     server: String,
     duration: Duration,
     customers: usize,
@@ -31,19 +32,22 @@ struct Options {
 
 fn options() -> anyhow::Result<Options> {
     let mut quick = false;
+    let mut scale = false;
     let mut server = std::env::var("PWRESET_BENCH_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
+            "--scale" => scale = true,
             "--postgres" => server = args.next().context("--postgres needs a URL")?,
             "-h" | "--help" => {
                 println!(
-                    "pwreset-bench [--quick] [--postgres postgres://user@host:port]\n\n\
+                    "pwreset-bench [--quick | --scale] [--postgres postgres://user@host:port]\n\n\
                      Benchmarks the release pwreset binary next to this program on a fresh\n\
                      database `{DB}` (dropped and created) on the given Postgres server\n\
                      (default $PWRESET_BENCH_POSTGRES or postgres://postgres@127.0.0.1:5432).\n\
+                     --scale measures latency at 10 thousand and at 10 million resets instead.\n\
                      Needs createdb, dropdb, psql and pgbench on PATH."
                 );
                 std::process::exit(0);
@@ -53,6 +57,7 @@ fn options() -> anyhow::Result<Options> {
     }
     Ok(Options {
         quick,
+        scale,
         server,
         duration: Duration::from_secs(if quick { 3 } else { 10 }),
         customers: if quick { 2_000 } else { 10_000 },
@@ -377,6 +382,169 @@ async fn seed_customers(server: &Server, customers: usize) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Latency of each operation at low concurrency, for the growth check.
+async fn latency_round(
+    server: &Server,
+    customers: usize,
+    tokens: Vec<(String, String)>,
+    secs: u64,
+) -> anyhow::Result<Vec<Row>> {
+    let d = Duration::from_secs(secs);
+    let ids: Arc<Vec<String>> = Arc::new(tokens.iter().map(|(id, _)| id.clone()).collect());
+    let mut rows = Vec::new();
+    let create: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync> = Arc::new(move |i| {
+        Some(Req {
+            method: "POST",
+            path: "/api/customer_password_resets".into(),
+            body: Some(reset_body(&email(scatter(i) + 1000, customers))),
+            expect: 201,
+        })
+    });
+    let stats = load::run(server.addr, &server.token, 4, d, create).await?;
+    rows.push(Row {
+        name: "create".into(),
+        conns: 4,
+        stats,
+        rss: None,
+    });
+    let retrieve: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync> = Arc::new(move |i| {
+        Some(Req {
+            method: "GET",
+            path: format!(
+                "/api/customer_password_resets/{}",
+                ids[(scatter(i) as usize) % ids.len()]
+            ),
+            body: None,
+            expect: 200,
+        })
+    });
+    let stats = load::run(server.addr, &server.token, 4, d, retrieve).await?;
+    rows.push(Row {
+        name: "retrieve".into(),
+        conns: 4,
+        stats,
+        rss: None,
+    });
+    let list: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync> = Arc::new(move |i| {
+        Some(Req {
+            method: "GET",
+            path: format!(
+                "/api/customer_password_resets?filter%5Bq%5D%5Bcustomer_email_eq%5D={}",
+                email(scatter(i), customers).replace('@', "%40")
+            ),
+            body: None,
+            expect: 200,
+        })
+    });
+    let stats = load::run(server.addr, &server.token, 4, d, list).await?;
+    rows.push(Row {
+        name: "list by email".into(),
+        conns: 4,
+        stats,
+        rss: None,
+    });
+    let pool = Arc::new(Mutex::new(tokens));
+    let complete: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync> = Arc::new(move |_i| {
+        let (id, token) = pool.lock().ok()?.pop()?;
+        Some(Req {
+            method: "PATCH",
+            path: format!("/api/customer_password_resets/{id}"),
+            body: Some(format!(
+                r#"{{"data":{{"type":"customer_password_resets","id":"{id}","attributes":{{"customer_password":"a benchmark password 7","_reset_password_token":"{token}"}}}}}}"#
+            )),
+            expect: 200,
+        })
+    });
+    let stats = load::run(server.addr, &server.sales, 2, d, complete).await?;
+    rows.push(Row {
+        name: "complete".into(),
+        conns: 2,
+        stats,
+        rss: None,
+    });
+    Ok(rows)
+}
+
+/// `--scale`: the same operations at 10 thousand and at 10 million resets.
+async fn scale(o: &Options, bin: &Path, dir: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let db_url = fresh_database(o)?;
+    let data = std::env::temp_dir().join(format!("pwreset-bench-scale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let customers = 2_000;
+    let server = Server::start(bin, &db_url, &data, free_port()?, &[])?;
+    server.wait_ready().await?;
+    seed_customers(&server, customers).await?;
+    // Ten thousand resets through the API.
+    let fill: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync> = Arc::new(move |i| {
+        (i < 10_000).then(|| Req {
+            method: "POST",
+            path: "/api/customer_password_resets".into(),
+            body: Some(reset_body(&email(i, customers))),
+            expect: 201,
+        })
+    });
+    load::run(
+        server.addr,
+        &server.token,
+        32,
+        Duration::from_secs(600),
+        fill,
+    )
+    .await?;
+    let tokens = prepare_tokens(&server, 0..400).await?;
+    let small = latency_round(&server, customers, tokens, 5).await?;
+    server.stop();
+
+    println!(
+        "growing the database to 1 million customers and 10 million resets (psql, generate_series)..."
+    );
+    let seed_started = Instant::now();
+    let script = dir.join("scale-seed.sql").display().to_string();
+    tool(
+        "psql",
+        &[
+            pg_args(&o.server),
+            vec!["-q".into(), "-d".into(), DB.into(), "-f".into(), script],
+        ]
+        .concat(),
+    )?;
+    println!("seeded in {:.0} s", seed_started.elapsed().as_secs_f64());
+
+    let server = Server::start(bin, &db_url, &data, free_port()?, &[])?;
+    server.wait_ready().await?;
+    let tokens = prepare_tokens(&server, 400..800).await?;
+    let large = latency_round(&server, customers, tokens, 5).await?;
+    server.stop();
+    let _ = std::fs::remove_dir_all(&data);
+
+    println!(
+        "\n{:<16} {:>12} {:>12} {:>7} {:>12} {:>12} {:>7}",
+        "operation", "p50 10k ms", "p50 10M ms", "ratio", "p99 10k ms", "p99 10M ms", "ratio"
+    );
+    for (a, b) in small.iter().zip(&large) {
+        let (a50, b50) = (a.stats.percentile(50.0), b.stats.percentile(50.0));
+        let (a99, b99) = (a.stats.percentile(99.0), b.stats.percentile(99.0));
+        println!(
+            "{:<16} {:>12.2} {:>12.2} {:>7.2} {:>12.2} {:>12.2} {:>7.2}   {}",
+            a.name,
+            a50,
+            b50,
+            b50 / a50,
+            a99,
+            b99,
+            b99 / a99,
+            if b50 <= 1.5 * a50 {
+                "met (p50 within 1.5x)"
+            } else {
+                "MISSED (p50 over 1.5x)"
+            }
+        );
+    }
+    println!("\ntotal {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = options()?;
@@ -390,6 +558,9 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let pgbench_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pgbench");
+    if o.scale {
+        return scale(&o, &bin, &pgbench_dir).await;
+    }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let started = Instant::now();
     println!(
