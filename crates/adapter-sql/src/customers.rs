@@ -8,7 +8,6 @@ use pwreset_domain::{
 
 use crate::SqlStore;
 use crate::driver::{DbError, Val};
-use crate::list::{Sql, order_by, push_where};
 use crate::resets::{db, revoke_outstanding};
 use crate::rows::{CUSTOMER_COLUMNS, CUSTOMER_TYPES, customer_from_row, json_of, text_of};
 
@@ -101,31 +100,12 @@ impl CustomerStore for SqlStore {
         mode: Mode,
         query: &ListQuery<CustomerField, CustomerSort>,
     ) -> Result<Page<Customer>, StoreError> {
-        let dialect = self.driver.dialect();
-        let mut count = Sql::new("SELECT count(*) FROM customers");
-        push_where(&mut count, dialect, mode, &query.filters);
-        let mut select = Sql::new(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers"));
-        push_where(&mut select, dialect, mode, &query.filters);
-        select.push(&order_by(&query.sort));
-        let limit = select.bind(i64::from(query.page.size()));
-        let offset = select.bind(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
-        select.push(&format!(" LIMIT {limit} OFFSET {offset}"));
-
-        let mut conn = self.driver.connection().await.map_err(db)?;
-        let total = crate::count(&mut *conn, count).await?;
-        let rows = conn
-            .fetch(&select.text, select.args, CUSTOMER_TYPES)
-            .await
-            .map_err(db)?;
-        let items = rows
-            .into_iter()
-            .map(customer_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page {
-            items,
-            record_count: total,
-            request: query.page,
-        })
+        const TABLE: crate::Table = crate::Table {
+            name: "customers",
+            columns: CUSTOMER_COLUMNS,
+            types: CUSTOMER_TYPES,
+        };
+        self.page(&TABLE, mode, query, customer_from_row).await
     }
 
     async fn update(&self, c: &Customer, change: CredentialChange) -> Result<bool, StoreError> {

@@ -49,8 +49,57 @@ impl SqlStore {
     }
 }
 
+/// A `Table` a list query runs against: its name, selected columns and their types.
+pub(crate) struct Table {
+    pub name: &'static str,
+    pub columns: &'static str,
+    pub types: &'static [Ty],
+}
+
+impl SqlStore {
+    /// One page of `table`'s rows in `mode` matching `query`, decoded by `decode`, and the
+    /// count of all that match.
+    pub(crate) async fn page<F, S, T>(
+        &self,
+        table: &Table,
+        mode: pwreset_domain::Mode,
+        query: &pwreset_domain::ListQuery<F, S>,
+        decode: fn(Vec<Val>) -> anyhow::Result<T>,
+    ) -> Result<pwreset_domain::Page<T>, pwreset_domain::ports::StoreError>
+    where
+        F: pwreset_domain::Field + list::Column,
+        S: pwreset_domain::SortKey + list::Column,
+    {
+        let dialect = self.driver.dialect();
+        let mut count = list::Sql::new(&format!("SELECT count(*) FROM {}", table.name));
+        list::push_where(&mut count, dialect, mode, &query.filters);
+        let mut select = list::Sql::new(&format!("SELECT {} FROM {}", table.columns, table.name));
+        list::push_where(&mut select, dialect, mode, &query.filters);
+        select.push(&list::order_by(&query.sort));
+        let limit = select.bind(i64::from(query.page.size()));
+        let offset = select.bind(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
+        select.push(&format!(" LIMIT {limit} OFFSET {offset}"));
+
+        let mut conn = self.driver.connection().await.map_err(resets::db)?;
+        let total = count_rows(&mut *conn, count).await?;
+        let rows = conn
+            .fetch(&select.text, select.args, table.types)
+            .await
+            .map_err(resets::db)?;
+        let items = rows
+            .into_iter()
+            .map(decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(pwreset_domain::Page {
+            items,
+            record_count: total,
+            request: query.page,
+        })
+    }
+}
+
 /// Runs a `SELECT count(*)` statement.
-async fn count(
+async fn count_rows(
     ex: &mut dyn Executor,
     sql: list::Sql,
 ) -> Result<u64, pwreset_domain::ports::StoreError> {

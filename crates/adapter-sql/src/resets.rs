@@ -10,7 +10,7 @@ use pwreset_domain::{
 
 use crate::SqlStore;
 use crate::driver::{DbError, Executor, Ty, Val};
-use crate::list::{Sql, order_by, push_where};
+use crate::list::Sql;
 use crate::outbox::insert_outbox;
 use crate::rows::EVENT_COLUMNS;
 use crate::rows::{RESET_COLUMNS, RESET_TYPES, event_from_row, json_of, reset_from_row, text_of};
@@ -172,31 +172,12 @@ impl ResetStore for SqlStore {
         mode: Mode,
         query: &ListQuery<ResetField, ResetSort>,
     ) -> Result<Page<PasswordReset>, StoreError> {
-        let dialect = self.driver.dialect();
-        let mut count = Sql::new("SELECT count(*) FROM password_resets");
-        push_where(&mut count, dialect, mode, &query.filters);
-        let mut select = Sql::new(&format!("SELECT {RESET_COLUMNS} FROM password_resets"));
-        push_where(&mut select, dialect, mode, &query.filters);
-        select.push(&order_by(&query.sort));
-        let limit = select.bind(i64::from(query.page.size()));
-        let offset = select.bind(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
-        select.push(&format!(" LIMIT {limit} OFFSET {offset}"));
-
-        let mut conn = self.driver.connection().await.map_err(db)?;
-        let total = crate::count(&mut *conn, count).await?;
-        let rows = conn
-            .fetch(&select.text, select.args, RESET_TYPES)
-            .await
-            .map_err(db)?;
-        let items = rows
-            .into_iter()
-            .map(reset_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page {
-            items,
-            record_count: total,
-            request: query.page,
-        })
+        const TABLE: crate::Table = crate::Table {
+            name: "password_resets",
+            columns: RESET_COLUMNS,
+            types: RESET_TYPES,
+        };
+        self.page(&TABLE, mode, query, reset_from_row).await
     }
 
     async fn update_details(

@@ -11,28 +11,7 @@ use pwreset_tests::http::{Response, send};
 use pwreset_tests::{RunningApp, TestDb, logs};
 use serde_json::{Value, json};
 
-macro_rules! blackbox {
-    ($($case:ident),+ $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    pwreset_tests::with_db(pwreset_tests::Backend::Postgres, super::$case).await;
-                }
-            )+
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    pwreset_tests::with_db(pwreset_tests::Backend::Sqlite, super::$case).await;
-                }
-            )+
-        }
-    };
-}
-
-blackbox!(
+per_backend!(
     the_whole_reset_flow_works_and_the_token_is_shown_exactly_once,
     a_sales_channel_may_only_complete_resets,
     bad_credentials_are_invalid_tokens,

@@ -10,28 +10,7 @@ use serde_json::Value;
 
 use crate::blackbox::{Fixture, reset_doc, start_with};
 
-macro_rules! delivery {
-    ($($case:ident),+ $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    pwreset_tests::with_db(pwreset_tests::Backend::Postgres, super::$case).await;
-                }
-            )+
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    pwreset_tests::with_db(pwreset_tests::Backend::Sqlite, super::$case).await;
-                }
-            )+
-        }
-    };
-}
-
-delivery!(
+per_backend!(
     mail_delivery_sends_the_link_to_the_stored_address_and_a_notice_after_the_reset,
     with_the_smtp_server_down_create_answers_at_once_and_every_mail_arrives_once_when_it_returns,
     webhooks_are_signed_and_carry_the_resource_without_its_token,

@@ -7,6 +7,29 @@
 //! - `delivery`: mail through a real local SMTP server and signed webhooks to a real local
 //!   receiver, with the SMTP server down and back.
 
+/// Instantiates each listed `async fn(TestDb)` case once per storage backend, as
+/// `<module>::postgres::<case>` and `<module>::sqlite::<case>`, each on a fresh database.
+macro_rules! per_backend {
+    ($($case:ident),+ $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    pwreset_tests::with_db(pwreset_tests::Backend::Postgres, super::$case).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    pwreset_tests::with_db(pwreset_tests::Backend::Sqlite, super::$case).await;
+                }
+            )+
+        }
+    };
+}
+
 mod blackbox;
 mod delivery;
 mod storage;

@@ -1,5 +1,5 @@
 //! The storage contract: what every storage adapter must do, checked the same way against
-//! each. A case is an `async fn(TestDb)`; the `contract!` macro instantiates every case once
+//! each. A case is an `async fn(TestDb)`; the `per_backend!` macro instantiates every case once
 //! per adapter so both show up by name in the test output.
 
 use std::collections::BTreeSet;
@@ -12,28 +12,7 @@ use pwreset_domain::service::*;
 use pwreset_domain::*;
 use pwreset_tests::{TestDb, ports};
 
-macro_rules! contract {
-    ($($case:ident),+ $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    pwreset_tests::with_db(pwreset_tests::Backend::Postgres, super::$case).await;
-                }
-            )+
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    pwreset_tests::with_db(pwreset_tests::Backend::Sqlite, super::$case).await;
-                }
-            )+
-        }
-    };
-}
-
-contract!(
+per_backend!(
     customers_are_created_found_updated_and_deleted,
     customer_emails_are_unique_per_mode_after_normalization,
     a_reset_is_stored_with_its_digest_and_requested_event,
