@@ -13,7 +13,6 @@ use chrono::{DateTime, Utc};
 use pwreset_adapter_sql::{
     DbError, Dialect, Driver, Executor, Migration, SqlStore, Transaction, Ty, Val,
 };
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgPoolOptions};
 use sqlx::query::Query;
 use sqlx::types::Json;
@@ -169,11 +168,14 @@ async fn fetch(
     rows.iter().map(|r| decode(r, types).map_err(err)).collect()
 }
 
-struct PgConn(PoolConnection<Postgres>);
-struct PgTx(sqlx::Transaction<'static, Postgres>);
+/// A pooled connection or an open transaction: both are a `PgConnection` underneath.
+struct Exec<C>(C);
 
 #[async_trait]
-impl Executor for PgConn {
+impl<C> Executor for Exec<C>
+where
+    C: std::ops::DerefMut<Target = PgConnection> + Send,
+{
     async fn execute(&mut self, sql: &str, args: Vec<Val>) -> Result<u64, DbError> {
         execute(&mut self.0, sql, args).await
     }
@@ -188,22 +190,7 @@ impl Executor for PgConn {
 }
 
 #[async_trait]
-impl Executor for PgTx {
-    async fn execute(&mut self, sql: &str, args: Vec<Val>) -> Result<u64, DbError> {
-        execute(&mut self.0, sql, args).await
-    }
-    async fn fetch(
-        &mut self,
-        sql: &str,
-        args: Vec<Val>,
-        types: &[Ty],
-    ) -> Result<Vec<Vec<Val>>, DbError> {
-        fetch(&mut self.0, sql, args, types).await
-    }
-}
-
-#[async_trait]
-impl Transaction for PgTx {
+impl Transaction for Exec<sqlx::Transaction<'static, Postgres>> {
     async fn script(&mut self, sql: &str) -> Result<(), DbError> {
         sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
             .execute(&mut *self.0)
@@ -224,11 +211,11 @@ impl Driver for PgDriver {
     }
 
     async fn connection(&self) -> Result<Box<dyn Executor>, DbError> {
-        Ok(Box::new(PgConn(self.pool.acquire().await.map_err(err)?)))
+        Ok(Box::new(Exec(self.pool.acquire().await.map_err(err)?)))
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>, DbError> {
-        Ok(Box::new(PgTx(self.pool.begin().await.map_err(err)?)))
+        Ok(Box::new(Exec(self.pool.begin().await.map_err(err)?)))
     }
 
     async fn ping(&self) -> anyhow::Result<()> {

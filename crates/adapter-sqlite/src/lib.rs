@@ -16,7 +16,6 @@ use chrono::DateTime;
 use pwreset_adapter_sql::{
     DbError, Dialect, Driver, Executor, Migration, SqlStore, Transaction, Ty, Val,
 };
-use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
@@ -197,11 +196,14 @@ async fn fetch(
         .collect()
 }
 
-struct LiteConn(PoolConnection<Sqlite>);
-struct LiteTx(sqlx::Transaction<'static, Sqlite>);
+/// A pooled connection or an open transaction: both are a `SqliteConnection` underneath.
+struct Exec<C>(C);
 
 #[async_trait]
-impl Executor for LiteConn {
+impl<C> Executor for Exec<C>
+where
+    C: std::ops::DerefMut<Target = SqliteConnection> + Send,
+{
     async fn execute(&mut self, sql: &str, args: Vec<Val>) -> Result<u64, DbError> {
         execute(&mut self.0, sql, args).await
     }
@@ -216,22 +218,7 @@ impl Executor for LiteConn {
 }
 
 #[async_trait]
-impl Executor for LiteTx {
-    async fn execute(&mut self, sql: &str, args: Vec<Val>) -> Result<u64, DbError> {
-        execute(&mut self.0, sql, args).await
-    }
-    async fn fetch(
-        &mut self,
-        sql: &str,
-        args: Vec<Val>,
-        types: &[Ty],
-    ) -> Result<Vec<Vec<Val>>, DbError> {
-        fetch(&mut self.0, sql, args, types).await
-    }
-}
-
-#[async_trait]
-impl Transaction for LiteTx {
+impl Transaction for Exec<sqlx::Transaction<'static, Sqlite>> {
     async fn script(&mut self, sql: &str) -> Result<(), DbError> {
         sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
             .execute(&mut *self.0)
@@ -252,11 +239,11 @@ impl Driver for SqliteDriver {
     }
 
     async fn connection(&self) -> Result<Box<dyn Executor>, DbError> {
-        Ok(Box::new(LiteConn(self.pool.acquire().await.map_err(err)?)))
+        Ok(Box::new(Exec(self.pool.acquire().await.map_err(err)?)))
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>, DbError> {
-        Ok(Box::new(LiteTx(
+        Ok(Box::new(Exec(
             self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?,
         )))
     }
