@@ -60,7 +60,6 @@ impl HmacDigester {
     #[must_use]
     pub fn random_bytes() -> [u8; 32] {
         let mut bytes = [0u8; 32];
-        #[allow(clippy::expect_used)]
         getrandom::getrandom(&mut bytes).expect("the OS random number generator failed");
         bytes
     }
@@ -82,7 +81,6 @@ impl HmacDigester {
 impl TokenDigester for HmacDigester {
     fn issue(&self) -> (ResetToken, TokenDigest) {
         let encoded = URL_SAFE_NO_PAD.encode(Self::random_bytes());
-        #[allow(clippy::expect_used)]
         let token = ResetToken::parse(&encoded).expect("32 bytes encode to a canonical token");
         let digest = Self::digest_with(&self.keys[0], &token);
         (token, digest)

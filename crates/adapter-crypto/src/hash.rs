@@ -159,7 +159,6 @@ impl Argon2Hasher {
     /// The OWASP minimum: m=19456 KiB, t=2, p=1, one hash per core at a time.
     #[must_use]
     pub fn owasp_minimum() -> Self {
-        #[allow(clippy::expect_used)]
         Self::new(Self::MIN_M_KIB, Self::MIN_T, 1, 0).expect("the minimum is valid")
     }
 
