@@ -58,6 +58,11 @@ impl PgDriver {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings every connection it hands out by default: a second round trip per
+            // query. Broken connections surface as an error on their next query instead
+            // (and are then dropped), and idle ones are recycled after 10 minutes.
+            .test_before_acquire(false)
+            .idle_timeout(Duration::from_secs(600))
             .connect(url)
             .await
             .with_context(|| format!("cannot connect to Postgres at {}", redact_url(url)))?;

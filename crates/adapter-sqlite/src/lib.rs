@@ -75,6 +75,8 @@ impl SqliteDriver {
             .pragma("case_sensitive_like", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
+            // An embedded file does not drop connections; no need to ping before each use.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
