@@ -39,22 +39,25 @@ impl ReceivedMail {
     }
 }
 
-/// A minimal SMTP server speaking enough of RFC 5321 for a real client: greeting, EHLO/HELO,
-/// MAIL, RCPT, DATA (dot-terminated, dot-unstuffed), RSET, NOOP, QUIT.
+/// A local server that records what its sessions receive. `T` is one received item.
 #[derive(Debug)]
-pub struct SmtpSink {
+pub struct Recorder<T> {
     pub addr: SocketAddr,
-    received: Arc<Mutex<Vec<ReceivedMail>>>,
+    received: Arc<Mutex<Vec<T>>>,
     task: JoinHandle<()>,
 }
 
-impl SmtpSink {
-    /// Listens on `addr` (port 0 for any).
+impl<T: Clone + std::fmt::Debug + Send + 'static> Recorder<T> {
+    /// Listens on `addr` (port 0 for any), running `session` for every connection.
     ///
     /// # Panics
     /// When the address cannot be bound.
-    pub async fn start(addr: &str) -> Self {
-        let listener = TcpListener::bind(addr).await.expect("bind SMTP sink");
+    async fn start<F, Fut>(addr: &str, session: F) -> Self
+    where
+        F: Fn(tokio::net::TcpStream, Arc<Mutex<Vec<T>>>) -> Fut + Send + Sync + Copy + 'static,
+        Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+    {
+        let listener = TcpListener::bind(addr).await.expect("bind a test sink");
         let addr = listener.local_addr().expect("local addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let store = received.clone();
@@ -75,12 +78,12 @@ impl SmtpSink {
 
     /// Everything received so far.
     #[must_use]
-    pub fn received(&self) -> Vec<ReceivedMail> {
+    pub fn received(&self) -> Vec<T> {
         self.received.lock().expect("lock").clone()
     }
 
-    /// Waits until `n` messages arrived (or panics after `timeout`).
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<ReceivedMail> {
+    /// Waits until `n` items arrived (or panics after `timeout`).
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<T> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let got = self.received();
@@ -89,7 +92,7 @@ impl SmtpSink {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "expected {n} mails, got {}: {got:?}",
+                "expected {n} items, got {}: {got:?}",
                 got.len()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -99,6 +102,17 @@ impl SmtpSink {
     /// Stops listening (open sessions end with their client).
     pub fn stop(self) {
         self.task.abort();
+    }
+}
+
+/// A minimal SMTP server speaking enough of RFC 5321 for a real client: greeting, EHLO/HELO,
+/// MAIL, RCPT, DATA (dot-terminated, dot-unstuffed), RSET, NOOP, QUIT.
+pub type SmtpSink = Recorder<ReceivedMail>;
+
+impl Recorder<ReceivedMail> {
+    /// An SMTP server on `addr` (port 0 for any).
+    pub async fn smtp(addr: &str) -> Self {
+        Self::start(addr, session).await
     }
 }
 
@@ -181,67 +195,17 @@ impl ReceivedHook {
 }
 
 /// An HTTP/1.1 server that records every request and answers 200.
-#[derive(Debug)]
-pub struct WebhookSink {
-    pub addr: SocketAddr,
-    received: Arc<Mutex<Vec<ReceivedHook>>>,
-    task: JoinHandle<()>,
-}
+pub type WebhookSink = Recorder<ReceivedHook>;
 
-impl WebhookSink {
-    /// # Panics
-    /// When it cannot bind.
-    pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind webhook sink");
-        let addr = listener.local_addr().expect("local addr");
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let store = received.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    let _ = http_session(stream, store).await;
-                });
-            }
-        });
-        Self {
-            addr,
-            received,
-            task,
-        }
+impl Recorder<ReceivedHook> {
+    /// A webhook receiver on a free local port.
+    pub async fn webhooks() -> Self {
+        Self::start("127.0.0.1:0", http_session).await
     }
 
     #[must_use]
     pub fn url(&self) -> String {
         format!("http://{}/hooks", self.addr)
-    }
-
-    #[must_use]
-    pub fn received(&self) -> Vec<ReceivedHook> {
-        self.received.lock().expect("lock").clone()
-    }
-
-    /// Waits until `n` requests arrived (or panics after `timeout`).
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<ReceivedHook> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let got = self.received();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "expected {n} webhooks, got {}",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    pub fn stop(self) {
-        self.task.abort();
     }
 }
 

@@ -55,7 +55,7 @@ fn link_parts(text: &str) -> (String, String) {
 async fn mail_delivery_sends_the_link_to_the_stored_address_and_a_notice_after_the_reset(
     db: TestDb,
 ) {
-    let sink = SmtpSink::start("127.0.0.1:0").await;
+    let sink = SmtpSink::smtp("127.0.0.1:0").await;
     let f = mail_app(&db, sink.addr).await;
     f.customer("Jane.Doe@Example.com").await;
     let res = f
@@ -174,7 +174,7 @@ async fn with_the_smtp_server_down_create_answers_at_once_and_every_mail_arrives
     }
     // Let the worker fail a few times against the closed port.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let sink = SmtpSink::start(&port.to_string()).await;
+    let sink = SmtpSink::smtp(&port.to_string()).await;
     let mails = sink.wait_for(3, WAIT).await;
     // Give any duplicate a chance to show up before counting.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -199,7 +199,7 @@ async fn with_the_smtp_server_down_create_answers_at_once_and_every_mail_arrives
 }
 
 async fn webhooks_are_signed_and_carry_the_resource_without_its_token(db: TestDb) {
-    let hooks = WebhookSink::start().await;
+    let hooks = WebhookSink::webhooks().await;
     let secret = "whsec-test-secret";
     let f = start_with(&db, |s| {
         s.webhook_url = Some(hooks.url());
@@ -309,7 +309,7 @@ fn median(v: &[f64]) -> f64 {
 
 async fn self_service_answers_alike_for_known_unknown_and_passwordless_addresses(db: TestDb) {
     const N: usize = 200;
-    let sink = SmtpSink::start("127.0.0.1:0").await;
+    let sink = SmtpSink::smtp("127.0.0.1:0").await;
     let f = self_service_app(&db, sink.addr).await;
     for i in 0..N {
         f.customer(&format!("known{i}@example.com")).await;
