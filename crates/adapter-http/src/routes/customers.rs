@@ -6,8 +6,8 @@ use pwreset_domain::service::{CustomerPatch, NewCustomer};
 use pwreset_domain::{EmailAddress, Password, Patch};
 use serde_json::{Value, json};
 
-use super::{document, path_id, read_body};
-use crate::jsonapi::{Accepts, CUSTOMERS, parse_document, parse_params};
+use super::{Incoming, document, incoming, path_id};
+use crate::jsonapi::{Accepts, CUSTOMERS, Params, parse_params};
 use crate::{ApiError, ApiState, Credentials};
 
 const ONE: Accepts = Accepts {
@@ -42,6 +42,18 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+fn customer_document(
+    state: &ApiState,
+    status: StatusCode,
+    customer: &pwreset_domain::Customer,
+    params: &Params,
+) -> HttpResponse {
+    document(
+        status,
+        &json!({ "data": state.renderer.customer(customer, &params.view) }),
+    )
+}
+
 fn email(raw: &str) -> Result<EmailAddress, ApiError> {
     EmailAddress::parse(raw).map_err(|e| ApiError::validation("email", &e.to_string()))
 }
@@ -73,9 +85,8 @@ async fn create(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     creds.require_integration()?;
-    let params = parse_params(req.query_string(), ONE)?;
-    let body = read_body(&req, payload, state.body_limit).await?;
-    let doc = parse_document(&body, CUSTOMERS, None, ATTRIBUTES)?;
+    let Incoming { params, doc } =
+        incoming(&req, payload, &state, ONE, CUSTOMERS, None, ATTRIBUTES).await?;
     let set = |p: Patch<_>| match p {
         Patch::Keep => None,
         Patch::Set(v) => v,
@@ -91,9 +102,11 @@ async fn create(
         },
     };
     let customer = state.customers.create(&creds.caller, request).await?;
-    Ok(document(
+    Ok(customer_document(
+        &state,
         StatusCode::CREATED,
-        &json!({ "data": state.renderer.customer(&customer, &params.view) }),
+        &customer,
+        &params,
     ))
 }
 
@@ -106,9 +119,11 @@ async fn retrieve(
     creds.require_integration()?;
     let params = parse_params(req.query_string(), ONE)?;
     let customer = state.customers.get(&creds.caller, path_id(&id)?).await?;
-    Ok(document(
+    Ok(customer_document(
+        &state,
         StatusCode::OK,
-        &json!({ "data": state.renderer.customer(&customer, &params.view) }),
+        &customer,
+        &params,
     ))
 }
 
@@ -120,9 +135,16 @@ async fn update(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     creds.require_integration()?;
-    let params = parse_params(req.query_string(), ONE)?;
-    let body = read_body(&req, payload, state.body_limit).await?;
-    let doc = parse_document(&body, CUSTOMERS, Some(id.as_str()), ATTRIBUTES)?;
+    let Incoming { params, doc } = incoming(
+        &req,
+        payload,
+        &state,
+        ONE,
+        CUSTOMERS,
+        Some(id.as_str()),
+        ATTRIBUTES,
+    )
+    .await?;
     let patch = CustomerPatch {
         email: doc.optional_string("email")?.map(email).transpose()?,
         password: doc.optional_string("password")?.map(Password::new),
@@ -136,9 +158,11 @@ async fn update(
         .customers
         .update(&creds.caller, path_id(&id)?, patch)
         .await?;
-    Ok(document(
+    Ok(customer_document(
+        &state,
         StatusCode::OK,
-        &json!({ "data": state.renderer.customer(&customer, &params.view) }),
+        &customer,
+        &params,
     ))
 }
 

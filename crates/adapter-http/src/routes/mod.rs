@@ -71,6 +71,28 @@ pub(crate) async fn read_body(
     Ok(body)
 }
 
+/// A request with a JSON:API body: its checked query parameters and document.
+pub(crate) struct Incoming {
+    pub params: crate::jsonapi::Params,
+    pub doc: crate::jsonapi::Incoming,
+}
+
+/// Parses the query (`accepts`) and reads and checks the body as a `kind` document.
+pub(crate) async fn incoming(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &ApiState,
+    accepts: crate::jsonapi::Accepts,
+    kind: &str,
+    url_id: Option<&str>,
+    allowed: &[&str],
+) -> Result<Incoming, ApiError> {
+    let params = crate::jsonapi::parse_params(req.query_string(), accepts)?;
+    let body = read_body(req, payload, state.body_limit).await?;
+    let doc = crate::jsonapi::parse_document(&body, kind, url_id, allowed)?;
+    Ok(Incoming { params, doc })
+}
+
 /// A JSON:API document response.
 pub(crate) fn document(status: actix_web::http::StatusCode, doc: &Value) -> HttpResponse {
     HttpResponse::build(status)

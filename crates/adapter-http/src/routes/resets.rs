@@ -11,8 +11,8 @@ use pwreset_domain::{
 };
 use serde_json::{Value, json};
 
-use super::{document, path_id, read_body};
-use crate::jsonapi::{Accepts, Params, RESETS, parse_document, parse_params};
+use super::{Incoming, document, incoming, path_id};
+use crate::jsonapi::{Accepts, Params, RESETS, parse_params};
 use crate::{ApiError, ApiState, AppKind, Credentials};
 
 const ONE: Accepts = Accepts {
@@ -137,14 +137,13 @@ async fn create(
     if !self_service {
         creds.require_integration()?;
     }
-    let params = parse_params(req.query_string(), ONE)?;
-    let body = read_body(&req, payload, state.body_limit).await?;
     let allowed: &[&str] = if self_service {
         &["customer_email"]
     } else {
         CREATE_ATTRIBUTES
     };
-    let doc = parse_document(&body, RESETS, None, allowed)?;
+    let Incoming { params, doc } =
+        incoming(&req, payload, &state, ONE, RESETS, None, allowed).await?;
     let email = EmailAddress::parse(doc.required_string("customer_email")?)
         .map_err(|e| ApiError::validation("customer_email", &e.to_string()))?;
     if self_service {
@@ -211,9 +210,16 @@ async fn update(
     id: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let params = parse_params(req.query_string(), ONE)?;
-    let body = read_body(&req, payload, state.body_limit).await?;
-    let doc = parse_document(&body, RESETS, Some(id.as_str()), UPDATE_ATTRIBUTES)?;
+    let Incoming { params, doc } = incoming(
+        &req,
+        payload,
+        &state,
+        ONE,
+        RESETS,
+        Some(id.as_str()),
+        UPDATE_ATTRIBUTES,
+    )
+    .await?;
     let reset_id: ResetId = path_id(&id)?;
     let completing = doc.has_any(SECRET_ATTRIBUTES);
     if creds.kind == AppKind::SalesChannel {
