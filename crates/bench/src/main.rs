@@ -281,6 +281,69 @@ fn scatter(n: u64) -> u64 {
     n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20
 }
 
+/// A request generator: request number `i` of a load run, or `None` to stop.
+type Gen = Arc<dyn Fn(u64) -> Option<Req> + Send + Sync>;
+
+/// Creates resets for customers `first .. first + span`, scattered.
+fn create_gen(first: u64, span: u64) -> Gen {
+    Arc::new(move |i| {
+        Some(Req {
+            method: "POST",
+            path: "/api/customer_password_resets".into(),
+            body: Some(reset_body(&format!(
+                "bench{}@example.com",
+                first + scatter(i) % span
+            ))),
+            expect: 201,
+        })
+    })
+}
+
+/// Reads the resets in `ids`, scattered.
+fn retrieve_gen(ids: Arc<Vec<String>>) -> Gen {
+    Arc::new(move |i| {
+        Some(Req {
+            method: "GET",
+            path: format!(
+                "/api/customer_password_resets/{}",
+                ids[(scatter(i) as usize) % ids.len()]
+            ),
+            body: None,
+            expect: 200,
+        })
+    })
+}
+
+/// Lists resets filtered by one of `customers` addresses.
+fn list_gen(customers: usize) -> Gen {
+    Arc::new(move |i| {
+        Some(Req {
+            method: "GET",
+            path: format!(
+                "/api/customer_password_resets?filter%5Bq%5D%5Bcustomer_email_eq%5D={}",
+                email(scatter(i), customers).replace('@', "%40")
+            ),
+            body: None,
+            expect: 200,
+        })
+    })
+}
+
+/// Completes resets with fresh tokens from `pool` until it runs dry.
+fn complete_gen(pool: Arc<Mutex<Vec<(String, String)>>>) -> Gen {
+    Arc::new(move |_i| {
+        let (id, token) = pool.lock().ok()?.pop()?;
+        Some(Req {
+            method: "PATCH",
+            path: format!("/api/customer_password_resets/{id}"),
+            body: Some(format!(
+                r#"{{"data":{{"type":"customer_password_resets","id":"{id}","attributes":{{"customer_password":"a benchmark password 7","_reset_password_token":"{token}"}}}}}}"#
+            )),
+            expect: 200,
+        })
+    })
+}
+
 struct Row {
     name: String,
     conns: usize,
@@ -358,7 +421,7 @@ async fn prepare_tokens(
 }
 
 async fn seed_customers(server: &Server, customers: usize) -> anyhow::Result<()> {
-    let next: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync> = Arc::new(move |n| {
+    let next: Gen = Arc::new(move |n| {
         (n < customers as u64).then(|| Req {
             method: "POST",
             path: "/api/customers".into(),
@@ -392,15 +455,8 @@ async fn latency_round(
     let d = Duration::from_secs(secs);
     let ids: Arc<Vec<String>> = Arc::new(tokens.iter().map(|(id, _)| id.clone()).collect());
     let mut rows = Vec::new();
-    let create: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync> = Arc::new(move |i| {
-        Some(Req {
-            method: "POST",
-            path: "/api/customer_password_resets".into(),
-            // Customers from 1000 up: the completion tokens belong to the first 800.
-            body: Some(reset_body(&email(1000 + scatter(i) % 1000, customers))),
-            expect: 201,
-        })
-    });
+    // Customers from 1000 up: the completion tokens belong to the first 800.
+    let create = create_gen(1000, 1000);
     let stats = load::run(server.addr, &server.token, 4, d, create).await?;
     rows.push(Row {
         name: "create".into(),
@@ -408,17 +464,7 @@ async fn latency_round(
         stats,
         rss: None,
     });
-    let retrieve: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync> = Arc::new(move |i| {
-        Some(Req {
-            method: "GET",
-            path: format!(
-                "/api/customer_password_resets/{}",
-                ids[(scatter(i) as usize) % ids.len()]
-            ),
-            body: None,
-            expect: 200,
-        })
-    });
+    let retrieve = retrieve_gen(ids);
     let stats = load::run(server.addr, &server.token, 4, d, retrieve).await?;
     rows.push(Row {
         name: "retrieve".into(),
@@ -426,17 +472,7 @@ async fn latency_round(
         stats,
         rss: None,
     });
-    let list: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync> = Arc::new(move |i| {
-        Some(Req {
-            method: "GET",
-            path: format!(
-                "/api/customer_password_resets?filter%5Bq%5D%5Bcustomer_email_eq%5D={}",
-                email(scatter(i), customers).replace('@', "%40")
-            ),
-            body: None,
-            expect: 200,
-        })
-    });
+    let list = list_gen(customers);
     let stats = load::run(server.addr, &server.token, 4, d, list).await?;
     rows.push(Row {
         name: "list by email".into(),
@@ -445,17 +481,7 @@ async fn latency_round(
         rss: None,
     });
     let pool = Arc::new(Mutex::new(tokens));
-    let complete: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync> = Arc::new(move |_i| {
-        let (id, token) = pool.lock().ok()?.pop()?;
-        Some(Req {
-            method: "PATCH",
-            path: format!("/api/customer_password_resets/{id}"),
-            body: Some(format!(
-                r#"{{"data":{{"type":"customer_password_resets","id":"{id}","attributes":{{"customer_password":"a benchmark password 7","_reset_password_token":"{token}"}}}}}}"#
-            )),
-            expect: 200,
-        })
-    });
+    let complete = complete_gen(pool);
     let stats = load::run(server.addr, &server.sales, 2, d, complete).await?;
     rows.push(Row {
         name: "complete".into(),
@@ -477,7 +503,7 @@ async fn scale(o: &Options, bin: &Path, dir: &Path) -> anyhow::Result<()> {
     server.wait_ready().await?;
     seed_customers(&server, customers).await?;
     // Ten thousand resets through the API.
-    let fill: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync> = Arc::new(move |i| {
+    let fill: Gen = Arc::new(move |i| {
         (i < 10_000).then(|| Req {
             method: "POST",
             path: "/api/customer_password_resets".into(),
@@ -609,14 +635,7 @@ async fn main() -> anyhow::Result<()> {
     let integ = server.token.clone();
 
     // create (token delivery)
-    let create: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync> = Arc::new(move |i| {
-        Some(Req {
-            method: "POST",
-            path: "/api/customer_password_resets".into(),
-            body: Some(reset_body(&email(scatter(i), n))),
-            expect: 201,
-        })
-    });
+    let create = create_gen(0, n as u64);
     let stats = load::run(server.addr, &integ, 64, d, create.clone()).await?;
     rows.push(Row {
         name: "create reset (token delivery)".into(),
@@ -630,36 +649,10 @@ async fn main() -> anyhow::Result<()> {
     let tokens = prepare_tokens(&server, 0..completions_needed).await?;
     let ids: Arc<Vec<String>> = Arc::new(tokens.iter().map(|(id, _)| id.clone()).collect());
 
-    let retrieve = {
-        let ids = ids.clone();
-        Arc::new(move |i: u64| {
-            Some(Req {
-                method: "GET",
-                path: format!(
-                    "/api/customer_password_resets/{}",
-                    ids[(scatter(i) as usize) % ids.len()]
-                ),
-                body: None,
-                expect: 200,
-            })
-        }) as Arc<dyn Fn(u64) -> Option<Req> + Send + Sync>
-    };
+    let retrieve = retrieve_gen(ids.clone());
     // complete: a fresh token each time, as fast as the hash allows
     let pool = Arc::new(Mutex::new(tokens));
-    let complete = {
-        let pool = pool.clone();
-        Arc::new(move |_i: u64| {
-            let (id, token) = pool.lock().ok()?.pop()?;
-            Some(Req {
-                method: "PATCH",
-                path: format!("/api/customer_password_resets/{id}"),
-                body: Some(format!(
-                    r#"{{"data":{{"type":"customer_password_resets","id":"{id}","attributes":{{"customer_password":"a benchmark password 7","_reset_password_token":"{token}"}}}}}}"#
-                )),
-                expect: 200,
-            })
-        }) as Arc<dyn Fn(u64) -> Option<Req> + Send + Sync>
-    };
+    let complete = complete_gen(pool.clone());
     let complete_secs = if o.quick {
         Duration::from_secs(3)
     } else {
@@ -709,17 +702,7 @@ async fn main() -> anyhow::Result<()> {
         rss: Some(server.memory().0),
     });
 
-    let list: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync> = Arc::new(move |i| {
-        Some(Req {
-            method: "GET",
-            path: format!(
-                "/api/customer_password_resets?filter%5Bq%5D%5Bcustomer_email_eq%5D={}",
-                email(scatter(i), n).replace('@', "%40")
-            ),
-            body: None,
-            expect: 200,
-        })
-    });
+    let list = list_gen(n);
     let stats = load::run(server.addr, &integ, 64, d, list.clone()).await?;
     rows.push(Row {
         name: "list filtered by customer email".into(),
@@ -735,7 +718,7 @@ async fn main() -> anyhow::Result<()> {
             0..=11 => r(i),
             12..=16 => c(i),
             _ => l(i),
-        }) as Arc<dyn Fn(u64) -> Option<Req> + Send + Sync>
+        }) as Gen
     };
     let stats = load::run(server.addr, &integ, 64, d, mixed).await?;
     rows.push(Row {
