@@ -265,19 +265,18 @@ impl ResetService {
         let Some((store, limits)) = &self.limits else {
             return Ok(());
         };
-        let email_key = hex(self
-            .ports
-            .digester
-            .fingerprint(email.normalized())
-            .as_bytes());
-        let mut buckets: Vec<Bucket> = limits
-            .per_email
-            .iter()
-            .map(|l| Bucket {
+        let mut buckets: Vec<Bucket> = Vec::new();
+        if !limits.per_email.is_empty() {
+            let email_key = hex(self
+                .ports
+                .digester
+                .fingerprint(email.normalized())
+                .as_bytes());
+            buckets.extend(limits.per_email.iter().map(|l| Bucket {
                 key: format!("request:email:{}:{email_key}", l.window.num_seconds()),
                 limit: *l,
-            })
-            .collect();
+            }));
+        }
         if let (Some(l), Some(c)) = (limits.per_credential, caller.credential) {
             buckets.push(Bucket {
                 key: format!("request:credential:{c:016x}"),
@@ -289,6 +288,10 @@ impl ResetService {
                 key: format!("request:client:{ip}"),
                 limit: l,
             });
+        }
+        if buckets.is_empty() {
+            // Every request limit is off: nothing to count, no round trip.
+            return Ok(());
         }
         let counts = store
             .hit(&buckets, now)

@@ -1184,6 +1184,30 @@ async fn requests_under_every_limit_go_ahead() {
 }
 
 #[tokio::test]
+async fn with_every_request_limit_off_the_limit_store_is_not_touched() {
+    let mut m = Mocks::new();
+    m.customers
+        .expect_find_by_email()
+        .times(1)
+        .returning(|_, _| Ok(None));
+    let mut store = MockRateLimitStore::new();
+    store.expect_hit().never();
+    let off = RateLimits {
+        per_email: Vec::new(),
+        per_credential: None,
+        per_client: None,
+        failures_per_customer: None,
+    };
+    let service = ResetService::new(m.ports(), TokenPolicy::default(), PasswordPolicy::default())
+        .with_rate_limits(Arc::new(store), off);
+    let caller = caller()
+        .with_ip("198.51.100.7".parse().unwrap())
+        .with_credential(42);
+    let err = service.request(&caller, new_reset()).await.unwrap_err();
+    assert!(matches!(err, RequestResetError::UnknownCustomer));
+}
+
+#[tokio::test]
 async fn a_customer_with_too_many_failures_cannot_complete_and_failures_are_counted() {
     let mut m = Mocks::new()
         .with_reset(reset())
