@@ -1324,6 +1324,21 @@ async fn rate_limit_counters_count_per_window_without_losing_concurrent_hits(db:
             .unwrap(),
         vec![1]
     );
+    // Order is kept, and two limits on one counter count one hit, once.
+    let other_limit = Bucket {
+        key: "a".to_owned(),
+        limit: Limit::new(10, TimeDelta::minutes(15)),
+    };
+    assert_eq!(
+        RateLimitStore::hit(&db.store, &[bucket("d"), bucket("a"), other_limit], now)
+            .await
+            .unwrap(),
+        vec![1, 3, 3]
+    );
+    assert_eq!(
+        RateLimitStore::hit(&db.store, &[], now).await.unwrap(),
+        Vec::<u64>::new()
+    );
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let store = db.store.clone();
