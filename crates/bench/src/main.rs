@@ -28,6 +28,8 @@ struct Options {
     server: String,
     duration: Duration,
     customers: usize,
+    /// `--server-env KEY=VALUE`: set on every server started, after the defaults.
+    server_env: Vec<(String, String)>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -35,19 +37,30 @@ fn options() -> anyhow::Result<Options> {
     let mut scale = false;
     let mut server = std::env::var("PWRESET_BENCH_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let mut server_env = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
             "--scale" => scale = true,
             "--postgres" => server = args.next().context("--postgres needs a URL")?,
+            "--server-env" => {
+                let kv = args.next().context("--server-env needs KEY=VALUE")?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("--server-env needs KEY=VALUE, got {kv}"))?;
+                server_env.push((k.to_owned(), v.to_owned()));
+            }
             "-h" | "--help" => {
                 println!(
-                    "pwreset-bench [--quick | --scale] [--postgres postgres://user@host:port]\n\n\
+                    "pwreset-bench [--quick | --scale] [--postgres postgres://user@host:port]\n\
+                     \x20             [--server-env KEY=VALUE]...\n\n\
                      Benchmarks the release pwreset binary next to this program on a fresh\n\
                      database `{DB}` (dropped and created) on the given Postgres server\n\
                      (default $PWRESET_BENCH_POSTGRES or postgres://postgres@127.0.0.1:5432).\n\
                      --scale measures latency at 10 thousand and at 10 million resets instead.\n\
+                     --server-env sets a PWRESET_* variable on the servers it starts (for\n\
+                     example PWRESET_DB_MAX_CONNECTIONS=32), over the benchmark's defaults.\n\
                      Needs createdb, dropdb, psql and pgbench on PATH."
                 );
                 std::process::exit(0);
@@ -61,6 +74,7 @@ fn options() -> anyhow::Result<Options> {
         server,
         duration: Duration::from_secs(if quick { 3 } else { 10 }),
         customers: if quick { 2_000 } else { 10_000 },
+        server_env,
     })
 }
 
@@ -107,49 +121,134 @@ fn fresh_database(o: &Options) -> anyhow::Result<String> {
     Ok(format!("{}/{DB}", o.server.trim_end_matches('/')))
 }
 
-/// The database's own commit rate for a comparable single-row insert at `clients`.
-fn commit_rate(o: &Options, dir: &Path, clients: usize, secs: u64) -> anyhow::Result<f64> {
-    let pg = pg_args(&o.server);
+/// Runs `psql -f dir/script` on the benchmark database.
+fn psql_file(o: &Options, dir: &Path, script: &str) -> anyhow::Result<String> {
     tool(
         "psql",
         &[
-            pg.clone(),
+            pg_args(&o.server),
             vec![
                 "-q".into(),
                 "-d".into(),
                 DB.into(),
                 "-f".into(),
-                dir.join("setup.sql").display().to_string(),
+                dir.join(script).display().to_string(),
             ],
         ]
         .concat(),
-    )?;
-    let out = tool(
-        "pgbench",
-        &[
-            pg,
-            vec![
-                "-n".into(),
-                "-c".into(),
-                clients.to_string(),
-                "-j".into(),
-                "2".into(),
-                "-T".into(),
-                secs.to_string(),
-                "-f".into(),
-                dir.join("insert.sql").display().to_string(),
-                DB.into(),
-            ],
-        ]
-        .concat(),
-    )?;
+    )
+}
+
+/// Transactions per second of pgbench running `dir/script` with `clients` connections,
+/// prepared statements and `defines` as `-D name=value`.
+fn pgbench_rate(
+    o: &Options,
+    dir: &Path,
+    script: &str,
+    clients: usize,
+    secs: u64,
+    defines: &[(&str, usize)],
+) -> anyhow::Result<f64> {
+    let mut args = pg_args(&o.server);
+    for a in [
+        "-n",
+        "-M",
+        "prepared",
+        "-c",
+        &clients.to_string(),
+        "-j",
+        "2",
+        "-T",
+        &secs.to_string(),
+        "-f",
+        &dir.join(script).display().to_string(),
+    ] {
+        args.push(a.to_owned());
+    }
+    for (k, v) in defines {
+        args.push("-D".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.push(DB.into());
+    let out = tool("pgbench", &args)?;
     out.lines()
         .find_map(|l| {
             l.strip_prefix("tps = ")
                 .and_then(|r| r.split_whitespace().next())
                 .and_then(|n| n.parse().ok())
         })
-        .ok_or_else(|| anyhow!("no tps line in pgbench output:\n{out}"))
+        .ok_or_else(|| anyhow!("no tps line in pgbench output for {script}:\n{out}"))
+}
+
+/// The database's own commit rate for a comparable single-row insert at `clients`.
+fn commit_rate(o: &Options, dir: &Path, clients: usize, secs: u64) -> anyhow::Result<f64> {
+    psql_file(o, dir, "setup.sql")?;
+    pgbench_rate(o, dir, "insert.sql", clients, secs, &[])
+}
+
+/// What Postgres alone does with the statements of create and of retrieve, on the data the
+/// scenarios left behind: `(creates/s, retrieves/s)` at `clients` connections.
+fn statement_ceilings(
+    o: &Options,
+    dir: &Path,
+    customers: usize,
+    clients: usize,
+    secs: u64,
+) -> anyhow::Result<(f64, f64)> {
+    psql_file(o, dir, "ids.sql")?;
+    let ids = tool(
+        "psql",
+        &[
+            pg_args(&o.server),
+            vec![
+                "-At".into(),
+                "-d".into(),
+                DB.into(),
+                "-c".into(),
+                "SELECT count(*) FROM bench_ids".into(),
+            ],
+        ]
+        .concat(),
+    )?;
+    let ids: usize = ids.trim().parse().context("counting bench_ids")?;
+    let retrieve = pgbench_rate(o, dir, "retrieve.sql", clients, secs, &[("ids", ids)])?;
+    let create = pgbench_rate(
+        o,
+        dir,
+        "create.sql",
+        clients,
+        secs,
+        &[("customers", customers)],
+    )?;
+    Ok((create, retrieve))
+}
+
+/// Hashes per second through one `Argon2Hasher` with every hashing thread kept busy.
+async fn hash_pool_rate(secs: u64) -> f64 {
+    let hasher = Arc::new(pwreset_adapter_crypto::Argon2Hasher::owasp_minimum());
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let tasks: Vec<_> = (0..2 * cores)
+        .map(|t| {
+            let hasher = hasher.clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let _ = hasher
+                        .hash(&Password::new(format!("benchmark password {t} {n}")))
+                        .await;
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap_or(0);
+    }
+    total as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Median argon2id hash time (ms) on one core with the service's parameters.
@@ -176,6 +275,7 @@ struct Server {
 
 impl Server {
     fn start(
+        o: &Options,
         bin: &Path,
         db_url: &str,
         data: &Path,
@@ -196,6 +296,9 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        for (k, v) in &o.server_env {
             cmd.env(k, v);
         }
         let child = cmd
@@ -499,7 +602,7 @@ async fn scale(o: &Options, bin: &Path, dir: &Path) -> anyhow::Result<()> {
     let data = std::env::temp_dir().join(format!("pwreset-bench-scale-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let customers = 2_000;
-    let server = Server::start(bin, &db_url, &data, free_port()?, &[])?;
+    let server = Server::start(o, bin, &db_url, &data, free_port()?, &[])?;
     server.wait_ready().await?;
     seed_customers(&server, customers).await?;
     // Ten thousand resets through the API.
@@ -538,7 +641,7 @@ async fn scale(o: &Options, bin: &Path, dir: &Path) -> anyhow::Result<()> {
     )?;
     println!("seeded in {:.0} s", seed_started.elapsed().as_secs_f64());
 
-    let server = Server::start(bin, &db_url, &data, free_port()?, &[])?;
+    let server = Server::start(o, bin, &db_url, &data, free_port()?, &[])?;
     server.wait_ready().await?;
     let tokens = prepare_tokens(&server, 400..800).await?;
     let large = latency_round(&server, customers, tokens, 5).await?;
@@ -609,8 +712,9 @@ async fn main() -> anyhow::Result<()> {
     let commit64 = commit_rate(&o, &pgbench_dir, 64, if o.quick { 3 } else { 8 })?;
     let hash_ms = hash_median_ms(if o.quick { 9 } else { 31 }).await;
     let hash_limit = cores as f64 * 1000.0 / hash_ms;
+    let hash_pool = hash_pool_rate(if o.quick { 3 } else { 6 }).await;
     println!(
-        "limits: Postgres single-row insert commits at 64 clients: {commit64:.0}/s; argon2id median {hash_ms:.1} ms per hash per core -> {hash_limit:.0} hashes/s on {cores} cores"
+        "limits: Postgres single-row insert commits at 64 clients: {commit64:.0}/s; argon2id median {hash_ms:.1} ms per hash per core -> {hash_limit:.0} hashes/s on {cores} cores; measured with every hash thread busy: {hash_pool:.0} hashes/s"
     );
 
     let db_url = {
@@ -620,7 +724,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let data = std::env::temp_dir().join(format!("pwreset-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let server = Server::start(&bin, &db_url, &data, free_port()?, &[])?;
+    let server = Server::start(&o, &bin, &db_url, &data, free_port()?, &[])?;
     server.wait_ready().await?;
     seed_customers(&server, o.customers).await?;
     println!(
@@ -741,6 +845,7 @@ async fn main() -> anyhow::Result<()> {
 
     // create with mail delivery on: the outbox enqueue (worker idle, so only the write counts)
     let server = Server::start(
+        &o,
         &bin,
         &db_url,
         &data,
@@ -763,6 +868,11 @@ async fn main() -> anyhow::Result<()> {
     server.stop();
     let _ = std::fs::remove_dir_all(&data);
 
+    // Postgres alone, on the data the scenarios left, running the statements of create and
+    // retrieve from pgbench (C, prepared statements): the ceiling those statements allow.
+    let (create_ceiling, retrieve_ceiling) =
+        statement_ceilings(&o, &pgbench_dir, n, 64, if o.quick { 3 } else { 8 })?;
+
     print_table(&rows);
     let create_rps = rows[0].stats.rps();
     let create_p99 = rows[0].stats.percentile(99.0);
@@ -780,9 +890,21 @@ async fn main() -> anyhow::Result<()> {
         100.0 * create_rps / commit64
     );
     println!(
+        "  Postgres alone running create's statements (pgbench, 64 clients): {create_ceiling:.0}/s; create reached {:.0}% of it",
+        100.0 * create_rps / create_ceiling
+    );
+    println!(
+        "  Postgres alone running retrieve's select (pgbench, 64 clients): {retrieve_ceiling:.0}/s; retrieve reached {:.0}% of it",
+        100.0 * retrieve_rps / retrieve_ceiling
+    );
+    println!(
         "  argon2id median {hash_ms:.1} ms/hash/core -> {hash_limit:.0}/s on {cores} cores; complete reached {:.0}% alone, {:.0}% under read load",
         100.0 * complete_rps / hash_limit,
         100.0 * saturated_rps / hash_limit
+    );
+    println!(
+        "  argon2id with every hash thread busy and nothing else running: {hash_pool:.0}/s; complete reached {:.0}% of it",
+        100.0 * complete_rps / hash_pool
     );
     println!(
         "  peak RSS {peak:.1} MiB (token delivery, after 256 connections), {peak_mail:.1} MiB (mail delivery run)"
