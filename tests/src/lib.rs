@@ -229,6 +229,48 @@ async fn scalar(db: &TestDb, sql: &'static str) -> i64 {
     }
 }
 
+/// The query plan the database picks for `sql` (one bound uuid argument, `$1`), as text. On
+/// Postgres sequential scans are discouraged first, so an index that can serve the query
+/// shows up however small the tables are.
+pub async fn query_plan(db: &TestDb, sql: &str, arg: uuid::Uuid) -> String {
+    use sqlx::Row;
+    match db.backend {
+        Backend::Postgres => {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+                .await
+                .expect("connect");
+            sqlx::raw_sql("SET enable_seqscan = off")
+                .execute(&mut conn)
+                .await
+                .expect("SET");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+                .bind(arg)
+                .fetch_all(&mut conn)
+                .await
+                .expect(sql);
+            rows.iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        Backend::Sqlite => {
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url)
+                .await
+                .expect("connect");
+            let sql = sql.replace('$', "?");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .bind(arg)
+                .fetch_all(&mut conn)
+                .await
+                .expect(&sql);
+            rows.iter()
+                .map(|r| r.get::<String, _>(3))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    }
+}
+
 /// Outbox rows that still hold a raw token.
 pub async fn outbox_secrets(db: &TestDb) -> i64 {
     scalar(db, "SELECT count(*) FROM outbox WHERE secret IS NOT NULL").await

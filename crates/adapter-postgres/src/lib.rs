@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "self_service",
         sql: include_str!("../migrations/0004_self_service.sql"),
     },
+    Migration {
+        version: 5,
+        name: "customer_index",
+        sql: include_str!("../migrations/0005_customer_index.sql"),
+    },
 ];
 
 /// A Postgres database reached through an sqlx pool.
