@@ -191,13 +191,14 @@ fn stable(mut v: Value, ids: &[(&str, &str)]) -> Value {
 #[actix_web::test]
 async fn create_returns_the_token_once_in_a_json_api_document() {
     let mut m = Mocks::new();
-    m.customers
-        .expect_find_by_email()
-        .returning(|_, _| Ok(Some(customer())));
     m.resets
-        .expect_create()
+        .expect_create_for_email()
         .times(1)
-        .returning(|_, _, _| Ok(()));
+        .returning(|_, d, _| {
+            Ok(Some(
+                d.clone().for_customer(customer().id, customer().email),
+            ))
+        });
     let body = json!({"data": {"type": "customer_password_resets", "attributes": {"customer_email": "JANE@example.com", "reference": "crm-1"}, "relationships": {}}});
     let reply = call(m.state(), post("/api/customer_password_resets", &body)).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);

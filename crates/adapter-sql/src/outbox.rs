@@ -131,67 +131,83 @@ fn from_snapshot(v: &Value) -> anyhow::Result<PasswordReset> {
     })
 }
 
+/// The columns an enqueued message sets; [`outbox_row`] gives the values of the first ten,
+/// and the last two are `'pending'` and the tenth value again.
+pub(crate) const INSERT_COLUMNS: &str = "id, mode, reset_id, kind, topic, recipient, secret, payload, attempts, created_at, \
+     status, next_attempt_at";
+
+/// The `($n, ..., 'pending', $n+9)` tuple for one message whose ten values start at `$first`.
+pub(crate) fn outbox_values(first: usize) -> String {
+    let p: Vec<String> = (first..first + 10).map(|i| format!("${i}")).collect();
+    format!("({}, 'pending', ${})", p.join(", "), first + 9)
+}
+
+/// The ten bound values of one message, in [`INSERT_COLUMNS`] order.
+pub(crate) fn outbox_row(m: &OutboxMessage) -> Vec<Val> {
+    let n = &m.notification;
+    let (kind, topic, recipient, secret, payload) = match n {
+        Notification::ResetRequested {
+            to,
+            token,
+            expires_at,
+            ..
+        } => (
+            "reset_requested",
+            None,
+            Some(to.as_str().to_owned()),
+            Some(token.expose_secret().to_owned()),
+            json!({ "expires_at": ts(expires_at) }),
+        ),
+        Notification::PasswordChanged { to, at, .. } => (
+            "password_changed",
+            None,
+            Some(to.as_str().to_owned()),
+            None,
+            json!({ "at": ts(at) }),
+        ),
+        Notification::Webhook { topic, reset } => (
+            "webhook",
+            Some(topic.as_str().to_owned()),
+            None,
+            None,
+            snapshot(reset),
+        ),
+        Notification::SelfServiceRequest {
+            email, client_ip, ..
+        } => (
+            "self_service_request",
+            None,
+            Some(email.as_str().to_owned()),
+            None,
+            json!({ "client_ip": client_ip.map(|ip| ip.to_string()) }),
+        ),
+    };
+    vec![
+        m.id.as_uuid().into(),
+        n.mode().as_str().into(),
+        n.reset_id().as_uuid().into(),
+        kind.into(),
+        topic.into(),
+        recipient.into(),
+        secret.into(),
+        Val::Json(payload),
+        i64::from(m.attempts).into(),
+        m.created_at.into(),
+    ]
+}
+
 /// Enqueues messages inside the caller's transaction.
 pub(crate) async fn insert_outbox(
     ex: &mut dyn Executor,
     messages: &[OutboxMessage],
 ) -> Result<(), DbError> {
     for m in messages {
-        let n = &m.notification;
-        let (kind, topic, recipient, secret, payload) = match n {
-            Notification::ResetRequested {
-                to,
-                token,
-                expires_at,
-                ..
-            } => (
-                "reset_requested",
-                None,
-                Some(to.as_str().to_owned()),
-                Some(token.expose_secret().to_owned()),
-                json!({ "expires_at": ts(expires_at) }),
-            ),
-            Notification::PasswordChanged { to, at, .. } => (
-                "password_changed",
-                None,
-                Some(to.as_str().to_owned()),
-                None,
-                json!({ "at": ts(at) }),
-            ),
-            Notification::Webhook { topic, reset } => (
-                "webhook",
-                Some(topic.as_str().to_owned()),
-                None,
-                None,
-                snapshot(reset),
-            ),
-            Notification::SelfServiceRequest {
-                email, client_ip, ..
-            } => (
-                "self_service_request",
-                None,
-                Some(email.as_str().to_owned()),
-                None,
-                json!({ "client_ip": client_ip.map(|ip| ip.to_string()) }),
-            ),
-        };
         ex.execute(
             &format!(
-                "INSERT INTO outbox ({COLUMNS}, status, next_attempt_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $10)"
+                "INSERT INTO outbox ({INSERT_COLUMNS}) VALUES {}",
+                outbox_values(1)
             ),
-            vec![
-                m.id.as_uuid().into(),
-                n.mode().as_str().into(),
-                n.reset_id().as_uuid().into(),
-                kind.into(),
-                topic.into(),
-                recipient.into(),
-                secret.into(),
-                Val::Json(payload),
-                i64::from(m.attempts).into(),
-                m.created_at.into(),
-            ],
+            outbox_row(m),
         )
         .await?;
     }

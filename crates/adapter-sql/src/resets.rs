@@ -2,10 +2,10 @@
 
 use async_trait::async_trait;
 use pwreset_domain::OutboxMessage;
-use pwreset_domain::ports::{Completion, CompletionOutcome, ResetStore, StoreError};
+use pwreset_domain::ports::{Completion, CompletionOutcome, CustomerStore, ResetStore, StoreError};
 use pwreset_domain::{
-    DetailsPatch, EventId, EventKind, ListQuery, Mode, Page, PasswordReset, Patch, ResetEvent,
-    ResetField, ResetId, ResetSort, Timestamp,
+    CustomerId, DetailsPatch, EmailAddress, EventId, EventKind, ListQuery, Mode, Page,
+    PasswordReset, Patch, ResetDraft, ResetEvent, ResetField, ResetId, ResetSort, Timestamp,
 };
 
 use std::sync::LazyLock;
@@ -14,7 +14,7 @@ use crate::SqlStore;
 use crate::driver::Dialect;
 use crate::driver::{DbError, Executor, Ty, Val};
 use crate::list::Sql;
-use crate::outbox::insert_outbox;
+use crate::outbox::{INSERT_COLUMNS, insert_outbox, outbox_row, outbox_values};
 use crate::rows::EVENT_COLUMNS;
 use crate::rows::{RESET_COLUMNS, RESET_TYPES, event_from_row, json_of, reset_from_row, text_of};
 
@@ -32,20 +32,80 @@ static INSERT_RESET: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Postgres only: revoke, insert the reset and record both kinds of event at once. A
-/// data-modifying CTE sees one snapshot, so the new reset is not among those it revokes.
-static CREATE_PG: LazyLock<String> = LazyLock::new(|| {
+/// The revocation of a customer's outstanding resets (`$2` mode, `$13` time) and its events,
+/// as the first CTEs of the Postgres one-statement creates; `customer` is the SQL of the
+/// customer's id. A data-modifying CTE sees the statement's one snapshot, so the new reset
+/// is never among those it revokes. (Revocation events get random v4 ids here; every other
+/// field is as on the transactional path.)
+fn revoke_ctes(customer: &str) -> String {
     format!(
-        "WITH revoked AS (UPDATE password_resets SET invalidated_at = $13, updated_at = $13 \
-         WHERE mode = $2 AND customer_id = $3 AND reset_password_at IS NULL \
+        "revoked AS (UPDATE password_resets SET invalidated_at = $13, updated_at = $13 \
+         WHERE mode = $2 AND customer_id = {customer} AND reset_password_at IS NULL \
          AND invalidated_at IS NULL RETURNING id), \
          revoked_events AS (INSERT INTO reset_events ({EVENT_COLUMNS}) \
-         SELECT gen_random_uuid(), id, $2, 'revoked', 'superseded', NULL, $13 FROM revoked), \
-         new_reset AS ({}) \
-         INSERT INTO reset_events ({EVENT_COLUMNS}) VALUES ($16, $17, $18, $19, $20, $21, $22)",
+         SELECT gen_random_uuid(), id, $2, 'revoked', 'superseded', NULL, $13 FROM revoked)"
+    )
+}
+
+/// Postgres only: revoke, insert the reset ($1-$15), its event ($16-$22) and `outbox`
+/// messages (ten values each from $23) in one statement.
+fn create_pg(outbox: usize) -> String {
+    let mut sql = format!(
+        "WITH {}, new_reset AS ({})",
+        revoke_ctes("$3"),
         INSERT_RESET.as_str()
+    );
+    for i in 0..outbox {
+        sql.push_str(&format!(
+            ", outbox_{i} AS (INSERT INTO outbox ({INSERT_COLUMNS}) VALUES {})",
+            outbox_values(23 + 10 * i)
+        ));
+    }
+    sql.push_str(&format!(
+        " INSERT INTO reset_events ({EVENT_COLUMNS}) VALUES ($16, $17, $18, $19, $20, $21, $22)"
+    ));
+    sql
+}
+
+/// Postgres only: find the customer by mode ($2) and normalized address ($15), and if there
+/// is one, revoke, insert the reset and its event ($16-$22) for them; returns the customer's
+/// id and stored address, or no row. The reset's values are those of `INSERT_RESET` with
+/// $3, $4, $7, $8, $9 and $14 unused (customer, nothing completed or revoked yet, no failed
+/// attempts, updated when created).
+static CREATE_FOR_EMAIL_PG: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH customer AS (SELECT id, email FROM customers \
+         WHERE mode = $2 AND email_normalized = $15), {}, \
+         new_reset AS (INSERT INTO password_resets ({RESET_COLUMNS}, email_normalized) \
+         SELECT $1, $2, customer.id, customer.email, $5, $6, NULL, NULL, 0, $10, $11, $12, \
+         $13, $13, $15 FROM customer RETURNING id), \
+         requested AS (INSERT INTO reset_events ({EVENT_COLUMNS}) \
+         SELECT $16, $17, $18, $19, $20, $21, $22 FROM new_reset) \
+         SELECT id, email FROM customer",
+        revoke_ctes("(SELECT id FROM customer)")
     )
 });
+
+/// The values of `INSERT_RESET`, $1 to $15.
+fn reset_args(reset: &PasswordReset) -> Vec<Val> {
+    vec![
+        reset.id.as_uuid().into(),
+        reset.mode.as_str().into(),
+        reset.customer_id.as_uuid().into(),
+        reset.customer_email.as_str().into(),
+        Val::Bytes(reset.token_digest.as_bytes().to_vec()),
+        reset.expires_at.into(),
+        reset.reset_password_at.into(),
+        reset.invalidated_at.into(),
+        i64::from(reset.failed_attempts).into(),
+        text_of(reset.reference.as_ref()),
+        text_of(reset.reference_origin.as_ref()),
+        json_of(reset.metadata.as_ref()),
+        reset.created_at.into(),
+        reset.updated_at.into(),
+        reset.customer_email.normalized().into(),
+    ]
+}
 
 fn event_args(e: &ResetEvent) -> Vec<Val> {
     vec![
@@ -142,31 +202,19 @@ impl ResetStore for SqlStore {
         event: &ResetEvent,
         outbox: &[OutboxMessage],
     ) -> Result<(), StoreError> {
-        let reset_args = vec![
-            reset.id.as_uuid().into(),
-            reset.mode.as_str().into(),
-            reset.customer_id.as_uuid().into(),
-            reset.customer_email.as_str().into(),
-            Val::Bytes(reset.token_digest.as_bytes().to_vec()),
-            reset.expires_at.into(),
-            reset.reset_password_at.into(),
-            reset.invalidated_at.into(),
-            i64::from(reset.failed_attempts).into(),
-            text_of(reset.reference.as_ref()),
-            text_of(reset.reference_origin.as_ref()),
-            json_of(reset.metadata.as_ref()),
-            reset.created_at.into(),
-            reset.updated_at.into(),
-            reset.customer_email.normalized().into(),
-        ];
-        if self.driver.dialect() == Dialect::Postgres && outbox.is_empty() {
-            // The hot path of token delivery: revocation, the reset and both kinds of event
-            // in one atomic statement, one round trip instead of six. (Revocation events get
-            // random v4 ids here; every other field is as on the general path below.)
+        let reset_args = reset_args(reset);
+        if self.driver.dialect() == Dialect::Postgres {
+            // Revocation, the reset, both kinds of event and the outbox messages in one
+            // atomic statement: one round trip instead of six or more.
             let mut args = reset_args;
             args.extend(event_args(event));
+            for m in outbox {
+                args.extend(outbox_row(m));
+            }
             let mut conn = self.driver.connection().await.map_err(db)?;
-            conn.execute(&CREATE_PG, args).await.map_err(db)?;
+            conn.execute(&create_pg(outbox.len()), args)
+                .await
+                .map_err(db)?;
             return Ok(());
         }
         let mut tx = self.driver.begin().await.map_err(db)?;
@@ -184,6 +232,51 @@ impl ResetStore for SqlStore {
         insert_event(&mut *tx, event).await.map_err(db)?;
         insert_outbox(&mut *tx, outbox).await.map_err(db)?;
         tx.commit().await.map_err(db)
+    }
+
+    async fn create_for_email(
+        &self,
+        email: &EmailAddress,
+        draft: &ResetDraft,
+        event: &ResetEvent,
+    ) -> Result<Option<PasswordReset>, StoreError> {
+        if self.driver.dialect() != Dialect::Postgres {
+            let Some(customer) = CustomerStore::find_by_email(self, draft.mode, email).await?
+            else {
+                return Ok(None);
+            };
+            let reset = draft.clone().for_customer(customer.id, customer.email);
+            ResetStore::create(self, &reset, event, &[]).await?;
+            return Ok(Some(reset));
+        }
+        // Lookup, revocation, the reset and its events in one round trip. The placeholder
+        // customer id only fills the argument list ($3 is unused); $15 is the address's
+        // normalized form, the lookup key.
+        let mut args = reset_args(
+            &draft
+                .clone()
+                .for_customer(CustomerId::from_uuid(uuid::Uuid::nil()), email.clone()),
+        );
+        args.extend(event_args(event));
+        let mut conn = self.driver.connection().await.map_err(db)?;
+        let rows = conn
+            .fetch(&CREATE_FOR_EMAIL_PG, args, &[Ty::Uuid, Ty::Text])
+            .await
+            .map_err(db)?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let [Val::Uuid(id), Val::Text(stored)] = row.as_slice() else {
+            return Err(StoreError::Unexpected(anyhow::anyhow!(
+                "customer lookup returned unexpected types"
+            )));
+        };
+        let stored = EmailAddress::parse(stored).map_err(|e| StoreError::Unexpected(e.into()))?;
+        Ok(Some(
+            draft
+                .clone()
+                .for_customer(CustomerId::from_uuid(*id), stored),
+        ))
     }
 
     async fn find(&self, mode: Mode, id: ResetId) -> Result<Option<PasswordReset>, StoreError> {

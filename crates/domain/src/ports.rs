@@ -17,7 +17,8 @@ use chrono::TimeDelta;
 use crate::models::{
     Bucket, Customer, CustomerField, CustomerId, CustomerSort, DetailsPatch, EmailAddress,
     ListQuery, Mode, Notification, OutboxId, OutboxMessage, Page, Password, PasswordHash,
-    PasswordReset, ResetEvent, ResetField, ResetId, ResetSort, ResetToken, Timestamp, TokenDigest,
+    PasswordReset, ResetDraft, ResetEvent, ResetField, ResetId, ResetSort, ResetToken, Timestamp,
+    TokenDigest,
 };
 
 /// A storage failure. Adapters translate their errors into these variants.
@@ -78,6 +79,20 @@ pub trait ResetStore: Send + Sync + Debug {
         event: &ResetEvent,
         outbox: &[OutboxMessage],
     ) -> Result<(), StoreError>;
+
+    /// Finds the customer of `draft.mode` whose normalized address is `email`'s and, if
+    /// there is one, creates the reset for them as [`ResetStore::create`] does with nothing
+    /// to enqueue. Returns the stored reset, or `None` (and writes nothing) when no
+    /// customer has the address. Lets a store do lookup and write in one round trip.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure; nothing is written then.
+    async fn create_for_email(
+        &self,
+        email: &EmailAddress,
+        draft: &ResetDraft,
+        event: &ResetEvent,
+    ) -> Result<Option<PasswordReset>, StoreError>;
 
     /// The reset with this id in this mode, if any.
     ///

@@ -17,6 +17,7 @@ per_backend!(
     customer_emails_are_unique_per_mode_after_normalization,
     a_reset_is_stored_with_its_digest_and_requested_event,
     a_new_reset_revokes_the_customers_earlier_outstanding_ones,
+    creating_by_address_binds_the_stored_customer_or_writes_nothing,
     completing_marks_the_reset_used_sets_the_password_and_revokes_the_others,
     completion_is_valid_at_the_expiry_instant_and_not_one_second_later,
     completion_requires_the_stored_digest_and_attempts_below_the_cap,
@@ -266,6 +267,69 @@ async fn a_new_reset_revokes_the_customers_earlier_outstanding_ones(db: TestDb) 
         .await
         .unwrap();
     assert_eq!(outcome, CompletionOutcome::NotApplied);
+}
+
+async fn creating_by_address_binds_the_stored_customer_or_writes_nothing(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "Jane@Example.com", t0()).await;
+    add_customer(&db, Mode::Live, "nobody@example.com", t0()).await;
+    let first = add_reset(&db, &jane, minutes(1)).await;
+    let draft = |at: Timestamp| ResetDraft {
+        id: ResetId::new_at(at),
+        mode: Mode::Test,
+        token_digest: digester().issue().1,
+        expires_at: at + TimeDelta::hours(1),
+        reference: Some(Reference::parse("order-2").unwrap()),
+        reference_origin: None,
+        metadata: Some(Metadata::parse(serde_json::json!({"k": "v"})).unwrap()),
+        created_at: at,
+    };
+    let create = |address: &str, d: ResetDraft| {
+        let store = db.store.clone();
+        let address = EmailAddress::parse(address).unwrap();
+        async move {
+            let event = Caller::new(d.mode).event(d.id, EventKind::Requested, None, d.created_at);
+            ResetStore::create_for_email(&store, &address, &d, &event)
+                .await
+                .unwrap()
+        }
+    };
+
+    // Found by its normalized form; bound to the stored customer and address.
+    let d = draft(minutes(2));
+    let made = create("JANE@example.COM", d.clone()).await.unwrap();
+    assert_eq!(made, d.clone().for_customer(jane.id, jane.email.clone()));
+    assert_eq!(made.customer_email.as_str(), "Jane@Example.com");
+    assert_eq!(find(&db, Mode::Test, d.id).await, Some(made));
+    let kinds = |id| {
+        let store = db.store.clone();
+        async move {
+            ResetStore::events(&store, Mode::Test, id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.kind)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(kinds(d.id).await, vec![EventKind::Requested]);
+    // The earlier outstanding reset is revoked, with its event, as by `create`.
+    let earlier = find(&db, Mode::Test, first.reset.id).await.unwrap();
+    assert_eq!(earlier.invalidated_at, Some(minutes(2)));
+    assert_eq!(
+        kinds(first.reset.id).await,
+        vec![EventKind::Requested, EventKind::Revoked]
+    );
+
+    // Unknown here (the address exists only in live mode): nothing is written.
+    let unknown = draft(minutes(3));
+    assert_eq!(create("nobody@example.com", unknown.clone()).await, None);
+    assert_eq!(find(&db, Mode::Test, unknown.id).await, None);
+    assert!(kinds(unknown.id).await.is_empty());
+    assert_eq!(
+        find(&db, Mode::Test, d.id).await.unwrap().invalidated_at,
+        None,
+        "a miss revokes nothing"
+    );
 }
 
 async fn completing_marks_the_reset_used_sets_the_password_and_revokes_the_others(db: TestDb) {

@@ -32,6 +32,47 @@ pub struct PasswordReset {
     pub updated_at: Timestamp,
 }
 
+/// A new reset before it is bound to its customer: everything a request decides on its
+/// own. [`ResetDraft::for_customer`] makes the outstanding [`PasswordReset`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetDraft {
+    pub id: ResetId,
+    pub mode: Mode,
+    pub token_digest: TokenDigest,
+    pub expires_at: Timestamp,
+    pub reference: Option<Reference>,
+    pub reference_origin: Option<Reference>,
+    pub metadata: Option<Metadata>,
+    pub created_at: Timestamp,
+}
+
+impl ResetDraft {
+    /// The outstanding reset of this customer (`customer_email` as stored for them).
+    #[must_use]
+    pub fn for_customer(
+        self,
+        customer_id: CustomerId,
+        customer_email: EmailAddress,
+    ) -> PasswordReset {
+        PasswordReset {
+            id: self.id,
+            mode: self.mode,
+            customer_id,
+            customer_email,
+            token_digest: self.token_digest,
+            expires_at: self.expires_at,
+            reset_password_at: None,
+            invalidated_at: None,
+            failed_attempts: 0,
+            reference: self.reference,
+            reference_origin: self.reference_origin,
+            metadata: self.metadata,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+        }
+    }
+}
+
 /// Where a reset stands at a given instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResetState {

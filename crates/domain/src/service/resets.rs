@@ -6,8 +6,8 @@ use super::Ports;
 use crate::models::{
     Bucket, Caller, DetailsPatch, EmailAddress, EventKind, ListQuery, Metadata, Notification,
     OutboxMessage, Page, Password, PasswordPolicy, PasswordRejection, PasswordReset, QueryError,
-    RateLimited, RateLimits, RawListQuery, Reference, ResetEvent, ResetId, ResetState, ResetToken,
-    Timestamp, TokenPolicy, TokenRejection, WebhookTopic,
+    RateLimited, RateLimits, RawListQuery, Reference, ResetDraft, ResetEvent, ResetId, ResetState,
+    ResetToken, Timestamp, TokenPolicy, TokenRejection, WebhookTopic,
 };
 use crate::ports::{Completion, CompletionOutcome, OutboxStore, RateLimitStore, StoreError};
 
@@ -357,6 +357,30 @@ impl ResetService {
         req: NewReset,
     ) -> Result<IssuedReset, RequestResetError> {
         let now = self.ports.now();
+        let (token, token_digest) = self.ports.digester.issue();
+        let draft = ResetDraft {
+            id: ResetId::new_at(now),
+            mode: caller.mode,
+            token_digest,
+            expires_at: self.tokens.expires_at(now),
+            reference: req.reference,
+            reference_origin: req.reference_origin,
+            metadata: req.metadata,
+            created_at: now,
+        };
+        let event = caller.event(draft.id, EventKind::Requested, None, now);
+        if !self.plan.mail && !self.plan.webhooks {
+            // Nothing to enqueue, so nothing depends on the customer's stored record: the
+            // store finds the customer and writes the reset in one step.
+            let reset = self
+                .ports
+                .resets
+                .create_for_email(&req.email, &draft, &event)
+                .await
+                .map_err(|e| RequestResetError::Unexpected(unexpected(e)))?
+                .ok_or(RequestResetError::UnknownCustomer)?;
+            return Ok(IssuedReset { reset, token });
+        }
         let customer = self
             .ports
             .customers
@@ -364,24 +388,8 @@ impl ResetService {
             .await
             .map_err(|e| RequestResetError::Unexpected(unexpected(e)))?
             .ok_or(RequestResetError::UnknownCustomer)?;
-        let (token, token_digest) = self.ports.digester.issue();
-        let reset = PasswordReset {
-            id: ResetId::new_at(now),
-            mode: caller.mode,
-            customer_id: customer.id,
-            customer_email: customer.email,
-            token_digest,
-            expires_at: self.tokens.expires_at(now),
-            reset_password_at: None,
-            invalidated_at: None,
-            failed_attempts: 0,
-            reference: req.reference,
-            reference_origin: req.reference_origin,
-            metadata: req.metadata,
-            created_at: now,
-            updated_at: now,
-        };
-        let event = caller.event(reset.id, EventKind::Requested, None, now);
+        // Mail goes to the address stored for the customer, never to the one in the request.
+        let reset = draft.for_customer(customer.id, customer.email);
         let mut outbox = Vec::new();
         if self.plan.mail {
             outbox.push(OutboxMessage::new(

@@ -156,22 +156,26 @@ fn completion(token: Option<&str>, password: &str) -> CompleteReset {
 #[tokio::test]
 async fn requesting_a_reset_for_a_known_email_stores_a_digest_and_returns_the_token() {
     let mut m = Mocks::new();
-    m.customers
-        .expect_find_by_email()
-        .withf(|mode, e| *mode == Mode::Test && e.normalized() == "jane@example.com")
-        .returning(|_, _| Ok(Some(customer())));
+    m.customers.expect_find_by_email().never();
+    m.resets.expect_create().never();
     m.resets
-        .expect_create()
-        .withf(|r, e, outbox| {
-            outbox.is_empty()
-                && r.token_digest == digest_of(TOKEN)
-                && r.expires_at == t0() + TimeDelta::hours(1)
-                && r.customer_id == customer().id
+        .expect_create_for_email()
+        .withf(|email, d, e| {
+            email.normalized() == "jane@example.com"
+                && d.mode == Mode::Test
+                && d.token_digest == digest_of(TOKEN)
+                && d.expires_at == t0() + TimeDelta::hours(1)
+                && d.created_at == t0()
+                && d.reference.as_ref().map(Reference::as_str) == Some("ref-1")
                 && e.kind == EventKind::Requested
-                && e.reset_id == r.id
+                && e.reset_id == d.id
         })
         .times(1)
-        .returning(|_, _, _| Ok(()));
+        .returning(|_, d, _| {
+            Ok(Some(
+                d.clone().for_customer(customer().id, customer().email),
+            ))
+        });
     let issued = m
         .resets()
         .request(
@@ -186,8 +190,11 @@ async fn requesting_a_reset_for_a_known_email_stores_a_digest_and_returns_the_to
         .await
         .unwrap();
     assert_eq!(issued.token.expose_secret(), TOKEN);
+    assert_eq!(issued.reset.customer_id, customer().id);
     assert_eq!(issued.reset.customer_email.as_str(), "jane@example.com");
     assert_eq!(issued.reset.reference.unwrap().as_str(), "ref-1");
+    assert_eq!(issued.reset.updated_at, t0());
+    assert!(issued.reset.reset_password_at.is_none() && issued.reset.invalidated_at.is_none());
 }
 
 fn new_reset() -> NewReset {
@@ -202,9 +209,10 @@ fn new_reset() -> NewReset {
 #[tokio::test]
 async fn requesting_a_reset_for_an_unknown_email_fails_without_writing() {
     let mut m = Mocks::new();
-    m.customers
-        .expect_find_by_email()
-        .returning(|_, _| Ok(None));
+    m.resets
+        .expect_create_for_email()
+        .times(1)
+        .returning(|_, _, _| Ok(None));
     m.resets.expect_create().never();
     let err = m
         .resets()
@@ -217,21 +225,9 @@ async fn requesting_a_reset_for_an_unknown_email_fails_without_writing() {
 #[tokio::test]
 async fn storage_failures_while_requesting_are_unexpected() {
     let mut m = Mocks::new();
-    m.customers
-        .expect_find_by_email()
-        .returning(|_, _| Err(boom()));
-    let err = m
-        .resets()
-        .request(&caller(), new_reset())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, RequestResetError::Unexpected(_)));
-
-    let mut m = Mocks::new();
-    m.customers
-        .expect_find_by_email()
-        .returning(|_, _| Ok(Some(customer())));
-    m.resets.expect_create().returning(|_, _, _| Err(boom()));
+    m.resets
+        .expect_create_for_email()
+        .returning(|_, _, _| Err(boom()));
     let err = m
         .resets()
         .request(&caller(), new_reset())
@@ -944,6 +940,46 @@ async fn with_mail_and_webhooks_a_request_enqueues_the_link_and_a_create_webhook
 }
 
 #[tokio::test]
+async fn with_mail_an_unknown_address_writes_nothing_and_storage_failures_are_unexpected() {
+    let mailing = |m: Mocks| {
+        ResetService::new(m.ports(), TokenPolicy::default(), PasswordPolicy::default())
+            .with_notifications(plan())
+    };
+    let mut m = Mocks::new();
+    m.customers
+        .expect_find_by_email()
+        .returning(|_, _| Ok(None));
+    m.resets.expect_create().never();
+    m.resets.expect_create_for_email().never();
+    let err = mailing(m)
+        .request(&caller(), new_reset())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RequestResetError::UnknownCustomer));
+
+    let mut m = Mocks::new();
+    m.customers
+        .expect_find_by_email()
+        .returning(|_, _| Err(boom()));
+    let err = mailing(m)
+        .request(&caller(), new_reset())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RequestResetError::Unexpected(_)));
+
+    let mut m = Mocks::new();
+    m.customers
+        .expect_find_by_email()
+        .returning(|_, _| Ok(Some(customer())));
+    m.resets.expect_create().returning(|_, _, _| Err(boom()));
+    let err = mailing(m)
+        .request(&caller(), new_reset())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RequestResetError::Unexpected(_)));
+}
+
+#[tokio::test]
 async fn with_mail_and_webhooks_a_completion_enqueues_the_notice_and_a_webhook() {
     let mut m = Mocks::new().with_reset(reset());
     m.hasher
@@ -1138,6 +1174,7 @@ async fn requests_over_a_limit_are_refused_before_any_lookup() {
         .expect_fingerprint()
         .returning(|_| TokenDigest::from_bytes([5; 32]));
     m.customers.expect_find_by_email().never();
+    m.resets.expect_create_for_email().never();
     let mut store = MockRateLimitStore::new();
     store
         .expect_hit()
@@ -1171,9 +1208,9 @@ async fn requests_under_every_limit_go_ahead() {
     m.digester
         .expect_fingerprint()
         .returning(|_| TokenDigest::from_bytes([5; 32]));
-    m.customers
-        .expect_find_by_email()
-        .returning(|_, _| Ok(None));
+    m.resets
+        .expect_create_for_email()
+        .returning(|_, _, _| Ok(None));
     let mut store = MockRateLimitStore::new();
     store.expect_hit().returning(|b, _| Ok(vec![1; b.len()]));
     let err = limited(m, store)
@@ -1186,10 +1223,10 @@ async fn requests_under_every_limit_go_ahead() {
 #[tokio::test]
 async fn with_every_request_limit_off_the_limit_store_is_not_touched() {
     let mut m = Mocks::new();
-    m.customers
-        .expect_find_by_email()
+    m.resets
+        .expect_create_for_email()
         .times(1)
-        .returning(|_, _| Ok(None));
+        .returning(|_, _, _| Ok(None));
     let mut store = MockRateLimitStore::new();
     store.expect_hit().never();
     let off = RateLimits {
@@ -1262,6 +1299,7 @@ async fn a_self_service_request_only_queues_work_whoever_the_address_belongs_to(
     let mut m = Mocks::new();
     m.customers.expect_find_by_email().never();
     m.resets.expect_create().never();
+    m.resets.expect_create_for_email().never();
     let mut outbox = MockOutboxStore::new();
     outbox
         .expect_enqueue()
