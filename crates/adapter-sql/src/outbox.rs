@@ -136,10 +136,15 @@ fn from_snapshot(v: &Value) -> anyhow::Result<PasswordReset> {
 pub(crate) const INSERT_COLUMNS: &str = "id, mode, reset_id, kind, topic, recipient, secret, payload, attempts, created_at, \
      status, next_attempt_at";
 
-/// The `($n, ..., 'pending', $n+9)` tuple for one message whose ten values start at `$first`.
-pub(crate) fn outbox_values(first: usize) -> String {
+/// The `$n, ..., 'pending', $n+9` list for one message whose ten values start at `$first`.
+pub(crate) fn outbox_list(first: usize) -> String {
     let p: Vec<String> = (first..first + 10).map(|i| format!("${i}")).collect();
-    format!("({}, 'pending', ${})", p.join(", "), first + 9)
+    format!("{}, 'pending', ${}", p.join(", "), first + 9)
+}
+
+/// [`outbox_list`] as a `VALUES` tuple.
+pub(crate) fn outbox_values(first: usize) -> String {
+    format!("({})", outbox_list(first))
 }
 
 /// The ten bound values of one message, in [`INSERT_COLUMNS`] order.

@@ -14,7 +14,7 @@ use crate::SqlStore;
 use crate::driver::Dialect;
 use crate::driver::{DbError, Executor, Ty, Val};
 use crate::list::Sql;
-use crate::outbox::{INSERT_COLUMNS, insert_outbox, outbox_row, outbox_values};
+use crate::outbox::{INSERT_COLUMNS, insert_outbox, outbox_list, outbox_row, outbox_values};
 use crate::rows::EVENT_COLUMNS;
 use crate::rows::{RESET_COLUMNS, RESET_TYPES, event_from_row, json_of, reset_from_row, text_of};
 
@@ -168,6 +168,68 @@ pub(crate) async fn revoke_outstanding(
         insert_event(ex, &event).await?;
     }
     Ok(())
+}
+
+/// The conditional update that uses a reset: it matches only while the reset is
+/// outstanding, unexpired at `c.now`, below the attempt cap and still has the digest that
+/// was checked. Returns the SQL with its `mode` and `id` placeholders.
+fn conditional_completion(c: &Completion) -> (Sql, String, String) {
+    let mut sql = Sql::new("UPDATE password_resets SET reset_password_at = $1, updated_at = $1");
+    sql.args.push(c.now.into());
+    push_details(&mut sql, &c.details);
+    let mode = sql.bind(c.mode.as_str());
+    let id = sql.bind(c.reset_id.as_uuid());
+    let digest = sql.bind(Val::Bytes(c.token_digest.as_bytes().to_vec()));
+    let max = sql.bind(i64::from(c.max_failed_attempts));
+    sql.push(&format!(
+        " WHERE mode = {mode} AND id = {id} AND token_digest = {digest} \
+         AND reset_password_at IS NULL AND invalidated_at IS NULL \
+         AND expires_at >= $1 AND failed_attempts < {max} RETURNING {RESET_COLUMNS}"
+    ));
+    (sql, mode, id)
+}
+
+/// Postgres only: the whole completion in one statement. Every write after the conditional
+/// update is gated on its row (`FROM done` / `EXISTS`), so a completion that loses a race,
+/// or finds the reset used, revoked, expired or exhausted, writes nothing; all parts see
+/// one snapshot and commit together. Returns the used reset, or no row.
+fn complete_pg(c: &Completion) -> Sql {
+    let (update, mode, id) = conditional_completion(c);
+    let mut sql = Sql {
+        text: format!("WITH done AS ({}), ", update.text),
+        args: update.args,
+    };
+    let customer = sql.bind(c.customer_id.as_uuid());
+    let hash = sql.bind(c.password_hash.as_str());
+    sql.push(&format!(
+        "password AS (UPDATE customers SET password_hash = {hash}, updated_at = $1 \
+         WHERE mode = {mode} AND id = {customer} AND EXISTS (SELECT 1 FROM done)), \
+         revoked AS (UPDATE password_resets SET invalidated_at = $1, updated_at = $1 \
+         WHERE mode = {mode} AND customer_id = {customer} AND id <> {id} \
+         AND reset_password_at IS NULL AND invalidated_at IS NULL \
+         AND EXISTS (SELECT 1 FROM done) RETURNING id), \
+         revoked_events AS (INSERT INTO reset_events ({EVENT_COLUMNS}) \
+         SELECT gen_random_uuid(), id, {mode}, 'revoked', 'password_changed', NULL, $1 \
+         FROM revoked)"
+    ));
+    let event: Vec<String> = event_args(&c.event)
+        .into_iter()
+        .map(|v| sql.bind(v))
+        .collect();
+    sql.push(&format!(
+        ", completed AS (INSERT INTO reset_events ({EVENT_COLUMNS}) SELECT {} FROM done)",
+        event.join(", ")
+    ));
+    for (i, m) in c.outbox.iter().enumerate() {
+        let first = sql.args.len() + 1;
+        sql.args.extend(outbox_row(m));
+        sql.push(&format!(
+            ", outbox_{i} AS (INSERT INTO outbox ({INSERT_COLUMNS}) SELECT {} FROM done)",
+            outbox_list(first)
+        ));
+    }
+    sql.push(&format!(" SELECT {RESET_COLUMNS} FROM done"));
+    sql
 }
 
 /// Appends `, col = $n` for each attribute the patch changes.
@@ -416,20 +478,20 @@ impl ResetStore for SqlStore {
     }
 
     async fn complete(&self, c: &Completion) -> Result<CompletionOutcome, StoreError> {
+        if self.driver.dialect() == Dialect::Postgres {
+            let sql = complete_pg(c);
+            let mut conn = self.driver.connection().await.map_err(db)?;
+            let rows = conn
+                .fetch(&sql.text, sql.args, RESET_TYPES)
+                .await
+                .map_err(db)?;
+            return Ok(match one_reset(rows)? {
+                Some(done) => CompletionOutcome::Completed(Box::new(done)),
+                None => CompletionOutcome::NotApplied,
+            });
+        }
         let mut tx = self.driver.begin().await.map_err(db)?;
-        let mut sql =
-            Sql::new("UPDATE password_resets SET reset_password_at = $1, updated_at = $1");
-        sql.args.push(c.now.into());
-        push_details(&mut sql, &c.details);
-        let mode = sql.bind(c.mode.as_str());
-        let id = sql.bind(c.reset_id.as_uuid());
-        let digest = sql.bind(Val::Bytes(c.token_digest.as_bytes().to_vec()));
-        let max = sql.bind(i64::from(c.max_failed_attempts));
-        sql.push(&format!(
-            " WHERE mode = {mode} AND id = {id} AND token_digest = {digest} \
-             AND reset_password_at IS NULL AND invalidated_at IS NULL \
-             AND expires_at >= $1 AND failed_attempts < {max} RETURNING {RESET_COLUMNS}"
-        ));
+        let (sql, _, _) = conditional_completion(c);
         let rows = tx
             .fetch(&sql.text, sql.args, RESET_TYPES)
             .await

@@ -21,6 +21,7 @@ per_backend!(
     completing_marks_the_reset_used_sets_the_password_and_revokes_the_others,
     completion_is_valid_at_the_expiry_instant_and_not_one_second_later,
     completion_requires_the_stored_digest_and_attempts_below_the_cap,
+    a_refused_completion_writes_nothing,
     fifty_concurrent_completions_of_one_reset_yield_exactly_one_success,
     failures_are_counted_and_recorded,
     metadata_updates_never_touch_the_reset_state,
@@ -444,6 +445,62 @@ async fn completion_requires_the_stored_digest_and_attempts_below_the_cap(db: Te
         CompletionOutcome::NotApplied,
         "five failures kill the reset even for the right digest"
     );
+}
+
+async fn a_refused_completion_writes_nothing(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let revoked = add_reset(&db, &jane, minutes(1)).await;
+    let outstanding = add_reset(&db, &jane, minutes(2)).await;
+    // Every way the conditional update can miss: revoked, wrong digest, expired, unknown.
+    let mut attempts = vec![completion(&revoked.reset, minutes(3))];
+    let mut wrong = completion(&outstanding.reset, minutes(3));
+    wrong.token_digest = TokenDigest::from_bytes([1; 32]);
+    attempts.push(wrong);
+    attempts.push(completion(&outstanding.reset, minutes(63)));
+    let mut unknown = completion(&outstanding.reset, minutes(3));
+    unknown.reset_id = ResetId::new_at(minutes(3));
+    attempts.push(unknown);
+    for mut c in attempts {
+        c.details.reference = Patch::Set(Some(Reference::parse("changed").unwrap()));
+        c.outbox = vec![OutboxMessage::new(
+            Notification::PasswordChanged {
+                reset_id: c.reset_id,
+                mode: Mode::Test,
+                to: jane.email.clone(),
+                at: c.now,
+            },
+            c.now,
+        )];
+        assert_eq!(
+            ResetStore::complete(&db.store, &c).await.unwrap(),
+            CompletionOutcome::NotApplied
+        );
+    }
+    // No password, no revocation of the outstanding reset, no new event, no message.
+    let stored = CustomerStore::find(&db.store, Mode::Test, jane.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.password_hash, None);
+    assert_eq!(stored.updated_at, jane.updated_at);
+    let now = find(&db, Mode::Test, outstanding.reset.id).await.unwrap();
+    assert_eq!(now, outstanding.reset);
+    for (id, expected) in [
+        (
+            revoked.reset.id,
+            vec![EventKind::Requested, EventKind::Revoked],
+        ),
+        (outstanding.reset.id, vec![EventKind::Requested]),
+    ] {
+        let kinds: Vec<_> = ResetStore::events(&db.store, Mode::Test, id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, expected);
+    }
+    assert_eq!(pwreset_tests::outbox_rows(&db).await, 0);
 }
 
 fn event_with_new_id(e: &ResetEvent) -> ResetEvent {
