@@ -229,10 +229,17 @@ async fn scalar(db: &TestDb, sql: &'static str) -> i64 {
     }
 }
 
-/// The query plan the database picks for `sql` (one bound uuid argument, `$1`), as text. On
+/// The one argument of a query whose plan is asked for.
+#[derive(Debug, Clone, Copy)]
+pub enum PlanArg {
+    Id(uuid::Uuid),
+    Time(chrono::DateTime<chrono::Utc>),
+}
+
+/// The query plan the database picks for `sql` (one bound argument, `$1`), as text. On
 /// Postgres sequential scans are discouraged first, so an index that can serve the query
 /// shows up however small the tables are.
-pub async fn query_plan(db: &TestDb, sql: &str, arg: uuid::Uuid) -> String {
+pub async fn query_plan(db: &TestDb, sql: &str, arg: PlanArg) -> String {
     use sqlx::Row;
     match db.backend {
         Backend::Postgres => {
@@ -243,11 +250,12 @@ pub async fn query_plan(db: &TestDb, sql: &str, arg: uuid::Uuid) -> String {
                 .execute(&mut conn)
                 .await
                 .expect("SET");
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
-                .bind(arg)
-                .fetch_all(&mut conn)
-                .await
-                .expect(sql);
+            let q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")));
+            let q = match arg {
+                PlanArg::Id(id) => q.bind(id),
+                PlanArg::Time(t) => q.bind(t),
+            };
+            let rows = q.fetch_all(&mut conn).await.expect(sql);
             rows.iter()
                 .map(|r| r.get::<String, _>(0))
                 .collect::<Vec<_>>()
@@ -258,11 +266,13 @@ pub async fn query_plan(db: &TestDb, sql: &str, arg: uuid::Uuid) -> String {
                 .await
                 .expect("connect");
             let sql = sql.replace('$', "?");
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-                .bind(arg)
-                .fetch_all(&mut conn)
-                .await
-                .expect(&sql);
+            let q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+            // The SQLite driver stores ids as text and times as integer milliseconds.
+            let q = match arg {
+                PlanArg::Id(id) => q.bind(id.to_string()),
+                PlanArg::Time(t) => q.bind(t.timestamp_millis()),
+            };
+            let rows = q.fetch_all(&mut conn).await.expect(&sql);
             rows.iter()
                 .map(|r| r.get::<String, _>(3))
                 .collect::<Vec<_>>()

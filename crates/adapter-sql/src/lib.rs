@@ -25,6 +25,7 @@ mod rows;
 
 pub use driver::{DbError, Dialect, Driver, Executor, Transaction, Ty, Typed, Val};
 pub use migrate::{Migration, migrate};
+pub use resets::PURGE_ENDED_RESETS;
 
 use std::sync::Arc;
 
