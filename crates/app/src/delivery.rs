@@ -205,6 +205,15 @@ pub fn redact_addresses(text: &str) -> String {
 #[derive(Debug)]
 pub struct Jobs {
     handles: Vec<JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// Waits `d`, or less if the jobs are told to stop; true when they are.
+async fn wait_or_stop(stop: &mut tokio::sync::watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(d) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
 }
 
 impl Jobs {
@@ -225,8 +234,10 @@ impl Jobs {
             16,
         );
         let poll = Duration::from_millis(settings.outbox_poll_ms.max(10));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut outbox_stop = stopped.clone();
         let outbox = tokio::spawn(async move {
-            loop {
+            while !*outbox_stop.borrow() {
                 match worker.run_once().await {
                     Ok(r) if r.claimed > 0 => {
                         tracing::info!(
@@ -245,33 +256,46 @@ impl Jobs {
                         "outbox pass failed; retrying"
                     ),
                 }
-                tokio::time::sleep(poll).await;
+                if wait_or_stop(&mut outbox_stop, poll).await {
+                    break;
+                }
             }
         });
         let retention = settings.retention;
         let purge_store = store.clone();
+        let mut purge_stop = stopped;
         let purge = tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(600));
             loop {
-                every.tick().await;
                 let cutoff = chrono::Utc::now() - retention;
                 match ResetStore::purge(&purge_store, cutoff).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(resets = n, "purged ended resets past retention"),
                     Err(e) => tracing::warn!(error = format!("{e:#}"), "retention purge failed"),
                 }
+                if wait_or_stop(&mut purge_stop, Duration::from_secs(600)).await {
+                    break;
+                }
             }
         });
         Self {
             handles: vec![outbox, purge],
+            stop,
         }
     }
 
-    /// Stops the jobs. A message being delivered at that instant is delivered again after
-    /// its lease runs out (at least once).
-    pub fn stop(&self) {
-        for h in &self.handles {
-            h.abort();
+    /// Stops the jobs: each finishes the pass it is in (up to 10 seconds, then it is
+    /// cancelled) and starts no other. A message cut off mid-delivery is delivered again
+    /// after its lease runs out (at least once).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for mut h in self.handles {
+            if tokio::time::timeout(Duration::from_secs(10), &mut h)
+                .await
+                .is_err()
+            {
+                h.abort();
+                let _ = h.await;
+            }
         }
     }
 }

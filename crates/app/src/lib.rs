@@ -207,7 +207,7 @@ impl Application {
     /// When the server fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        self.jobs.stop();
+        self.jobs.stop().await;
         result
     }
 }
