@@ -7,7 +7,8 @@
 #
 # Starts `pwreset serve` on a free local port with a throwaway data dir (SQLite, generated
 # secrets), mints an integration and a sales channel token with `pwreset token` from the
-# same data dir, runs the check, and always stops the server and removes the data dir.
+# same data dir, runs the check, stops the server with SIGTERM (it must exit 0, quietly,
+# within 15 s) and always removes the data dir.
 set -euo pipefail
 
 compat_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -49,3 +50,6 @@ PWRESET_URL="$url" \
   CL_INTEGRATION_TOKEN="$integration_token" \
   CL_SALES_CHANNEL_TOKEN="$sales_channel_token" \
   node check.mjs
+
+# Shutting down is part of the contract with whatever runs the service.
+temp_server_stop_checked

@@ -2,6 +2,7 @@
 # Sourced (not run) by compat/run.sh and fuzz/run.sh.
 #
 #   temp_server_start NAME BINARY    # sets: url, tmp, server_pid; exports PWRESET_DATA_DIR
+#   temp_server_stop_checked         # SIGTERM; fails unless it exits 0, quietly, within 15 s
 #
 # The server listens on a free 127.0.0.1 port with a fresh data dir (SQLite, generated
 # secrets) under a temp dir; `pwreset token` run afterwards with the same environment mints
@@ -17,6 +18,11 @@ temp_server_cleanup() {
   local rc=$?
   if [[ -n "${server_pid:-}" ]] && kill -0 "$server_pid" 2>/dev/null; then
     kill "$server_pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.25
+    done
+    kill -KILL "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
   fi
   if (( rc != 0 )) && [[ -f "${tmp:-}/server.log" ]]; then
@@ -61,4 +67,23 @@ temp_server_start() {
     sleep 0.25
   done
   temp_server_die "pwreset did not answer GET $url/health with 200 within 20s"
+}
+
+# Stops the server as an orchestrator would (SIGTERM) and fails unless it exits with status
+# 0 within 15 s and logs nothing at WARN or ERROR while stopping.
+temp_server_stop_checked() {
+  local before rc=0 waited=0
+  before="$(wc -l <"$tmp/server.log")"
+  kill -TERM "$server_pid"
+  while kill -0 "$server_pid" 2>/dev/null; do
+    (( waited++ < 60 )) || temp_server_die "pwreset did not exit within 15 s of SIGTERM"
+    sleep 0.25
+  done
+  wait "$server_pid" || rc=$?
+  server_pid=""
+  (( rc == 0 )) || temp_server_die "pwreset exited with status $rc after SIGTERM"
+  if tail -n "+$((before + 1))" "$tmp/server.log" | grep -E "WARN|ERROR" >&2; then
+    temp_server_die "pwreset logged the warnings or errors above while stopping"
+  fi
+  echo "$temp_server_name: pwreset stopped cleanly on SIGTERM"
 }

@@ -174,6 +174,9 @@ impl Application {
                 .configure(pwreset_adapter_http::configure(state.clone()))
         })
         .shutdown_timeout(30)
+        // Signals are handled in `run_until_stopped`, which stops the background jobs
+        // before the HTTP workers (see there).
+        .disable_signals()
         .listen(listener)?;
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
@@ -201,13 +204,55 @@ impl Application {
         self.addr.port()
     }
 
-    /// Serves until SIGTERM/SIGINT, then finishes in-flight requests and returns.
+    /// Serves until SIGTERM/SIGINT (or [`Application::handle`]'s `stop`), then lets the
+    /// background jobs finish their pass, then finishes in-flight requests, and returns.
+    ///
+    /// The jobs stop first because the database pool is shared: a connection opened on an
+    /// HTTP worker's runtime stops working when that worker shuts down, and a job still
+    /// using it would fail its pass and log a spurious error on every stop.
     ///
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
+        let handle = self.server.handle();
+        let server = self.server;
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => {
+                self.jobs.stop().await;
+                return result;
+            }
+            signal = shutdown_signal() => {
+                tracing::info!(signal, "stopping: background jobs first, then in-flight requests");
+            }
+        }
         self.jobs.stop().await;
+        // The server future processes the stop command, so both are awaited together.
+        let ((), result) = tokio::join!(handle.stop(true), server);
         result
+    }
+}
+
+/// The first of SIGTERM and SIGINT (Ctrl-C), by name.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops pwreset");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
     }
 }
