@@ -186,6 +186,29 @@ fn commit_rate(o: &Options, dir: &Path, clients: usize, secs: u64) -> anyhow::Re
     pgbench_rate(o, dir, "insert.sql", clients, secs, &[])
 }
 
+/// Lets the database catch up between scenarios, as pgbench does before a run: vacuum and
+/// analyze what the previous writes left (else autovacuum takes CPU in the middle of the
+/// next scenario) and checkpoint (else the next writes pay for full-page images at a time
+/// that depends on the previous ones).
+fn settle(o: &Options) -> anyhow::Result<()> {
+    let psql = |sql: &str| {
+        tool(
+            "psql",
+            &[
+                pg_args(&o.server),
+                vec!["-q".into(), "-d".into(), DB.into(), "-c".into(), sql.into()],
+            ]
+            .concat(),
+        )
+    };
+    psql("VACUUM ANALYZE")?;
+    // CHECKPOINT needs a superuser (or pg_checkpoint): without it, run on.
+    if let Err(e) = psql("CHECKPOINT") {
+        eprintln!("note: CHECKPOINT refused, scenarios may pay for checkpoints: {e:#}");
+    }
+    Ok(())
+}
+
 /// What Postgres alone does with the statements of create and of retrieve, on the data the
 /// scenarios left behind: `(creates/s, retrieves/s)` at `clients` connections.
 fn statement_ceilings(
@@ -727,6 +750,7 @@ async fn main() -> anyhow::Result<()> {
     let server = Server::start(&o, &bin, &db_url, &data, free_port()?, &[])?;
     server.wait_ready().await?;
     seed_customers(&server, o.customers).await?;
+    settle(&o)?;
     println!(
         "seeded {} customers in {:.1} s",
         o.customers,
@@ -751,6 +775,7 @@ async fn main() -> anyhow::Result<()> {
     // tokens for the completion scenarios, and ids to read
     let completions_needed = if o.quick { 600 } else { 2_400 }.min(n);
     let tokens = prepare_tokens(&server, 0..completions_needed).await?;
+    settle(&o)?;
     let ids: Arc<Vec<String>> = Arc::new(tokens.iter().map(|(id, _)| id.clone()).collect());
 
     let retrieve = retrieve_gen(ids.clone());
@@ -857,6 +882,7 @@ async fn main() -> anyhow::Result<()> {
         ],
     )?;
     server.wait_ready().await?;
+    settle(&o)?;
     let stats = load::run(server.addr, &server.token, 64, d, create).await?;
     rows.push(Row {
         name: "create reset (mail delivery: outbox enqueue)".into(),
@@ -870,6 +896,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Postgres alone, on the data the scenarios left, running the statements of create and
     // retrieve from pgbench (C, prepared statements): the ceiling those statements allow.
+    settle(&o)?;
     let (create_ceiling, retrieve_ceiling) =
         statement_ceilings(&o, &pgbench_dir, n, 64, if o.quick { 3 } else { 8 })?;
 
