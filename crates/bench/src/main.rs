@@ -123,20 +123,15 @@ fn fresh_database(o: &Options) -> anyhow::Result<String> {
 
 /// Runs `psql -f dir/script` on the benchmark database.
 fn psql_file(o: &Options, dir: &Path, script: &str) -> anyhow::Result<String> {
-    tool(
-        "psql",
-        &[
-            pg_args(&o.server),
-            vec![
-                "-q".into(),
-                "-d".into(),
-                DB.into(),
-                "-f".into(),
-                dir.join(script).display().to_string(),
-            ],
-        ]
-        .concat(),
-    )
+    psql(o, &["-q", "-f", &dir.join(script).display().to_string()])
+}
+
+/// Runs `psql` on the benchmark database with `args` (quiet, unaligned, tuples only).
+fn psql(o: &Options, args: &[&str]) -> anyhow::Result<String> {
+    let mut all = pg_args(&o.server);
+    all.extend(["-qAt", "-d", DB].map(String::from));
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    tool("psql", &all)
 }
 
 /// Transactions per second of pgbench running `dir/script` with `clients` connections,
@@ -191,19 +186,9 @@ fn commit_rate(o: &Options, dir: &Path, clients: usize, secs: u64) -> anyhow::Re
 /// next scenario) and checkpoint (else the next writes pay for full-page images at a time
 /// that depends on the previous ones).
 fn settle(o: &Options) -> anyhow::Result<()> {
-    let psql = |sql: &str| {
-        tool(
-            "psql",
-            &[
-                pg_args(&o.server),
-                vec!["-q".into(), "-d".into(), DB.into(), "-c".into(), sql.into()],
-            ]
-            .concat(),
-        )
-    };
-    psql("VACUUM ANALYZE")?;
+    psql(o, &["-c", "VACUUM ANALYZE"])?;
     // CHECKPOINT needs a superuser (or pg_checkpoint): without it, run on.
-    if let Err(e) = psql("CHECKPOINT") {
+    if let Err(e) = psql(o, &["-c", "CHECKPOINT"]) {
         eprintln!("note: CHECKPOINT refused, scenarios may pay for checkpoints: {e:#}");
     }
     Ok(())
@@ -219,20 +204,7 @@ fn statement_ceilings(
     secs: u64,
 ) -> anyhow::Result<(f64, f64)> {
     psql_file(o, dir, "ids.sql")?;
-    let ids = tool(
-        "psql",
-        &[
-            pg_args(&o.server),
-            vec![
-                "-At".into(),
-                "-d".into(),
-                DB.into(),
-                "-c".into(),
-                "SELECT count(*) FROM bench_ids".into(),
-            ],
-        ]
-        .concat(),
-    )?;
+    let ids = psql(o, &["-c", "SELECT count(*) FROM bench_ids"])?;
     let ids: usize = ids.trim().parse().context("counting bench_ids")?;
     let retrieve = pgbench_rate(o, dir, "retrieve.sql", clients, secs, &[("ids", ids)])?;
     let create = pgbench_rate(
@@ -653,15 +625,7 @@ async fn scale(o: &Options, bin: &Path, dir: &Path) -> anyhow::Result<()> {
         "growing the database to 1 million customers and 10 million resets (psql, generate_series)..."
     );
     let seed_started = Instant::now();
-    let script = dir.join("scale-seed.sql").display().to_string();
-    tool(
-        "psql",
-        &[
-            pg_args(&o.server),
-            vec!["-q".into(), "-d".into(), DB.into(), "-f".into(), script],
-        ]
-        .concat(),
-    )?;
+    psql_file(o, dir, "scale-seed.sql")?;
     println!("seeded in {:.0} s", seed_started.elapsed().as_secs_f64());
 
     let server = Server::start(o, bin, &db_url, &data, free_port()?, &[])?;
