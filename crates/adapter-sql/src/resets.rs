@@ -32,18 +32,18 @@ static INSERT_RESET: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The revocation of a customer's outstanding resets (`$2` mode, `$13` time) and its events,
-/// as the first CTEs of the Postgres one-statement creates; `customer` is the SQL of the
-/// customer's id. A data-modifying CTE sees the statement's one snapshot, so the new reset
-/// is never among those it revokes. (Revocation events get random v4 ids here; every other
-/// field is as on the transactional path.)
-fn revoke_ctes(customer: &str) -> String {
+/// The revocation of a customer's outstanding resets (`$2` mode, `at` the time) and its
+/// events, as the first CTEs of the Postgres one-statement creates; `customer` is the SQL of
+/// the customer's id. A data-modifying CTE sees the statement's one snapshot, so the new
+/// reset is never among those it revokes. (Revocation events get random v4 ids here; every
+/// other field is as on the transactional path.)
+fn revoke_ctes(customer: &str, at: &str) -> String {
     format!(
-        "revoked AS (UPDATE password_resets SET invalidated_at = $13, updated_at = $13 \
+        "revoked AS (UPDATE password_resets SET invalidated_at = {at}, updated_at = {at} \
          WHERE mode = $2 AND customer_id = {customer} AND reset_password_at IS NULL \
          AND invalidated_at IS NULL RETURNING id), \
          revoked_events AS (INSERT INTO reset_events ({EVENT_COLUMNS}) \
-         SELECT gen_random_uuid(), id, $2, 'revoked', 'superseded', NULL, $13 FROM revoked)"
+         SELECT gen_random_uuid(), id, $2, 'revoked', 'superseded', NULL, {at} FROM revoked)"
     )
 }
 
@@ -52,7 +52,7 @@ fn revoke_ctes(customer: &str) -> String {
 fn create_pg(outbox: usize) -> String {
     let mut sql = format!(
         "WITH {}, new_reset AS ({})",
-        revoke_ctes("$3"),
+        revoke_ctes("$3", "$13"),
         INSERT_RESET.as_str()
     );
     for i in 0..outbox {
@@ -67,23 +67,30 @@ fn create_pg(outbox: usize) -> String {
     sql
 }
 
-/// Postgres only: find the customer by mode ($2) and normalized address ($15), and if there
-/// is one, revoke, insert the reset and its event ($16-$22) for them; returns the customer's
-/// id and stored address, or no row. The reset's values are those of `INSERT_RESET` with
-/// $3, $4, $7, $8, $9 and $14 unused (customer, nothing completed or revoked yet, no failed
-/// attempts, updated when created).
+/// [`create_pg`] for the outbox sizes a create has (nothing, a mail, a webhook, both), so
+/// the hot path does not format its SQL on every request.
+static CREATE_PG: LazyLock<[String; 3]> = LazyLock::new(|| [0, 1, 2].map(create_pg));
+
+/// Postgres only: find the customer by mode ($2) and normalized address ($9), and if there
+/// is one, revoke, insert the reset ($1-$8: id, mode, token digest, expiry, reference,
+/// reference origin, metadata, creation time) and its event ($10-$16) for them; returns the
+/// customer's id and stored address, or no row.
 static CREATE_FOR_EMAIL_PG: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH customer AS (SELECT id, email FROM customers \
-         WHERE mode = $2 AND email_normalized = $15), {}, \
+         WHERE mode = $2 AND email_normalized = $9), {}, \
          new_reset AS (INSERT INTO password_resets ({RESET_COLUMNS}, email_normalized) \
-         SELECT $1, $2, customer.id, customer.email, $5, $6, NULL, NULL, 0, $10, $11, $12, \
-         $13, $13, $15 FROM customer RETURNING id), \
+         SELECT $1, $2, customer.id, customer.email, $3, $4, NULL, NULL, 0, $5, $6, $7, \
+         $8, $8, $9 FROM customer RETURNING id), \
          requested AS (INSERT INTO reset_events ({EVENT_COLUMNS}) \
-         SELECT $16, $17, $18, $19, $20, $21, $22 FROM new_reset) \
+         SELECT $10, $11, $12, $13, $14, $15, $16 FROM new_reset) \
          SELECT id, email FROM customer",
-        revoke_ctes("(SELECT id FROM customer)")
+        revoke_ctes("(SELECT id FROM customer)", "$8")
     )
+});
+
+static FIND_RESET: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {RESET_COLUMNS} FROM password_resets WHERE mode = $1 AND id = $2")
 });
 
 /// The values of `INSERT_RESET`, $1 to $15.
@@ -289,9 +296,15 @@ impl ResetStore for SqlStore {
                 args.extend(outbox_row(m));
             }
             let mut conn = self.driver.connection().await.map_err(db)?;
-            conn.execute(&create_pg(outbox.len()), args)
-                .await
-                .map_err(db)?;
+            let built;
+            let sql: &str = match CREATE_PG.get(outbox.len()) {
+                Some(cached) => cached,
+                None => {
+                    built = create_pg(outbox.len());
+                    &built
+                }
+            };
+            conn.execute(sql, args).await.map_err(db)?;
             return Ok(());
         }
         let mut tx = self.driver.begin().await.map_err(db)?;
@@ -326,14 +339,18 @@ impl ResetStore for SqlStore {
             ResetStore::create(self, &reset, event, &[]).await?;
             return Ok(Some(reset));
         }
-        // Lookup, revocation, the reset and its events in one round trip. The placeholder
-        // customer id only fills the argument list ($3 is unused); $15 is the address's
-        // normalized form, the lookup key.
-        let mut args = reset_args(
-            &draft
-                .clone()
-                .for_customer(CustomerId::from_uuid(uuid::Uuid::nil()), email.clone()),
-        );
+        // Lookup, revocation, the reset and its events in one round trip.
+        let mut args: Vec<Val> = vec![
+            draft.id.as_uuid().into(),
+            draft.mode.as_str().into(),
+            Val::Bytes(draft.token_digest.as_bytes().to_vec()),
+            draft.expires_at.into(),
+            text_of(draft.reference.as_ref()),
+            text_of(draft.reference_origin.as_ref()),
+            json_of(draft.metadata.as_ref()),
+            draft.created_at.into(),
+            email.normalized().into(),
+        ];
         args.extend(event_args(event));
         let mut conn = self.driver.connection().await.map_err(db)?;
         let rows = conn
@@ -360,7 +377,7 @@ impl ResetStore for SqlStore {
         let mut conn = self.driver.connection().await.map_err(db)?;
         let rows = conn
             .fetch(
-                &format!("SELECT {RESET_COLUMNS} FROM password_resets WHERE mode = $1 AND id = $2"),
+                &FIND_RESET,
                 vec![mode.as_str().into(), id.as_uuid().into()],
                 RESET_TYPES,
             )
