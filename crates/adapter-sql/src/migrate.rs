@@ -17,6 +17,28 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
+/// A driver's embedded schema, in order: `migrations![1 => "init", 2 => "outbox"]` is the
+/// files `migrations/0001_init.sql` and `migrations/0002_outbox.sql` of the crate that
+/// invokes it. Versions 1 to 9: the tenth needs a wider prefix here (a missing file is a
+/// compile error naming the path, never a silent skip).
+#[macro_export]
+macro_rules! migrations {
+    ($($version:literal => $name:literal),* $(,)?) => {
+        &[$($crate::Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations/000",
+                $version,
+                "_",
+                $name,
+                ".sql"
+            )),
+        }),*]
+    };
+}
+
 fn checksum(sql: &str) -> String {
     // FNV-1a 64: enough to notice an edited script; not a security boundary.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -25,32 +25,12 @@ use sqlx::{AssertSqlSafe, Row, Sqlite};
 use uuid::Uuid;
 
 /// The schema, in order. Applied at start-up and by `pwreset migrate`.
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "init",
-        sql: include_str!("../migrations/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "outbox",
-        sql: include_str!("../migrations/0002_outbox.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "rate_limits",
-        sql: include_str!("../migrations/0003_rate_limits.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "self_service",
-        sql: include_str!("../migrations/0004_self_service.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "customer_index",
-        sql: include_str!("../migrations/0005_customer_index.sql"),
-    },
+pub const MIGRATIONS: &[Migration] = pwreset_adapter_sql::migrations![
+    1 => "init",
+    2 => "outbox",
+    3 => "rate_limits",
+    4 => "self_service",
+    5 => "customer_index",
 ];
 
 /// An SQLite database file reached through an sqlx pool.
