@@ -30,10 +30,7 @@ impl Response {
     /// A header's value (case-insensitive name).
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 
     /// The first error's `code`, if the body is an error document.
@@ -47,6 +44,15 @@ impl Response {
 ///
 /// # Panics
 /// On connection failures or an unparseable response.
+/// The value of header `name` (case-insensitive) among `headers`.
+#[must_use]
+pub fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 pub async fn send(
     addr: SocketAddr,
     method: &str,

@@ -187,10 +187,7 @@ pub struct ReceivedHook {
 impl ReceivedHook {
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        crate::http::header(&self.headers, name)
     }
 }
 

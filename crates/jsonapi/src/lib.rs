@@ -199,28 +199,26 @@ impl Renderer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pwreset_domain::{CustomerId, EmailAddress, Mode, ResetId, TokenDigest};
+    use pwreset_domain::{CustomerId, EmailAddress, Mode, ResetDraft, ResetId, TokenDigest};
 
     fn reset() -> PasswordReset {
         let t = chrono::DateTime::parse_from_rfc3339("2018-01-01T12:00:00Z")
             .unwrap()
             .to_utc();
-        PasswordReset {
+        ResetDraft {
             id: ResetId::new_at(t),
             mode: Mode::Live,
-            customer_id: CustomerId::new_at(t),
-            customer_email: EmailAddress::parse("a@example.com").unwrap(),
             token_digest: TokenDigest::from_bytes([1; 32]),
             expires_at: t,
-            reset_password_at: None,
-            invalidated_at: None,
-            failed_attempts: 0,
             reference: None,
             reference_origin: None,
             metadata: None,
             created_at: t,
-            updated_at: t,
         }
+        .for_customer(
+            CustomerId::new_at(t),
+            EmailAddress::parse("a@example.com").unwrap(),
+        )
     }
 
     #[test]

@@ -81,22 +81,17 @@ struct Issued {
 
 fn new_reset(c: &Customer, at: Timestamp) -> Issued {
     let (token, token_digest) = digester().issue();
-    let reset = PasswordReset {
+    let reset = ResetDraft {
         id: ResetId::new_at(at),
         mode: c.mode,
-        customer_id: c.id,
-        customer_email: c.email.clone(),
         token_digest,
         expires_at: at + TimeDelta::hours(1),
-        reset_password_at: None,
-        invalidated_at: None,
-        failed_attempts: 0,
         reference: None,
         reference_origin: None,
         metadata: None,
         created_at: at,
-        updated_at: at,
-    };
+    }
+    .for_customer(c.id, c.email.clone());
     Issued { reset, token }
 }
 

@@ -55,22 +55,17 @@ fn customer() -> Customer {
 
 fn reset() -> PasswordReset {
     let c = customer();
-    PasswordReset {
+    ResetDraft {
         id: ResetId::from_uuid(uuid::Uuid::from_u128(1)),
         mode: Mode::Test,
-        customer_id: c.id,
-        customer_email: c.email,
         token_digest: digest_of(TOKEN),
         expires_at: t0() + TimeDelta::hours(1),
-        reset_password_at: None,
-        invalidated_at: None,
-        failed_attempts: 0,
         reference: None,
         reference_origin: None,
         metadata: None,
         created_at: t0(),
-        updated_at: t0(),
     }
+    .for_customer(c.id, c.email)
 }
 
 struct Mocks {
