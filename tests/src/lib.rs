@@ -150,7 +150,8 @@ pub mod logs {
 pub struct RunningApp {
     pub addr: std::net::SocketAddr,
     pub settings: pwreset_app::Settings,
-    handle: actix_web::dev::ServerHandle,
+    handle: pwreset_app::StopHandle,
+    running: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// The HS256 secret test applications use.
@@ -183,11 +184,12 @@ impl RunningApp {
             .unwrap_or_else(|e| panic!("application did not start: {e:#}"));
         let addr = app.addr();
         let handle = app.handle();
-        tokio::spawn(app.run_until_stopped());
+        let running = tokio::spawn(app.run_until_stopped());
         Self {
             addr,
             settings,
             handle,
+            running,
         }
     }
 
@@ -199,9 +201,17 @@ impl RunningApp {
         key.sign(kind, mode, "test-org", chrono::Utc::now().timestamp(), 3600)
     }
 
-    /// Stops the server, letting in-flight requests finish.
+    /// Stops the application as SIGTERM would and waits until it has, in-flight requests
+    /// finished.
+    ///
+    /// # Panics
+    /// When the server failed or its task panicked.
     pub async fn stop(self) {
-        self.handle.stop(true).await;
+        self.handle.stop();
+        self.running
+            .await
+            .expect("the application task panicked")
+            .expect("the server failed");
     }
 }
 

@@ -121,6 +121,19 @@ pub struct Application {
     addr: SocketAddr,
     server: Server,
     jobs: delivery::Jobs,
+    stop: StopHandle,
+}
+
+/// Stops a running [`Application`] the way SIGTERM does: background jobs first, then
+/// in-flight requests. Cloneable; stopping twice is harmless.
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle(Arc<tokio::sync::Notify>);
+
+impl StopHandle {
+    /// Asks the application to stop; `run_until_stopped` returns once it has.
+    pub fn stop(&self) {
+        self.0.notify_one();
+    }
 }
 
 impl std::fmt::Debug for Application {
@@ -185,6 +198,7 @@ impl Application {
             addr,
             server: server.run(),
             jobs,
+            stop: StopHandle::default(),
         })
     }
 
@@ -193,10 +207,10 @@ impl Application {
         self.addr
     }
 
-    /// A handle to stop the server (`handle.stop(true)` finishes in-flight requests).
+    /// A handle to stop the application as a signal would.
     #[must_use]
-    pub fn handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
+    pub fn handle(&self) -> StopHandle {
+        self.stop.clone()
     }
 
     #[must_use]
@@ -204,8 +218,8 @@ impl Application {
         self.addr.port()
     }
 
-    /// Serves until SIGTERM/SIGINT (or [`Application::handle`]'s `stop`), then lets the
-    /// background jobs finish their pass, then finishes in-flight requests, and returns.
+    /// Serves until SIGTERM, SIGINT or [`StopHandle::stop`], then lets the background jobs
+    /// finish their pass, then finishes in-flight requests, and returns.
     ///
     /// The jobs stop first because the database pool is shared: a connection opened on an
     /// HTTP worker's runtime stops working when that worker shuts down, and a job still
@@ -224,6 +238,9 @@ impl Application {
             }
             signal = shutdown_signal() => {
                 tracing::info!(signal, "stopping: background jobs first, then in-flight requests");
+            }
+            () = self.stop.0.notified() => {
+                tracing::info!("stop requested: background jobs first, then in-flight requests");
             }
         }
         self.jobs.stop().await;
