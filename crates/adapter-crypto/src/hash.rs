@@ -10,7 +10,7 @@ use argon2::password_hash::{
 };
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use async_trait::async_trait;
-use pwreset_domain::ports::PasswordHasher;
+use pwreset_domain::ports::{HashError, PasswordHasher};
 use pwreset_domain::{Password, PasswordHash};
 use tokio::sync::oneshot;
 
@@ -197,7 +197,7 @@ impl Argon2Hasher {
 
 #[async_trait]
 impl PasswordHasher for Argon2Hasher {
-    async fn hash(&self, password: &Password) -> anyhow::Result<PasswordHash> {
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
         let secret = password.expose_secret().to_owned();
         let params = self.params.clone();
         self.run(move |argon2| {
@@ -210,9 +210,10 @@ impl PasswordHasher for Argon2Hasher {
             )?))
         })
         .await
+        .map_err(HashError::new)
     }
 
-    async fn verify(&self, password: &Password, hash: &PasswordHash) -> anyhow::Result<bool> {
+    async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<bool, HashError> {
         let secret = password.expose_secret().to_owned();
         let phc = hash.as_str().to_owned();
         self.run(move |argon2| {
@@ -221,6 +222,7 @@ impl PasswordHasher for Argon2Hasher {
             Ok(argon2.verify_password(secret.as_bytes(), &parsed).is_ok())
         })
         .await
+        .map_err(HashError::new)
     }
 }
 

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::web;
-use pwreset_domain::service::{CustomerService, ResetService};
+use pwreset_domain::service::{CustomerService, ResetService, SelfService};
 
 pub use auth::{AppKind, Credentials, JwtKey};
 pub use error::ApiError;
@@ -42,6 +42,9 @@ pub trait Readiness: Send + Sync {
 /// Everything the handlers need.
 pub struct ApiState {
     pub resets: ResetService,
+    /// Present when sales channel credentials may request resets for customers (the
+    /// service mails them itself); decided when the application is built.
+    pub self_service: Option<SelfService>,
     pub customers: CustomerService,
     pub jwt: JwtKey,
     pub renderer: Renderer,

@@ -6,53 +6,29 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{App, test, web};
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use pwreset_domain::ports::*;
-use pwreset_domain::service::Ports;
+use pwreset_domain::testing::{self, CUSTOMER_ID, MockPorts, RESET_ID, TOKEN};
 use pwreset_domain::*;
 use serde_json::{Value, json};
 
 use crate::{ApiState, AppKind, JwtKey, Readiness, Renderer, configure};
 
-const TOKEN: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE";
-const RESET_ID: &str = "01a0c6a3-8a00-7000-8000-000000000001";
-const CUSTOMER_ID: &str = "01a0c6a3-8a00-7000-8000-000000000002";
-
-fn t0() -> Timestamp {
-    Utc.with_ymd_and_hms(2026, 5, 4, 10, 30, 0).unwrap()
-}
-
+/// The shared customer, with a capitalised address and a password.
 fn customer() -> Customer {
-    Customer {
-        id: CUSTOMER_ID.parse().unwrap(),
-        mode: Mode::Test,
-        email: EmailAddress::parse("Jane@example.com").unwrap(),
-        password_hash: Some(PasswordHash::new("$argon2id$x")),
-        reference: None,
-        reference_origin: None,
-        metadata: None,
-        created_at: t0(),
-        updated_at: t0(),
-    }
+    let mut c = testing::customer();
+    c.email = EmailAddress::parse("Jane@example.com").unwrap();
+    c.password_hash = Some(PasswordHash::new("$argon2id$x"));
+    c
 }
 
+/// The shared reset, with merchant attributes to render.
 fn reset() -> PasswordReset {
-    PasswordReset {
-        id: RESET_ID.parse().unwrap(),
-        mode: Mode::Test,
-        customer_id: CUSTOMER_ID.parse().unwrap(),
-        customer_email: EmailAddress::parse("Jane@example.com").unwrap(),
-        token_digest: TokenDigest::from_bytes([3; 32]),
-        expires_at: t0() + chrono::TimeDelta::hours(1),
-        reset_password_at: None,
-        invalidated_at: None,
-        failed_attempts: 0,
-        reference: Some(Reference::parse("crm-1").unwrap()),
-        reference_origin: None,
-        metadata: Some(Metadata::parse(json!({"source": "checkout"})).unwrap()),
-        created_at: t0(),
-        updated_at: t0(),
-    }
+    let mut r = testing::reset();
+    r.customer_email = EmailAddress::parse("Jane@example.com").unwrap();
+    r.reference = Some(Reference::parse("crm-1").unwrap());
+    r.metadata = Some(Metadata::parse(json!({"source": "checkout"})).unwrap());
+    r
 }
 
 struct Ready(bool);
@@ -68,52 +44,41 @@ impl Readiness for Ready {
     }
 }
 
-#[derive(Default)]
 struct Mocks {
-    resets: MockResetStore,
-    customers: MockCustomerStore,
-    hasher: MockPasswordHasher,
+    ports: MockPorts,
     ready: bool,
+}
+
+impl std::ops::Deref for Mocks {
+    type Target = MockPorts;
+    fn deref(&self) -> &MockPorts {
+        &self.ports
+    }
+}
+
+impl std::ops::DerefMut for Mocks {
+    fn deref_mut(&mut self) -> &mut MockPorts {
+        &mut self.ports
+    }
 }
 
 impl Mocks {
     fn new() -> Self {
         Self {
+            ports: MockPorts::new(),
             ready: true,
-            ..Self::default()
         }
     }
 
     fn state(self) -> web::Data<ApiState> {
-        let mut digester = MockTokenDigester::new();
-        digester.expect_issue().returning(|| {
-            (
-                ResetToken::parse(TOKEN).unwrap(),
-                TokenDigest::from_bytes([3; 32]),
-            )
-        });
-        digester.expect_digests().returning(|t| {
-            if t.expose_secret() == TOKEN {
-                vec![TokenDigest::from_bytes([3; 32])]
-            } else {
-                vec![TokenDigest::from_bytes([4; 32])]
-            }
-        });
-        let mut clock = MockClock::new();
-        clock.expect_now().return_const(t0());
-        let ports = Ports {
-            resets: Arc::new(self.resets),
-            customers: Arc::new(self.customers),
-            hasher: Arc::new(self.hasher),
-            digester: Arc::new(digester),
-            clock: Arc::new(clock),
-        };
+        let ports = self.ports.into_ports();
         web::Data::new(ApiState {
             resets: ResetService::new(
                 ports.clone(),
                 TokenPolicy::default(),
                 PasswordPolicy::default(),
             ),
+            self_service: None,
             customers: CustomerService::new(ports, PasswordPolicy::default()),
             jwt: key(),
             renderer: Renderer {
@@ -312,7 +277,7 @@ async fn completing_with_the_right_token_sets_the_password() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(
         reply.body["data"]["attributes"]["reset_password_at"],
-        "2026-05-04T10:30:00.000Z"
+        "2026-01-01T12:00:00.000Z"
     );
     assert_eq!(
         reply.body["data"]["attributes"]["reset_password_token"],
@@ -409,11 +374,9 @@ async fn protocol_errors_have_json_api_bodies() {
 #[actix_web::test]
 async fn storage_failures_are_generic_500s() {
     let mut m = Mocks::new();
-    m.resets.expect_find().returning(|_, _| {
-        Err(StoreError::Unexpected(anyhow::anyhow!(
-            "password=hunter2 host=db"
-        )))
-    });
+    m.resets
+        .expect_find()
+        .returning(|_, _| Err(StoreError::unexpected("password=hunter2 host=db")));
     let reply = call(
         m.state(),
         get(

@@ -153,7 +153,7 @@ impl Composer {
                     None,
                 )
             }
-            Notification::Webhook { .. } | Notification::SelfServiceRequest { .. } => return None,
+            Notification::Webhook { .. } => return None,
         };
         let (subject, body) = split_subject(&text).unwrap_or(("Your account", text.as_str()));
         Some(Mail {

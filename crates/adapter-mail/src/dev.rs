@@ -6,7 +6,7 @@ use anyhow::{Context, anyhow};
 use async_trait::async_trait;
 use lettre::message::Mailbox;
 use pwreset_domain::Notification;
-use pwreset_domain::ports::Notifier;
+use pwreset_domain::ports::{DeliveryError, Notifier};
 
 use crate::compose::Composer;
 use crate::smtp::message;
@@ -37,7 +37,16 @@ impl DevMailer {
 
 #[async_trait]
 impl Notifier for DevMailer {
-    async fn deliver(&self, notification: &Notification, key: &str) -> anyhow::Result<()> {
+    async fn deliver(&self, notification: &Notification, key: &str) -> Result<(), DeliveryError> {
+        self.send(notification, key)
+            .await
+            .map_err(DeliveryError::new)
+    }
+}
+
+impl DevMailer {
+    /// Delivers one notification (the [`Notifier`] contract).
+    async fn send(&self, notification: &Notification, key: &str) -> anyhow::Result<()> {
         let mail = self
             .composer
             .compose(notification, key)

@@ -8,7 +8,7 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use pwreset_domain::Notification;
-use pwreset_domain::ports::Notifier;
+use pwreset_domain::ports::{DeliveryError, Notifier};
 
 use crate::compose::{Composer, Mail};
 
@@ -167,7 +167,16 @@ impl SmtpMailer {
 
 #[async_trait]
 impl Notifier for SmtpMailer {
-    async fn deliver(&self, notification: &Notification, key: &str) -> anyhow::Result<()> {
+    async fn deliver(&self, notification: &Notification, key: &str) -> Result<(), DeliveryError> {
+        self.send(notification, key)
+            .await
+            .map_err(DeliveryError::new)
+    }
+}
+
+impl SmtpMailer {
+    /// Delivers one notification (the [`Notifier`] contract).
+    async fn send(&self, notification: &Notification, key: &str) -> anyhow::Result<()> {
         let mail = self
             .composer
             .compose(notification, key)

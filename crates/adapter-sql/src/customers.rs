@@ -23,7 +23,7 @@ fn one_customer(rows: Vec<Vec<Val>>) -> Result<Option<Customer>, StoreError> {
         .next()
         .map(customer_from_row)
         .transpose()
-        .map_err(StoreError::Unexpected)
+        .map_err(StoreError::unexpected)
 }
 
 impl SqlStore {

@@ -90,7 +90,8 @@ impl SqlStore {
         let items = rows
             .into_iter()
             .map(decode)
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(pwreset_domain::ports::StoreError::unexpected)?;
         Ok(pwreset_domain::Page {
             items,
             record_count: total,
@@ -110,6 +111,8 @@ async fn count_rows(
         .map_err(resets::db)?;
     match rows.into_iter().next().and_then(|r| r.into_iter().next()) {
         Some(Val::Int(n)) => Ok(u64::try_from(n).unwrap_or(0)),
-        other => Err(anyhow::anyhow!("count returned {other:?}").into()),
+        other => Err(pwreset_domain::ports::StoreError::unexpected(
+            anyhow::anyhow!("count returned {other:?}"),
+        )),
     }
 }

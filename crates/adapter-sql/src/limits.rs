@@ -66,7 +66,7 @@ impl RateLimitStore for SqlStore {
                     .find(|(k, s, _)| *k == b.key && *s == start)
                     .map(|(_, _, n)| *n)
                     .ok_or_else(|| {
-                        StoreError::Unexpected(anyhow::anyhow!(
+                        StoreError::unexpected(anyhow::anyhow!(
                             "rate limit upsert returned no count for {}",
                             b.key
                         ))

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::TimeDelta;
 use pwreset_domain::ports::{OutboxStore, StoreError};
 use pwreset_domain::{
-    CustomerId, EmailAddress, EventId, EventKind, Metadata, Mode, Notification, OutboxId,
-    OutboxMessage, PasswordReset, Reference, ResetEvent, ResetId, ResetToken, Timestamp,
+    CustomerId, EmailAddress, EventId, EventKind, Job, Metadata, Mode, Notification, OutboxId,
+    OutboxMessage, PasswordReset, Payload, Reference, ResetEvent, ResetId, ResetToken, Timestamp,
     TokenDigest, WebhookTopic,
 };
 use serde_json::{Value, json};
@@ -149,37 +149,36 @@ pub(crate) fn outbox_values(first: usize) -> String {
 
 /// The ten bound values of one message, in [`INSERT_COLUMNS`] order.
 pub(crate) fn outbox_row(m: &OutboxMessage) -> Vec<Val> {
-    let n = &m.notification;
-    let (kind, topic, recipient, secret, payload) = match n {
-        Notification::ResetRequested {
+    let (kind, topic, recipient, secret, payload) = match &m.payload {
+        Payload::Notification(Notification::ResetRequested {
             to,
             token,
             expires_at,
             ..
-        } => (
+        }) => (
             "reset_requested",
             None,
             Some(to.as_str().to_owned()),
             Some(token.expose_secret().to_owned()),
             json!({ "expires_at": ts(expires_at) }),
         ),
-        Notification::PasswordChanged { to, at, .. } => (
+        Payload::Notification(Notification::PasswordChanged { to, at, .. }) => (
             "password_changed",
             None,
             Some(to.as_str().to_owned()),
             None,
             json!({ "at": ts(at) }),
         ),
-        Notification::Webhook { topic, reset } => (
+        Payload::Notification(Notification::Webhook { topic, reset }) => (
             "webhook",
             Some(topic.as_str().to_owned()),
             None,
             None,
             snapshot(reset),
         ),
-        Notification::SelfServiceRequest {
+        Payload::Job(Job::SelfServiceReset {
             email, client_ip, ..
-        } => (
+        }) => (
             "self_service_request",
             None,
             Some(email.as_str().to_owned()),
@@ -189,8 +188,8 @@ pub(crate) fn outbox_row(m: &OutboxMessage) -> Vec<Val> {
     };
     vec![
         m.id.as_uuid().into(),
-        n.mode().as_str().into(),
-        n.reset_id().as_uuid().into(),
+        m.payload.mode().as_str().into(),
+        m.payload.reset_id().as_uuid().into(),
         kind.into(),
         topic.into(),
         recipient.into(),
@@ -252,8 +251,8 @@ fn message_from_row(row: Vec<Val>) -> anyhow::Result<OutboxMessage> {
                 .ok_or_else(|| anyhow!("outbox recipient missing"))?,
         )?)
     };
-    let notification = match kind.as_str() {
-        "reset_requested" => Notification::ResetRequested {
+    let payload = match kind.as_str() {
+        "reset_requested" => Payload::Notification(Notification::ResetRequested {
             reset_id,
             mode,
             to: to()?,
@@ -263,14 +262,14 @@ fn message_from_row(row: Vec<Val>) -> anyhow::Result<OutboxMessage> {
                     .ok_or_else(|| anyhow!("pending reset mail lost its token"))?,
             )?,
             expires_at: parse_ts(&payload["expires_at"])?,
-        },
-        "password_changed" => Notification::PasswordChanged {
+        }),
+        "password_changed" => Payload::Notification(Notification::PasswordChanged {
             reset_id,
             mode,
             to: to()?,
             at: parse_ts(&payload["at"])?,
-        },
-        "self_service_request" => Notification::SelfServiceRequest {
+        }),
+        "self_service_request" => Payload::Job(Job::SelfServiceReset {
             reset_id,
             mode,
             email: to()?,
@@ -279,19 +278,19 @@ fn message_from_row(row: Vec<Val>) -> anyhow::Result<OutboxMessage> {
                 .map(str::parse)
                 .transpose()
                 .map_err(|_| anyhow!("outbox client_ip"))?,
-        },
-        "webhook" => Notification::Webhook {
+        }),
+        "webhook" => Payload::Notification(Notification::Webhook {
             topic: topic
                 .as_deref()
                 .and_then(WebhookTopic::parse)
                 .ok_or_else(|| anyhow!("outbox webhook topic"))?,
             reset: Box::new(from_snapshot(&payload)?),
-        },
+        }),
         other => return Err(anyhow!("unknown outbox kind {other}")),
     };
     Ok(OutboxMessage {
         id: OutboxId::from_uuid(id),
-        notification,
+        payload,
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         created_at,
     })
@@ -378,7 +377,8 @@ impl OutboxStore for SqlStore {
         let mut messages = rows
             .into_iter()
             .map(message_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::unexpected)?;
         messages.sort_by_key(|m| (m.created_at, m.id));
         Ok(messages)
     }

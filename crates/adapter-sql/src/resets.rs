@@ -20,8 +20,8 @@ use crate::rows::{RESET_COLUMNS, RESET_TYPES, event_from_row, json_of, reset_fro
 
 pub(crate) fn db(e: DbError) -> StoreError {
     match e {
-        DbError::UniqueViolation => StoreError::Unexpected(anyhow::anyhow!("unique violation")),
-        DbError::Other(e) => StoreError::Unexpected(e),
+        DbError::UniqueViolation => StoreError::unexpected(anyhow::anyhow!("unique violation")),
+        DbError::Other(e) => StoreError::unexpected(e),
     }
 }
 
@@ -275,7 +275,7 @@ fn one_reset(rows: Vec<Vec<Val>>) -> Result<Option<PasswordReset>, StoreError> {
         .next()
         .map(reset_from_row)
         .transpose()
-        .map_err(StoreError::Unexpected)
+        .map_err(StoreError::unexpected)
 }
 
 #[async_trait]
@@ -361,11 +361,11 @@ impl ResetStore for SqlStore {
             return Ok(None);
         };
         let [Val::Uuid(id), Val::Text(stored)] = row.as_slice() else {
-            return Err(StoreError::Unexpected(anyhow::anyhow!(
+            return Err(StoreError::unexpected(anyhow::anyhow!(
                 "customer lookup returned unexpected types"
             )));
         };
-        let stored = EmailAddress::parse(stored).map_err(|e| StoreError::Unexpected(e.into()))?;
+        let stored = EmailAddress::parse(stored).map_err(StoreError::unexpected)?;
         Ok(Some(
             draft
                 .clone()
@@ -569,7 +569,7 @@ impl ResetStore for SqlStore {
             .await
             .map_err(db)?;
         rows.into_iter()
-            .map(|r| event_from_row(r).map_err(StoreError::Unexpected))
+            .map(|r| event_from_row(r).map_err(StoreError::unexpected))
             .collect()
     }
 }

@@ -14,7 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use pwreset_domain::Notification;
-use pwreset_domain::ports::Notifier;
+use pwreset_domain::ports::{DeliveryError, Notifier};
 use pwreset_jsonapi::{Renderer, View};
 use sha2::Sha256;
 
@@ -76,7 +76,16 @@ impl WebhookNotifier {
 
 #[async_trait]
 impl Notifier for WebhookNotifier {
-    async fn deliver(&self, notification: &Notification, key: &str) -> anyhow::Result<()> {
+    async fn deliver(&self, notification: &Notification, key: &str) -> Result<(), DeliveryError> {
+        self.send(notification, key)
+            .await
+            .map_err(DeliveryError::new)
+    }
+}
+
+impl WebhookNotifier {
+    /// Delivers one notification (the [`Notifier`] contract).
+    async fn send(&self, notification: &Notification, key: &str) -> anyhow::Result<()> {
         let Notification::Webhook { topic, reset } = notification else {
             return Err(anyhow!("{} is not a webhook", notification.name()));
         };

@@ -1,7 +1,7 @@
 //! Notification wiring: which notifiers exist, the router between them, and the background
 //! jobs (outbox worker, retention purge).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -10,8 +10,8 @@ use chrono::TimeDelta;
 use pwreset_adapter_mail::{Composer, DevMailer, SmtpConfig, SmtpMailer, Templates};
 use pwreset_adapter_sql::SqlStore;
 use pwreset_adapter_webhook::WebhookNotifier;
-use pwreset_domain::ports::{Clock, Notifier, ResetStore, SystemClock};
-use pwreset_domain::service::{DeliveryService, NotificationPlan, ResetService};
+use pwreset_domain::ports::{Clock, DeliveryError, Notifier, ResetStore, SystemClock};
+use pwreset_domain::service::{DeliveryService, NotificationPlan, SelfService};
 use pwreset_domain::{Notification, RetryPolicy};
 use pwreset_jsonapi::Renderer;
 use tokio::task::JoinHandle;
@@ -19,75 +19,28 @@ use tokio::task::JoinHandle;
 use crate::Settings;
 use crate::config::Delivery;
 
-/// Sends mail notifications to the mailer, webhooks to the webhook endpoint, and
-/// self-service requests to the reset service that fulfils them.
+/// Sends mail notifications to the mailer and webhooks to the webhook endpoint.
 #[derive(Debug)]
 pub struct Router {
     mail: Option<Arc<dyn Notifier>>,
     webhooks: Option<Arc<dyn Notifier>>,
-    self_service: OnceLock<Arc<dyn Notifier>>,
-}
-
-impl Router {
-    /// Routes self-service requests to `service` (set once the services exist).
-    pub fn fulfil_self_service_with(&self, service: ResetService) {
-        let _ = self
-            .self_service
-            .set(Arc::new(SelfServiceFulfiller(service)));
-    }
-}
-
-/// Turns a queued self-service request into a reset (and its mail) when the address
-/// belongs to a customer.
-#[derive(Debug)]
-struct SelfServiceFulfiller(ResetService);
-
-#[async_trait]
-impl Notifier for SelfServiceFulfiller {
-    async fn deliver(&self, notification: &Notification, _key: &str) -> anyhow::Result<()> {
-        let Notification::SelfServiceRequest {
-            mode,
-            email,
-            client_ip,
-            ..
-        } = notification
-        else {
-            return Err(anyhow!(
-                "{} is not a self-service request",
-                notification.name()
-            ));
-        };
-        match self.0.fulfil_self_service(*mode, email, *client_ip).await {
-            Ok(Some(reset_id)) => {
-                tracing::info!(%reset_id, "self-service request fulfilled");
-                Ok(())
-            }
-            Ok(None) => {
-                tracing::info!(
-                    email = %email.masked(),
-                    "self-service request for an address without a customer: nothing sent"
-                );
-                Ok(())
-            }
-            Err(e) => Err(anyhow!("self-service request could not be fulfilled: {e}")),
-        }
-    }
 }
 
 #[async_trait]
 impl Notifier for Router {
-    async fn deliver(&self, notification: &Notification, key: &str) -> anyhow::Result<()> {
+    async fn deliver(&self, notification: &Notification, key: &str) -> Result<(), DeliveryError> {
         let target = match notification {
             Notification::Webhook { .. } => self.webhooks.as_ref(),
-            Notification::SelfServiceRequest { .. } => self.self_service.get(),
-            _ => self.mail.as_ref(),
+            Notification::ResetRequested { .. } | Notification::PasswordChanged { .. } => {
+                self.mail.as_ref()
+            }
         };
         match target {
             Some(n) => n.deliver(notification, key).await,
-            None => Err(anyhow!(
+            None => Err(DeliveryError::new(format!(
                 "no notifier is configured for {}",
                 notification.name()
-            )),
+            ))),
         }
     }
 }
@@ -171,16 +124,9 @@ pub fn notifications(settings: &Settings, public_base: &str) -> anyhow::Result<N
             }
         };
     Ok(Notifications {
-        plan: NotificationPlan {
-            mail: mail.is_some(),
-            webhooks: webhooks.is_some(),
-        },
+        plan: NotificationPlan::new(mail.is_some(), webhooks.is_some()),
         reveal_tokens: settings.delivery == Delivery::Token,
-        router: Arc::new(Router {
-            mail,
-            webhooks,
-            self_service: OnceLock::new(),
-        }),
+        router: Arc::new(Router { mail, webhooks }),
     })
 }
 
@@ -217,15 +163,21 @@ async fn wait_or_stop(stop: &mut tokio::sync::watch::Receiver<bool>, d: Duration
 }
 
 impl Jobs {
-    /// Starts the outbox worker and the retention purge.
+    /// Starts the outbox worker (running self-service jobs with `self_service`, when
+    /// present) and the retention purge.
     #[must_use]
-    pub fn start(settings: &Settings, store: &SqlStore, router: Arc<Router>) -> Self {
+    pub fn start(
+        settings: &Settings,
+        store: &SqlStore,
+        router: Arc<Router>,
+        self_service: Option<SelfService>,
+    ) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let retry = RetryPolicy {
             base: TimeDelta::milliseconds(i64::try_from(settings.retry_base_ms).unwrap_or(5000)),
             ..RetryPolicy::default()
         };
-        let worker = DeliveryService::new(
+        let mut worker = DeliveryService::new(
             Arc::new(store.clone()),
             router,
             clock,
@@ -233,6 +185,9 @@ impl Jobs {
             TimeDelta::minutes(2),
             16,
         );
+        if let Some(service) = self_service {
+            worker = worker.with_self_service(service);
+        }
         let poll = Duration::from_millis(settings.outbox_poll_ms.max(10));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut outbox_stop = stopped.clone();

@@ -96,13 +96,13 @@ pub fn services(
         settings.hash_concurrency,
     )?;
     let shared = Arc::new(store.clone());
-    let ports = Ports {
-        resets: shared.clone(),
-        customers: shared,
-        hasher: Arc::new(hasher),
-        digester: Arc::new(digester),
-        clock: Arc::new(SystemClock),
-    };
+    let ports = Ports::new(
+        shared.clone(),
+        shared,
+        Arc::new(hasher),
+        Arc::new(digester),
+        Arc::new(SystemClock),
+    );
     let passwords = PasswordPolicy::new(settings.password_min_length)
         .context("PWRESET_PASSWORD_MIN_LENGTH")?
         .with_common_passwords(Arc::new(CommonPasswordList::embedded()));
@@ -157,20 +157,28 @@ impl Application {
         let public_base = settings.public_base(addr);
         let notifications = delivery::notifications(settings, &public_base)?;
         let store = open_store(settings).await?;
-        let mut services = services(settings, store, notifications.plan)?;
-        if settings.self_service {
-            services.resets = services
+        let services = services(settings, store, notifications.plan)?;
+        let self_service = if settings.self_service {
+            // `notifications` refused self-service without mail, so this is always `Some`.
+            let service = services
                 .resets
-                .with_self_service(Arc::new(services.store.clone()));
-            notifications
-                .router
-                .fulfil_self_service_with(services.resets.clone());
+                .self_service(Arc::new(services.store.clone()))
+                .context("PWRESET_SELF_SERVICE=true needs PWRESET_DELIVERY=mail")?;
             tracing::info!("self-service reset requests are on for sales channel credentials");
-        }
-        let jobs = delivery::Jobs::start(settings, &services.store, notifications.router);
+            Some(service)
+        } else {
+            None
+        };
+        let jobs = delivery::Jobs::start(
+            settings,
+            &services.store,
+            notifications.router,
+            self_service.clone(),
+        );
         let jwt = JwtKey::new(secrets::jwt_secret(settings)?).context("PWRESET_JWT_SECRET")?;
         let state = web::Data::new(ApiState {
             resets: services.resets,
+            self_service,
             customers: services.customers,
             jwt,
             renderer: Renderer { base: public_base },

@@ -12,10 +12,13 @@
 //!   notifications, clock), each with its contract. With the `mocks` feature every port has
 //!   a mockall mock (`MockResetStore`, ...).
 //! - [`service`]: the use cases, one error enum per operation.
+//! - `testing` (feature `mocks`): fixtures and mock set-ups for tests built on this crate.
 
 pub mod models;
 pub mod ports;
 pub mod service;
+#[cfg(any(test, feature = "mocks"))]
+pub mod testing;
 
 pub use models::*;
 pub use service::{CustomerService, ResetService};

@@ -21,15 +21,55 @@ use crate::models::{
     TokenDigest,
 };
 
+/// The cause of an adapter failure that the domain cannot act on, kept for the logs.
+///
+/// A boxed standard error, so that adapters may use any error library (an `anyhow::Error`
+/// converts with `.into()`) and the ports tie their implementers to none.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// A storage failure. Adapters translate their errors into these variants.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// Another customer in the same mode already has this normalized email.
     #[error("a customer with this email already exists")]
     DuplicateEmail,
-    /// Anything else (connection lost, constraint that should not fail, ...).
+    /// Anything else (connection lost, constraint that should not fail, a row that does
+    /// not decode, ...).
     #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
+    Unexpected(BoxError),
+}
+
+impl StoreError {
+    /// An [`StoreError::Unexpected`] failure with `cause`.
+    pub fn unexpected(cause: impl Into<BoxError>) -> Self {
+        Self::Unexpected(cause.into())
+    }
+}
+
+/// A password hashing failure (the worker pool is gone, the stored hash is not a PHC
+/// string, ...).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct HashError(pub BoxError);
+
+impl HashError {
+    /// A hashing failure with `cause`.
+    pub fn new(cause: impl Into<BoxError>) -> Self {
+        Self(cause.into())
+    }
+}
+
+/// A failed delivery attempt; the outbox worker retries it with backoff.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DeliveryError(pub BoxError);
+
+impl DeliveryError {
+    /// A delivery failure with `cause`.
+    pub fn new(cause: impl Into<BoxError>) -> Self {
+        Self(cause.into())
+    }
 }
 
 /// Everything needed to finish a reset in one transaction.
@@ -249,13 +289,13 @@ pub trait PasswordHasher: Send + Sync + Debug {
     ///
     /// # Errors
     /// Only on an internal failure (e.g. the worker pool is gone).
-    async fn hash(&self, password: &Password) -> anyhow::Result<PasswordHash>;
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError>;
 
     /// Whether `password` matches `hash`.
     ///
     /// # Errors
     /// When `hash` is not a valid PHC string or on an internal failure.
-    async fn verify(&self, password: &Password, hash: &PasswordHash) -> anyhow::Result<bool>;
+    async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<bool, HashError>;
 }
 
 /// Reset tokens and their keyed digests, with key rotation.
@@ -319,7 +359,7 @@ pub trait Notifier: Send + Sync + Debug {
         &self,
         notification: &Notification,
         idempotency_key: &str,
-    ) -> anyhow::Result<()>;
+    ) -> Result<(), DeliveryError>;
 }
 
 /// The transactional outbox: messages written in the same transaction as the state change

@@ -1086,13 +1086,13 @@ impl Clock for FixedClock {
 async fn the_service_refuses_a_token_one_second_after_expiry_with_an_injected_clock(db: TestDb) {
     let clock = Arc::new(FixedClock(std::sync::Mutex::new(t0())));
     let (resets, customers) = ports(&db.store);
-    let ports = Ports {
+    let ports = Ports::new(
         resets,
         customers,
-        hasher: Arc::new(Argon2Hasher::owasp_minimum()),
-        digester: Arc::new(digester()),
-        clock: clock.clone(),
-    };
+        Arc::new(Argon2Hasher::owasp_minimum()),
+        Arc::new(digester()),
+        clock.clone(),
+    );
     let policy = TokenPolicy::new(TimeDelta::minutes(30)).unwrap();
     let service = ResetService::new(ports.clone(), policy, PasswordPolicy::default());
     let customers = CustomerService::new(ports, PasswordPolicy::default());
@@ -1112,12 +1112,7 @@ async fn the_service_refuses_a_token_one_second_after_expiry_with_an_injected_cl
             .await
             .unwrap();
     }
-    let request = |email: &str| NewReset {
-        email: EmailAddress::parse(email).unwrap(),
-        reference: None,
-        reference_origin: None,
-        metadata: None,
-    };
+    let request = |email: &str| NewReset::for_email(EmailAddress::parse(email).unwrap());
     let late = service
         .request(&caller, request("john@example.com"))
         .await
@@ -1126,10 +1121,11 @@ async fn the_service_refuses_a_token_one_second_after_expiry_with_an_injected_cl
         .request(&caller, request("jane@example.com"))
         .await
         .unwrap();
-    let complete = |issued: &IssuedReset| CompleteReset {
-        token: Some(issued.token.expose_secret().to_owned()),
-        password: Password::new("a long enough password"),
-        details: DetailsPatch::default(),
+    let complete = |issued: &IssuedReset| {
+        CompleteReset::new(
+            Some(issued.token.expose_secret().to_owned()),
+            Password::new("a long enough password"),
+        )
     };
 
     *clock.0.lock().unwrap() = t0() + TimeDelta::minutes(30) + TimeDelta::seconds(1);
@@ -1208,14 +1204,14 @@ async fn outbox_messages_commit_with_their_change_and_are_leased_to_one_claimer(
         claimed
             .iter()
             .find(|m| m.id == id)
-            .map(|m| m.notification.clone())
+            .map(|m| m.payload.clone())
     };
     assert_eq!(
         got(mail.id),
-        Some(mail.notification.clone()),
+        Some(mail.payload.clone()),
         "the token survives the round trip"
     );
-    assert_eq!(got(hook.id), Some(hook.notification.clone()));
+    assert_eq!(got(hook.id), Some(hook.payload.clone()));
     assert!(claimed.iter().all(|m| m.attempts == 1));
     assert!(
         claim(&db, minutes(1)).await.is_empty(),
@@ -1286,7 +1282,7 @@ async fn a_crashed_claim_is_claimed_again_with_the_same_idempotency_key(db: Test
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].idempotency_key(), first[0].idempotency_key());
     assert_eq!(again[0].attempts, 2);
-    assert_eq!(again[0].notification, first[0].notification);
+    assert_eq!(again[0].payload, first[0].payload);
 }
 
 async fn failed_messages_wait_for_their_retry_then_die_without_their_secret(db: TestDb) {

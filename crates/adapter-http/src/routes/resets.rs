@@ -133,11 +133,14 @@ async fn create(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let self_service = creds.kind == AppKind::SalesChannel && state.resets.self_service_enabled();
-    if !self_service {
+    let self_service = match &state.self_service {
+        Some(service) if creds.kind == AppKind::SalesChannel => Some(service),
+        _ => None,
+    };
+    if self_service.is_none() {
         creds.require_integration()?;
     }
-    let allowed: &[&str] = if self_service {
+    let allowed: &[&str] = if self_service.is_some() {
         &["customer_email"]
     } else {
         CREATE_ATTRIBUTES
@@ -146,27 +149,22 @@ async fn create(
         incoming(&req, payload, &state, ONE, RESETS, None, allowed).await?;
     let email = EmailAddress::parse(doc.required_string("customer_email")?)
         .map_err(|e| ApiError::validation("customer_email", &e.to_string()))?;
-    if self_service {
+    if let Some(service) = self_service {
         if params.view.include_customer {
             return Err(ApiError::unauthorized());
         }
-        state
-            .resets
-            .request_self_service(&creds.caller, email)
-            .await?;
+        service.request(&creds.caller, email).await?;
         return Ok(document(
             StatusCode::ACCEPTED,
             &json!({ "meta": { "detail": SELF_SERVICE_ACCEPTED } }),
         ));
     }
-    let request = NewReset {
-        email,
-        reference: reference_value(doc.reference("reference")?),
-        reference_origin: reference_value(doc.reference("reference_origin")?),
-        metadata: match doc.metadata()? {
-            Patch::Keep => None,
-            Patch::Set(m) => m,
-        },
+    let mut request = NewReset::for_email(email);
+    request.reference = reference_value(doc.reference("reference")?);
+    request.reference_origin = reference_value(doc.reference("reference_origin")?);
+    request.metadata = match doc.metadata()? {
+        Patch::Keep => None,
+        Patch::Set(m) => m,
     };
     let issued = state.resets.request(&creds.caller, request).await?;
     tracing::info!(
@@ -243,15 +241,11 @@ async fn update(
         };
         let done = state
             .resets
-            .complete(
-                &creds.caller,
-                reset_id,
-                CompleteReset {
-                    token,
-                    password,
-                    details,
-                },
-            )
+            .complete(&creds.caller, reset_id, {
+                let mut attempt = CompleteReset::new(token, password);
+                attempt.details = details;
+                attempt
+            })
             .await?;
         tracing::info!(reset_id = %done.id, customer_id = %done.customer_id, "reset completed");
         done

@@ -34,6 +34,8 @@ impl WebhookTopic {
 
 /// Something the service tells the outside world. Mail goes only to the customer's
 /// stored address; webhooks carry the reset as it was, never its token.
+// Not `#[non_exhaustive]`: every storage adapter encodes every variant, so a new one is
+// meant to break their build rather than fail at run time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notification {
     /// "Reset your password": carries the raw token for the link.
@@ -56,15 +58,82 @@ pub enum Notification {
         topic: WebhookTopic,
         reset: Box<PasswordReset>,
     },
-    /// A self-service request, fulfilled later by the worker so the request path does the
-    /// same work whether or not the address belongs to anyone.
-    SelfServiceRequest {
-        /// The id the request will give its reset, if there turns out to be a customer.
+}
+
+/// Work the service does later, on its own behalf, through the outbox worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    /// A self-service request: the worker looks the address up and, if it belongs to a
+    /// customer, issues a reset and mails it, so the request path does the same work
+    /// whether or not the address belongs to anyone.
+    SelfServiceReset {
+        /// The id the reset will have, if there turns out to be a customer.
         reset_id: ResetId,
         mode: Mode,
         email: EmailAddress,
         client_ip: Option<std::net::IpAddr>,
     },
+}
+
+impl Job {
+    /// A short name for logs and events.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Job::SelfServiceReset { .. } => "self_service_request",
+        }
+    }
+
+    #[must_use]
+    pub fn reset_id(&self) -> ResetId {
+        match self {
+            Job::SelfServiceReset { reset_id, .. } => *reset_id,
+        }
+    }
+
+    #[must_use]
+    pub fn mode(&self) -> Mode {
+        match self {
+            Job::SelfServiceReset { mode, .. } => *mode,
+        }
+    }
+}
+
+/// What an outbox message carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// Something to tell the outside world, through a [`crate::ports::Notifier`].
+    Notification(Notification),
+    /// Work for the service itself.
+    Job(Job),
+}
+
+impl Payload {
+    /// A short name for logs and events: the notification's or the job's.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Payload::Notification(n) => n.name(),
+            Payload::Job(j) => j.name(),
+        }
+    }
+
+    /// The reset the message is about.
+    #[must_use]
+    pub fn reset_id(&self) -> ResetId {
+        match self {
+            Payload::Notification(n) => n.reset_id(),
+            Payload::Job(j) => j.reset_id(),
+        }
+    }
+
+    #[must_use]
+    pub fn mode(&self) -> Mode {
+        match self {
+            Payload::Notification(n) => n.mode(),
+            Payload::Job(j) => j.mode(),
+        }
+    }
 }
 
 impl Notification {
@@ -76,7 +145,6 @@ impl Notification {
             Notification::ResetRequested { .. } => "reset_requested",
             Notification::PasswordChanged { .. } => "password_changed",
             Notification::Webhook { topic, .. } => topic.as_str(),
-            Notification::SelfServiceRequest { .. } => "self_service_request",
         }
     }
 
@@ -84,8 +152,7 @@ impl Notification {
     pub fn reset_id(&self) -> ResetId {
         match self {
             Notification::ResetRequested { reset_id, .. }
-            | Notification::PasswordChanged { reset_id, .. }
-            | Notification::SelfServiceRequest { reset_id, .. } => *reset_id,
+            | Notification::PasswordChanged { reset_id, .. } => *reset_id,
             Notification::Webhook { reset, .. } => reset.id,
         }
     }
@@ -94,8 +161,7 @@ impl Notification {
     pub fn mode(&self) -> Mode {
         match self {
             Notification::ResetRequested { mode, .. }
-            | Notification::PasswordChanged { mode, .. }
-            | Notification::SelfServiceRequest { mode, .. } => *mode,
+            | Notification::PasswordChanged { mode, .. } => *mode,
             Notification::Webhook { reset, .. } => reset.mode,
         }
     }
@@ -129,24 +195,46 @@ impl fmt::Display for OutboxId {
     }
 }
 
-/// A notification waiting in the outbox.
+/// A notification or a job waiting in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
     pub id: OutboxId,
-    pub notification: Notification,
+    pub payload: Payload,
     /// Delivery attempts so far, including the one in progress after a claim.
     pub attempts: u32,
     pub created_at: Timestamp,
 }
 
 impl OutboxMessage {
+    /// A new message carrying `notification`, created at `at`.
     #[must_use]
     pub fn new(notification: Notification, at: Timestamp) -> Self {
+        Self::with_payload(Payload::Notification(notification), at)
+    }
+
+    /// A new message carrying `job`, created at `at`.
+    #[must_use]
+    pub fn job(job: Job, at: Timestamp) -> Self {
+        Self::with_payload(Payload::Job(job), at)
+    }
+
+    /// A new message carrying `payload`, created at `at`, not yet attempted.
+    #[must_use]
+    pub fn with_payload(payload: Payload, at: Timestamp) -> Self {
         Self {
             id: OutboxId::new_at(at),
-            notification,
+            payload,
             attempts: 0,
             created_at: at,
+        }
+    }
+
+    /// The notification it carries, if it is one.
+    #[must_use]
+    pub fn notification(&self) -> Option<&Notification> {
+        match &self.payload {
+            Payload::Notification(n) => Some(n),
+            Payload::Job(_) => None,
         }
     }
 
@@ -202,16 +290,10 @@ impl RetryPolicy {
 /// across messages without a random number generator in the domain.
 #[must_use]
 pub fn jitter_for(id: OutboxId, attempts: u32) -> f64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id
-        .as_uuid()
-        .as_bytes()
-        .iter()
-        .chain(&attempts.to_le_bytes())
-    {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let mut bytes = [0u8; 20];
+    bytes[..16].copy_from_slice(id.as_uuid().as_bytes());
+    bytes[16..].copy_from_slice(&attempts.to_le_bytes());
+    let h = super::fnv1a64(&bytes);
     #[allow(clippy::cast_precision_loss)]
     let unit = (h >> 11) as f64 / (1u64 << 53) as f64;
     unit

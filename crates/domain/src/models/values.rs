@@ -13,6 +13,15 @@ use uuid::Uuid;
 /// precision of the wire format and of every storage adapter.
 pub type Timestamp = DateTime<Utc>;
 
+/// FNV-1a, 64 bits: a fast, stable, non-cryptographic hash for spreading values (retry
+/// jitter) and telling them apart (credential fingerprints). Not a security boundary.
+#[must_use]
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// Truncates a time to the millisecond precision used everywhere in pwreset.
 #[must_use]
 pub fn to_millis(t: DateTime<Utc>) -> Timestamp {
@@ -249,6 +258,16 @@ pub enum ReferenceError {
 }
 
 impl Reference {
+    /// The `reference_origin` of resets issued for self-service requests.
+    #[must_use]
+    pub fn self_service() -> Self {
+        Self("self_service".to_owned())
+    }
+
+    /// A reference from caller input.
+    ///
+    /// # Errors
+    /// When `s` is empty, too long or holds a control character.
     pub fn parse(s: &str) -> Result<Self, ReferenceError> {
         if s.is_empty() {
             return Err(ReferenceError::Empty);
@@ -392,6 +411,30 @@ impl TokenDigest {
         &self.0
     }
 
+    /// Lower-case hexadecimal, 64 characters: how digests travel in text (bucket keys,
+    /// webhook snapshots).
+    #[must_use]
+    pub fn to_hex(&self) -> String {
+        use fmt::Write as _;
+        self.0.iter().fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    }
+
+    /// The digest written by [`TokenDigest::to_hex`]; `None` unless exactly 64 hex digits.
+    #[must_use]
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 64 || !s.is_ascii() {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(bytes))
+    }
+
     /// Compares in constant time, so the comparison leaks nothing of how much matched.
     #[must_use]
     pub fn ct_eq(&self, other: &TokenDigest) -> bool {
@@ -457,6 +500,25 @@ impl fmt::Debug for PasswordHash {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn fnv1a64_matches_the_published_test_vectors() {
+        // From the FNV reference test suite: "" and "a" under FNV-1a 64.
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn digests_round_trip_through_hex_and_refuse_anything_else() {
+        let d = TokenDigest::from_bytes(core::array::from_fn(|i| u8::try_from(i * 7).unwrap()));
+        let hex = d.to_hex();
+        assert_eq!(hex.len(), 64);
+        assert!(hex.starts_with("00070e15"));
+        assert_eq!(TokenDigest::from_hex(&hex), Some(d));
+        assert_eq!(TokenDigest::from_hex(&hex[..62]), None);
+        assert_eq!(TokenDigest::from_hex(&format!("{}zz", &hex[..62])), None);
+        assert_eq!(TokenDigest::from_hex(&"é".repeat(32)), None);
+    }
 
     #[test]
     fn email_matching_is_case_insensitive_after_nfkc() {

@@ -73,12 +73,13 @@ pub enum DeleteCustomerError {
     Unexpected(anyhow::Error),
 }
 
-fn cause(e: StoreError) -> anyhow::Error {
-    match e {
-        StoreError::Unexpected(e) => e,
-        other => anyhow::Error::new(other),
-    }
-}
+super::errors::unexpected_from_ports!(
+    CreateCustomerError,
+    GetCustomerError,
+    ListCustomersError,
+    UpdateCustomerError,
+    DeleteCustomerError,
+);
 
 /// The customer use cases.
 #[derive(Debug, Clone)]
@@ -113,7 +114,7 @@ impl CustomerService {
                 self.passwords
                     .check(p, &req.email)
                     .map_err(E::PasswordRejected)?;
-                Some(self.ports.hasher.hash(p).await.map_err(E::Unexpected)?)
+                Some(self.ports.hasher.hash(p).await?)
             }
         };
         let now = self.ports.now();
@@ -131,7 +132,7 @@ impl CustomerService {
         match self.ports.customers.create(&customer).await {
             Ok(()) => Ok(customer),
             Err(StoreError::DuplicateEmail) => Err(E::EmailTaken),
-            Err(e) => Err(E::Unexpected(cause(e))),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -143,8 +144,7 @@ impl CustomerService {
         self.ports
             .customers
             .find(caller.mode, id)
-            .await
-            .map_err(|e| GetCustomerError::Unexpected(cause(e)))?
+            .await?
             .ok_or(GetCustomerError::NotFound)
     }
 
@@ -163,7 +163,7 @@ impl CustomerService {
             .customers
             .list(caller.mode, &query)
             .await
-            .map_err(|e| ListCustomersError::Unexpected(cause(e)))
+            .map_err(Into::into)
     }
 
     /// Applies `patch`. A changed email or password revokes the customer's outstanding
@@ -182,8 +182,7 @@ impl CustomerService {
             .ports
             .customers
             .find(caller.mode, id)
-            .await
-            .map_err(|e| E::Unexpected(cause(e)))?
+            .await?
             .ok_or(E::NotFound)?;
         let mut change = CredentialChange::None;
         if let Some(email) = patch.email {
@@ -196,13 +195,7 @@ impl CustomerService {
             self.passwords
                 .check(password, &customer.email)
                 .map_err(E::PasswordRejected)?;
-            customer.password_hash = Some(
-                self.ports
-                    .hasher
-                    .hash(password)
-                    .await
-                    .map_err(E::Unexpected)?,
-            );
+            customer.password_hash = Some(self.ports.hasher.hash(password).await?);
             change = CredentialChange::Changed;
         }
         customer.reference = patch.details.reference.apply(&customer.reference);
@@ -216,7 +209,7 @@ impl CustomerService {
             Ok(true) => Ok(customer),
             Ok(false) => Err(E::NotFound),
             Err(StoreError::DuplicateEmail) => Err(E::EmailTaken),
-            Err(e) => Err(E::Unexpected(cause(e))),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -228,7 +221,7 @@ impl CustomerService {
         match self.ports.customers.delete(caller.mode, id).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(DeleteCustomerError::NotFound),
-            Err(e) => Err(DeleteCustomerError::Unexpected(cause(e))),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The outbox worker's use case: claim due messages, deliver each, record the outcome.
+//! The outbox worker's use case: claim due messages, deliver each notification or run each
+//! job, record the outcome.
 //!
 //! Delivery is at least once: a message is acknowledged only after the notifier returned,
 //! so a worker that dies between claim and acknowledgement leaves the message to be
@@ -8,8 +9,11 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 
-use crate::models::{Notification, RetryPolicy, jitter_for, to_millis};
-use crate::ports::{Clock, Notifier, OutboxStore, StoreError};
+use super::SelfService;
+use crate::models::{
+    Job, Notification, OutboxMessage, Payload, RetryPolicy, jitter_for, to_millis,
+};
+use crate::ports::{BoxError, Clock, Notifier, OutboxStore, StoreError};
 
 /// What one pass of the worker did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,22 +24,31 @@ pub struct DeliveryReport {
     pub dead: usize,
 }
 
-/// Claims and delivers outbox messages.
+/// Claims outbox messages, delivers notifications and runs jobs.
 #[derive(Debug, Clone)]
 pub struct DeliveryService {
     outbox: Arc<dyn OutboxStore>,
     notifier: Arc<dyn Notifier>,
+    self_service: Option<SelfService>,
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
     lease: TimeDelta,
     batch: u32,
 }
 
-fn cause(e: StoreError) -> anyhow::Error {
-    match e {
-        StoreError::Unexpected(e) => e,
-        other => anyhow::Error::new(other),
+/// Renders an error with its chain of causes, for the message's `last_error`.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
     }
+    text
 }
 
 impl DeliveryService {
@@ -53,10 +66,40 @@ impl DeliveryService {
         Self {
             outbox,
             notifier,
+            self_service: None,
             clock,
             retry,
             lease,
             batch,
+        }
+    }
+
+    /// Runs self-service jobs with `service`. Without it such jobs fail (and are retried
+    /// until they die), which happens only when self-service was switched off while
+    /// requests were queued.
+    #[must_use]
+    pub fn with_self_service(mut self, service: SelfService) -> Self {
+        self.self_service = Some(service);
+        self
+    }
+
+    /// Delivers a notification or runs a job.
+    async fn dispatch(&self, message: &OutboxMessage, key: &str) -> Result<(), BoxError> {
+        match &message.payload {
+            Payload::Notification(n) => Ok(self.notifier.deliver(n, key).await?),
+            Payload::Job(Job::SelfServiceReset {
+                mode,
+                email,
+                client_ip,
+                ..
+            }) => {
+                let service = self
+                    .self_service
+                    .as_ref()
+                    .ok_or("self-service requests are switched off; this one is not fulfilled")?;
+                service.fulfil(*mode, email, *client_ip).await?;
+                Ok(())
+            }
         }
     }
 
@@ -65,20 +108,16 @@ impl DeliveryService {
     /// # Errors
     /// When the outbox cannot be read or written; delivery failures are not errors, they
     /// are retried.
-    pub async fn run_once(&self) -> anyhow::Result<DeliveryReport> {
+    pub async fn run_once(&self) -> Result<DeliveryReport, StoreError> {
         let now = to_millis(self.clock.now());
-        let messages = self
-            .outbox
-            .claim(now, self.lease, self.batch)
-            .await
-            .map_err(cause)?;
+        let messages = self.outbox.claim(now, self.lease, self.batch).await?;
         let mut report = DeliveryReport {
             claimed: messages.len(),
             ..DeliveryReport::default()
         };
         for message in messages {
             // A link that expired while the mail waited is worth nothing: park it.
-            if let Notification::ResetRequested { expires_at, .. } = &message.notification
+            if let Some(Notification::ResetRequested { expires_at, .. }) = message.notification()
                 && *expires_at < now
             {
                 self.outbox
@@ -88,20 +127,16 @@ impl DeliveryService {
                         None,
                         now,
                     )
-                    .await
-                    .map_err(cause)?;
+                    .await?;
                 report.dead += 1;
                 continue;
             }
             let key = message.idempotency_key();
-            let outcome = self.notifier.deliver(&message.notification, &key).await;
+            let outcome = self.dispatch(&message, &key).await;
             let now = to_millis(self.clock.now());
             match outcome {
                 Ok(()) => {
-                    self.outbox
-                        .delivered(message.id, now)
-                        .await
-                        .map_err(cause)?;
+                    self.outbox.delivered(message.id, now).await?;
                     report.delivered += 1;
                 }
                 Err(e) => {
@@ -110,11 +145,10 @@ impl DeliveryService {
                         now,
                         jitter_for(message.id, message.attempts),
                     );
-                    let error = format!("{e:#}");
+                    let error = chain(e.as_ref());
                     self.outbox
                         .failed(message.id, &error, retry_at, now)
-                        .await
-                        .map_err(cause)?;
+                        .await?;
                     if retry_at.is_some() {
                         report.retrying += 1;
                     } else {

@@ -1,34 +1,30 @@
-//! Use cases of `customer_password_resets`.
+//! The `customer_password_resets` use cases: request, complete, read, edit, delete.
+//!
+//! [`ResetService`] holds the ports and policies and delegates what is not CRUD to one
+//! part each: [`super::RateLimiter`] (limits), [`super::OutboxComposer`] (what the outbox
+//! receives), the issuer (token and reset creation, shared with [`super::SelfService`]).
 
 use std::sync::Arc;
 
 use super::Ports;
-use crate::models::{
-    Bucket, Caller, DetailsPatch, EmailAddress, EventKind, ListQuery, Metadata, Notification,
-    OutboxMessage, Page, Password, PasswordPolicy, PasswordRejection, PasswordReset, QueryError,
-    RateLimited, RateLimits, RawListQuery, Reference, ResetDraft, ResetEvent, ResetId, ResetState,
-    ResetToken, Timestamp, TokenPolicy, TokenRejection, WebhookTopic,
+use super::compose::{NotificationPlan, OutboxComposer};
+use super::errors::{
+    CompleteResetError, DeleteResetError, GetResetError, ListResetsError, RequestResetError,
+    UpdateResetError,
 };
-use crate::ports::{Completion, CompletionOutcome, OutboxStore, RateLimitStore, StoreError};
-
-/// A request to start a reset for the customer with `email`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewReset {
-    pub email: EmailAddress,
-    pub reference: Option<Reference>,
-    pub reference_origin: Option<Reference>,
-    pub metadata: Option<Metadata>,
-}
-
-/// A new reset and its raw token, which exists nowhere else.
-#[derive(Debug, Clone)]
-pub struct IssuedReset {
-    pub reset: PasswordReset,
-    pub token: ResetToken,
-}
+use super::issue::{IssuedReset, NewReset, ResetIssuer};
+use super::limiter::{LimitError, RateLimiter};
+use super::self_service::SelfService;
+use crate::models::{
+    Caller, DetailsPatch, EventKind, ListQuery, Page, Password, PasswordPolicy, PasswordReset,
+    RateLimits, RawListQuery, ResetEvent, ResetId, ResetState, ResetToken, Timestamp, TokenPolicy,
+    TokenRejection,
+};
+use crate::ports::{Completion, CompletionOutcome, OutboxStore, RateLimitStore};
 
 /// An attempt to complete a reset.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct CompleteReset {
     /// The token as presented; `None` when absent. Checked here, so every kind of bad
     /// token ends in the same error.
@@ -38,380 +34,100 @@ pub struct CompleteReset {
     pub details: DetailsPatch,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RequestResetError {
-    #[error("no customer has this email address")]
-    UnknownCustomer,
-    #[error("too many reset requests")]
-    RateLimited(RateLimited),
-    #[error(transparent)]
-    Unexpected(anyhow::Error),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CompleteResetError {
-    #[error("no such reset")]
-    NotFound,
-    /// The one answer for every bad token; the reason is for logs only.
-    #[error("the reset token is invalid ({})", .0.as_str())]
-    InvalidToken(TokenRejection),
-    #[error("the new password {0}")]
-    PasswordRejected(PasswordRejection),
-    #[error("too many failed completions for this customer")]
-    RateLimited(RateLimited),
-    #[error(transparent)]
-    Unexpected(anyhow::Error),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum GetResetError {
-    #[error("no such reset")]
-    NotFound,
-    #[error(transparent)]
-    Unexpected(anyhow::Error),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ListResetsError {
-    #[error(transparent)]
-    InvalidQuery(QueryError),
-    #[error(transparent)]
-    Unexpected(anyhow::Error),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum UpdateResetError {
-    #[error("no such reset")]
-    NotFound,
-    #[error(transparent)]
-    Unexpected(anyhow::Error),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DeleteResetError {
-    #[error("no such reset")]
-    NotFound,
-    #[error(transparent)]
-    Unexpected(anyhow::Error),
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The bucket over its limit whose window ends last, if any.
-fn exceeded(buckets: &[Bucket], counts: &[u64], now: crate::Timestamp) -> Option<RateLimited> {
-    buckets
-        .iter()
-        .zip(counts)
-        .filter(|(b, n)| **n > u64::from(b.limit.max))
-        .map(|(b, _)| RateLimited {
-            limit: b.limit,
-            retry_after: b.retry_after(now),
-        })
-        .max_by_key(|r| r.retry_after)
-}
-
-fn unexpected(e: StoreError) -> anyhow::Error {
-    match e {
-        StoreError::Unexpected(e) => e,
-        other => anyhow::Error::new(other),
+impl CompleteReset {
+    /// An attempt with `token` (as presented) and the new `password`, changing nothing else.
+    #[must_use]
+    pub fn new(token: Option<String>, password: Password) -> Self {
+        Self {
+            token,
+            password,
+            details: DetailsPatch::default(),
+        }
     }
-}
-
-/// Which notifications the service enqueues, in the same transaction as the change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct NotificationPlan {
-    /// Mail the reset link on request and a notice after every completed reset.
-    pub mail: bool,
-    /// Commerce Layer webhooks on create, reset_password and destroy.
-    pub webhooks: bool,
 }
 
 /// The password reset use cases.
 #[derive(Debug, Clone)]
 pub struct ResetService {
-    ports: Ports,
-    tokens: TokenPolicy,
+    issuer: ResetIssuer,
     passwords: Arc<PasswordPolicy>,
-    plan: NotificationPlan,
-    limits: Option<(Arc<dyn RateLimitStore>, Arc<RateLimits>)>,
-    self_service: Option<Arc<dyn OutboxStore>>,
-}
-
-fn webhook(topic: WebhookTopic, reset: &PasswordReset, at: Timestamp) -> OutboxMessage {
-    OutboxMessage::new(
-        Notification::Webhook {
-            topic,
-            reset: Box::new(reset.clone()),
-        },
-        at,
-    )
+    limiter: RateLimiter,
 }
 
 impl ResetService {
+    /// The use cases over `ports`, with no notifications and no rate limits.
     #[must_use]
     pub fn new(ports: Ports, tokens: TokenPolicy, passwords: PasswordPolicy) -> Self {
+        let limiter = RateLimiter::off(ports.digester.clone());
         Self {
-            ports,
-            tokens,
+            issuer: ResetIssuer {
+                ports,
+                tokens,
+                composer: OutboxComposer::default(),
+            },
             passwords: Arc::new(passwords),
-            plan: NotificationPlan::default(),
-            limits: None,
-            self_service: None,
+            limiter,
         }
-    }
-
-    /// Accept self-service requests, queued in `outbox` and fulfilled by the worker.
-    /// Needs mail notifications: the customer only ever learns the token by mail.
-    #[must_use]
-    pub fn with_self_service(mut self, outbox: Arc<dyn OutboxStore>) -> Self {
-        self.self_service = Some(outbox);
-        self
-    }
-
-    #[must_use]
-    pub fn self_service_enabled(&self) -> bool {
-        self.self_service.is_some() && self.plan.mail
-    }
-
-    /// A storefront asks for a reset on a customer's behalf. The answer is the same
-    /// whether the address belongs to a customer, to no one, or to a customer without a
-    /// password, and so is the work done now: count the request, queue it. The worker
-    /// looks the customer up later ([`ResetService::fulfil_self_service`]).
-    ///
-    /// # Errors
-    /// `RateLimited`; `Unexpected` also when self-service is not enabled.
-    pub async fn request_self_service(
-        &self,
-        caller: &Caller,
-        email: EmailAddress,
-    ) -> Result<(), RequestResetError> {
-        let outbox = match &self.self_service {
-            Some(o) if self.plan.mail => o,
-            _ => {
-                return Err(RequestResetError::Unexpected(anyhow::anyhow!(
-                    "self-service requests are not enabled"
-                )));
-            }
-        };
-        let now = self.ports.now();
-        self.count_request(caller, &email, now).await?;
-        let message = OutboxMessage::new(
-            Notification::SelfServiceRequest {
-                reset_id: ResetId::new_at(now),
-                mode: caller.mode,
-                email,
-                client_ip: caller.client_ip,
-            },
-            now,
-        );
-        outbox
-            .enqueue(std::slice::from_ref(&message))
-            .await
-            .map_err(|e| RequestResetError::Unexpected(unexpected(e)))
-    }
-
-    /// The worker's half of a self-service request: a reset and its mail if the address
-    /// belongs to a customer (with or without a password), nothing otherwise. Not rate
-    /// limited again: the request was counted when it arrived.
-    ///
-    /// # Errors
-    /// `Unexpected` on storage failures (the worker retries).
-    pub async fn fulfil_self_service(
-        &self,
-        mode: crate::Mode,
-        email: &EmailAddress,
-        client_ip: Option<std::net::IpAddr>,
-    ) -> Result<Option<ResetId>, RequestResetError> {
-        let mut caller = Caller::new(mode);
-        caller.client_ip = client_ip;
-        match self
-            .issue(
-                &caller,
-                NewReset {
-                    email: email.clone(),
-                    reference: None,
-                    reference_origin: Some(
-                        crate::Reference::parse("self_service").unwrap_or_else(|_| unreachable!()),
-                    ),
-                    metadata: None,
-                },
-            )
-            .await
-        {
-            Ok(issued) => Ok(Some(issued.reset.id)),
-            Err(RequestResetError::UnknownCustomer) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Enforce `limits`, counting in `store`.
-    #[must_use]
-    pub fn with_rate_limits(mut self, store: Arc<dyn RateLimitStore>, limits: RateLimits) -> Self {
-        self.limits = Some((store, Arc::new(limits)));
-        self
-    }
-
-    /// Counts one request against every applicable bucket; the first one over its limit
-    /// (the one that frees up last) refuses it. Unknown addresses count exactly like known
-    /// ones: this runs before any lookup.
-    async fn count_request(
-        &self,
-        caller: &Caller,
-        email: &EmailAddress,
-        now: crate::Timestamp,
-    ) -> Result<(), RequestResetError> {
-        let Some((store, limits)) = &self.limits else {
-            return Ok(());
-        };
-        let mut buckets: Vec<Bucket> = Vec::new();
-        if !limits.per_email.is_empty() {
-            let email_key = hex(self
-                .ports
-                .digester
-                .fingerprint(email.normalized())
-                .as_bytes());
-            buckets.extend(limits.per_email.iter().map(|l| Bucket {
-                key: format!("request:email:{}:{email_key}", l.window.num_seconds()),
-                limit: *l,
-            }));
-        }
-        if let (Some(l), Some(c)) = (limits.per_credential, caller.credential) {
-            buckets.push(Bucket {
-                key: format!("request:credential:{c:016x}"),
-                limit: l,
-            });
-        }
-        if let (Some(l), Some(ip)) = (limits.per_client, caller.client_ip) {
-            buckets.push(Bucket {
-                key: format!("request:client:{ip}"),
-                limit: l,
-            });
-        }
-        if buckets.is_empty() {
-            // Every request limit is off: nothing to count, no round trip.
-            return Ok(());
-        }
-        let counts = store
-            .hit(&buckets, now)
-            .await
-            .map_err(|e| RequestResetError::Unexpected(unexpected(e)))?;
-        match exceeded(&buckets, &counts, now) {
-            Some(r) => Err(RequestResetError::RateLimited(r)),
-            None => Ok(()),
-        }
-    }
-
-    fn failure_bucket(
-        &self,
-        customer: crate::CustomerId,
-    ) -> Option<(Arc<dyn RateLimitStore>, Bucket)> {
-        let (store, limits) = self.limits.as_ref()?;
-        let limit = limits.failures_per_customer?;
-        Some((
-            store.clone(),
-            Bucket {
-                key: format!("complete:failures:{customer}"),
-                limit,
-            },
-        ))
     }
 
     /// Also enqueue these notifications.
     #[must_use]
     pub fn with_notifications(mut self, plan: NotificationPlan) -> Self {
-        self.plan = plan;
+        self.issuer.composer = OutboxComposer::new(plan);
         self
+    }
+
+    /// Enforce `limits`, counting in `store`.
+    #[must_use]
+    pub fn with_rate_limits(mut self, store: Arc<dyn RateLimitStore>, limits: RateLimits) -> Self {
+        self.limiter = RateLimiter::new(store, limits, self.issuer.ports.digester.clone());
+        self
+    }
+
+    /// The self-service use case, queueing requests in `outbox`; `None` unless the service
+    /// mails resets itself, since the customer only ever learns the token by mail.
+    #[must_use]
+    pub fn self_service(&self, outbox: Arc<dyn OutboxStore>) -> Option<SelfService> {
+        self.issuer
+            .composer
+            .plan()
+            .mail
+            .then(|| SelfService::new(self.issuer.clone(), self.limiter.clone(), outbox))
     }
 
     #[must_use]
     pub fn notifications(&self) -> NotificationPlan {
-        self.plan
+        self.issuer.composer.plan()
     }
 
     #[must_use]
     pub fn token_policy(&self) -> &TokenPolicy {
-        &self.tokens
+        &self.issuer.tokens
+    }
+
+    fn ports(&self) -> &Ports {
+        &self.issuer.ports
     }
 
     /// Starts a reset for the customer with `req.email` and returns it with its token.
     /// Earlier outstanding resets of that customer are revoked.
     ///
     /// # Errors
-    /// `UnknownCustomer` when no customer in the caller's mode has that email.
+    /// `UnknownCustomer` when no customer in the caller's mode has that email;
+    /// `RateLimited` when a limit is exceeded (unknown addresses count the same).
     pub async fn request(
         &self,
         caller: &Caller,
         req: NewReset,
     ) -> Result<IssuedReset, RequestResetError> {
-        self.count_request(caller, &req.email, self.ports.now())
-            .await?;
-        self.issue(caller, req).await
-    }
-
-    /// Creates the reset (and its notifications) for a known customer.
-    async fn issue(
-        &self,
-        caller: &Caller,
-        req: NewReset,
-    ) -> Result<IssuedReset, RequestResetError> {
-        let now = self.ports.now();
-        let (token, token_digest) = self.ports.digester.issue();
-        let draft = ResetDraft {
-            id: ResetId::new_at(now),
-            mode: caller.mode,
-            token_digest,
-            expires_at: self.tokens.expires_at(now),
-            reference: req.reference,
-            reference_origin: req.reference_origin,
-            metadata: req.metadata,
-            created_at: now,
-        };
-        let event = caller.event(draft.id, EventKind::Requested, None, now);
-        if !self.plan.mail && !self.plan.webhooks {
-            // Nothing to enqueue, so nothing depends on the customer's stored record: the
-            // store finds the customer and writes the reset in one step.
-            let reset = self
-                .ports
-                .resets
-                .create_for_email(&req.email, &draft, &event)
-                .await
-                .map_err(|e| RequestResetError::Unexpected(unexpected(e)))?
-                .ok_or(RequestResetError::UnknownCustomer)?;
-            return Ok(IssuedReset { reset, token });
-        }
-        let customer = self
-            .ports
-            .customers
-            .find_by_email(caller.mode, &req.email)
+        self.limiter
+            .count_request(caller, &req.email, self.ports().now())
             .await
-            .map_err(|e| RequestResetError::Unexpected(unexpected(e)))?
-            .ok_or(RequestResetError::UnknownCustomer)?;
-        // Mail goes to the address stored for the customer, never to the one in the request.
-        let reset = draft.for_customer(customer.id, customer.email);
-        let mut outbox = Vec::new();
-        if self.plan.mail {
-            outbox.push(OutboxMessage::new(
-                Notification::ResetRequested {
-                    reset_id: reset.id,
-                    mode: reset.mode,
-                    to: reset.customer_email.clone(),
-                    token: token.clone(),
-                    expires_at: reset.expires_at,
-                },
-                now,
-            ));
-        }
-        if self.plan.webhooks {
-            outbox.push(webhook(WebhookTopic::Create, &reset, now));
-        }
-        self.ports
-            .resets
-            .create(&reset, &event, &outbox)
-            .await
-            .map_err(|e| RequestResetError::Unexpected(unexpected(e)))?;
-        Ok(IssuedReset { reset, token })
+            .map_err(|e| match e {
+                LimitError::Exceeded(r) => RequestResetError::RateLimited(r),
+                LimitError::Store(e) => e.into(),
+            })?;
+        self.issuer.issue(caller, req).await
     }
 
     /// Completes reset `id`: checks the token (constant time), the reset's state and the
@@ -428,22 +144,18 @@ impl ResetService {
         req: CompleteReset,
     ) -> Result<PasswordReset, CompleteResetError> {
         use CompleteResetError as E;
-        let reset = self
-            .ports
+        let ports = self.ports();
+        let reset = ports
             .resets
             .find(caller.mode, id)
-            .await
-            .map_err(|e| E::Unexpected(unexpected(e)))?
+            .await?
             .ok_or(E::NotFound)?;
-        let now = self.ports.now();
-        if let Some((store, bucket)) = self.failure_bucket(reset.customer_id) {
-            let counts = store
-                .peek(std::slice::from_ref(&bucket), now)
-                .await
-                .map_err(|e| E::Unexpected(unexpected(e)))?;
-            // Would this attempt, if it failed too, go over the limit?
-            let with_this: Vec<u64> = counts.iter().map(|c| c + 1).collect();
-            if let Some(r) = exceeded(std::slice::from_ref(&bucket), &with_this, now) {
+        let now = ports.now();
+        // Would this attempt, if it failed too, go over the customer's failure limit?
+        match self.limiter.check_failures(reset.customer_id, now).await {
+            Ok(()) => {}
+            Err(LimitError::Store(e)) => return Err(e.into()),
+            Err(LimitError::Exceeded(r)) => {
                 // Leave a trace on the reset: this is what an attack looks like.
                 let event = caller.event(
                     reset.id,
@@ -451,14 +163,10 @@ impl ResetService {
                     Some("throttled"),
                     now,
                 );
-                if let Err(e) = self
-                    .ports
+                ports
                     .resets
                     .record_failure(caller.mode, reset.id, false, &event)
-                    .await
-                {
-                    return Err(E::Unexpected(unexpected(e)));
-                }
+                    .await?;
                 return Err(E::RateLimited(r));
             }
         }
@@ -469,36 +177,11 @@ impl ResetService {
         self.passwords
             .check(&req.password, &reset.customer_email)
             .map_err(E::PasswordRejected)?;
-        let password_hash = self
-            .ports
-            .hasher
-            .hash(&req.password)
-            .await
-            .map_err(E::Unexpected)?;
+        let password_hash = ports.hasher.hash(&req.password).await?;
 
         // Time may have passed while hashing; the write checks expiry at this instant.
-        let now = self.ports.now();
-        let mut outbox = Vec::new();
-        if self.plan.mail {
-            outbox.push(OutboxMessage::new(
-                Notification::PasswordChanged {
-                    reset_id: reset.id,
-                    mode: reset.mode,
-                    to: reset.customer_email.clone(),
-                    at: now,
-                },
-                now,
-            ));
-        }
-        if self.plan.webhooks {
-            let mut after = reset.clone();
-            after.reset_password_at = Some(now);
-            after.updated_at = now;
-            after.reference = req.details.reference.apply(&after.reference);
-            after.reference_origin = req.details.reference_origin.apply(&after.reference_origin);
-            after.metadata = req.details.metadata.apply(&after.metadata);
-            outbox.push(webhook(WebhookTopic::ResetPassword, &after, now));
-        }
+        let now = ports.now();
+        let outbox = self.issuer.composer.completed(&reset, &req.details, now);
         let completion = Completion {
             mode: caller.mode,
             reset_id: reset.id,
@@ -507,20 +190,19 @@ impl ResetService {
             password_hash,
             details: req.details,
             now,
-            max_failed_attempts: self.tokens.max_failed_attempts(),
+            max_failed_attempts: self.token_policy().max_failed_attempts(),
             event: caller.event(reset.id, EventKind::Completed, None, now),
             outbox,
         };
-        match self.ports.resets.complete(&completion).await {
-            Ok(CompletionOutcome::Completed(done)) => Ok(*done),
-            Ok(CompletionOutcome::NotApplied) => {
-                let rejection = match reset.state(now, &self.tokens) {
+        match ports.resets.complete(&completion).await? {
+            CompletionOutcome::Completed(done) => Ok(*done),
+            CompletionOutcome::NotApplied => {
+                let rejection = match reset.state(now, self.token_policy()) {
                     ResetState::Expired => TokenRejection::Expired,
                     _ => TokenRejection::LostRace,
                 };
                 Err(self.reject(caller, &reset, rejection).await)
             }
-            Err(e) => Err(E::Unexpected(unexpected(e))),
         }
     }
 
@@ -528,9 +210,9 @@ impl ResetService {
         &self,
         reset: &PasswordReset,
         presented: Option<&str>,
-        now: crate::Timestamp,
+        now: Timestamp,
     ) -> Result<(), TokenRejection> {
-        let state = reset.state(now, &self.tokens);
+        let state = reset.state(now, self.token_policy());
         if state == ResetState::Exhausted {
             return Err(TokenRejection::Exhausted);
         }
@@ -538,7 +220,7 @@ impl ResetService {
             .map_err(|_| TokenRejection::Malformed)?;
         // Check every active key's digest without stopping early.
         let matched = self
-            .ports
+            .ports()
             .digester
             .digests(&token)
             .iter()
@@ -562,7 +244,7 @@ impl ResetService {
         reset: &PasswordReset,
         rejection: TokenRejection,
     ) -> CompleteResetError {
-        let now = self.ports.now();
+        let now = self.ports().now();
         let event = caller.event(
             reset.id,
             EventKind::CompletionFailed,
@@ -570,19 +252,18 @@ impl ResetService {
             now,
         );
         if rejection.counts_as_attempt()
-            && let Some((store, bucket)) = self.failure_bucket(reset.customer_id)
-            && let Err(e) = store.hit(std::slice::from_ref(&bucket), now).await
+            && let Err(e) = self.limiter.count_failure(reset.customer_id, now).await
         {
-            return CompleteResetError::Unexpected(unexpected(e));
+            return e.into();
         }
         match self
-            .ports
+            .ports()
             .resets
             .record_failure(caller.mode, reset.id, rejection.counts_as_attempt(), &event)
             .await
         {
             Ok(()) => CompleteResetError::InvalidToken(rejection),
-            Err(e) => CompleteResetError::Unexpected(unexpected(e)),
+            Err(e) => e.into(),
         }
     }
 
@@ -591,11 +272,10 @@ impl ResetService {
     /// # Errors
     /// `NotFound` when there is none in the caller's mode.
     pub async fn get(&self, caller: &Caller, id: ResetId) -> Result<PasswordReset, GetResetError> {
-        self.ports
+        self.ports()
             .resets
             .find(caller.mode, id)
-            .await
-            .map_err(|e| GetResetError::Unexpected(unexpected(e)))?
+            .await?
             .ok_or(GetResetError::NotFound)
     }
 
@@ -608,14 +288,10 @@ impl ResetService {
         caller: &Caller,
         raw: &RawListQuery,
     ) -> Result<Page<PasswordReset>, ListResetsError> {
-        let digester = &self.ports.digester;
+        let digester = &self.ports().digester;
         let query = ListQuery::parse(raw, &|t| digester.digests(t))
             .map_err(ListResetsError::InvalidQuery)?;
-        self.ports
-            .resets
-            .list(caller.mode, &query)
-            .await
-            .map_err(|e| ListResetsError::Unexpected(unexpected(e)))
+        Ok(self.ports().resets.list(caller.mode, &query).await?)
     }
 
     /// Changes `reference`, `reference_origin` or `metadata`; never the reset state.
@@ -628,11 +304,11 @@ impl ResetService {
         id: ResetId,
         patch: DetailsPatch,
     ) -> Result<PasswordReset, UpdateResetError> {
-        self.ports
+        let ports = self.ports();
+        ports
             .resets
-            .update_details(caller.mode, id, &patch, self.ports.now())
-            .await
-            .map_err(|e| UpdateResetError::Unexpected(unexpected(e)))?
+            .update_details(caller.mode, id, &patch, ports.now())
+            .await?
             .ok_or(UpdateResetError::NotFound)
     }
 
@@ -641,30 +317,26 @@ impl ResetService {
     /// # Errors
     /// `NotFound` when there is no such reset in the caller's mode.
     pub async fn delete(&self, caller: &Caller, id: ResetId) -> Result<(), DeleteResetError> {
-        let now = self.ports.now();
-        let mut outbox = Vec::new();
-        if self.plan.webhooks {
-            let Some(reset) = self
-                .ports
-                .resets
-                .find(caller.mode, id)
-                .await
-                .map_err(|e| DeleteResetError::Unexpected(unexpected(e)))?
-            else {
+        let ports = self.ports();
+        let now = ports.now();
+        let composer = &self.issuer.composer;
+        let outbox = if composer.needs_deleted_reset() {
+            let Some(reset) = ports.resets.find(caller.mode, id).await? else {
                 return Err(DeleteResetError::NotFound);
             };
-            outbox.push(webhook(WebhookTopic::Destroy, &reset, now));
-        }
+            composer.deleted(&reset, now)
+        } else {
+            Vec::new()
+        };
         let event = caller.event(id, EventKind::Deleted, None, now);
-        match self
-            .ports
+        if ports
             .resets
             .delete(caller.mode, id, &event, &outbox)
-            .await
+            .await?
         {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(DeleteResetError::NotFound),
-            Err(e) => Err(DeleteResetError::Unexpected(unexpected(e))),
+            Ok(())
+        } else {
+            Err(DeleteResetError::NotFound)
         }
     }
 
@@ -678,10 +350,6 @@ impl ResetService {
         id: ResetId,
     ) -> Result<Vec<ResetEvent>, GetResetError> {
         self.get(caller, id).await?;
-        self.ports
-            .resets
-            .events(caller.mode, id)
-            .await
-            .map_err(|e| GetResetError::Unexpected(unexpected(e)))
+        Ok(self.ports().resets.events(caller.mode, id).await?)
     }
 }

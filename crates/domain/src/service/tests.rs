@@ -2,99 +2,36 @@
 
 use std::sync::Arc;
 
-use chrono::{TimeDelta, TimeZone, Utc};
+use chrono::TimeDelta;
 
 use super::*;
 use crate::models::*;
 use crate::ports::*;
+use crate::testing::{MockPorts, OTHER_TOKEN, TOKEN, clock_at, customer, digest_of, reset, t0};
 
-const TOKEN: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE";
-const OTHER_TOKEN: &str = "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA";
+/// The shared mocks, with shorthands for the services and common expectations.
+struct Mocks(MockPorts);
 
-fn t0() -> Timestamp {
-    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
-}
-
-fn digest_of(token: &str) -> TokenDigest {
-    let mut b = [0u8; 32];
-    for (i, c) in token.bytes().enumerate() {
-        b[i % 32] ^= c.wrapping_add(i as u8);
-    }
-    TokenDigest::from_bytes(b)
-}
-
-/// A digester whose "current" key digests like `digest_of` and whose old key prefixes a byte.
-fn digester() -> MockTokenDigester {
-    let mut d = MockTokenDigester::new();
-    d.expect_issue()
-        .returning(|| (ResetToken::parse(TOKEN).unwrap(), digest_of(TOKEN)));
-    d.expect_digests()
-        .returning(|t| vec![digest_of(t.expose_secret())]);
-    d
-}
-
-fn clock_at(t: Timestamp) -> MockClock {
-    let mut c = MockClock::new();
-    c.expect_now().return_const(t);
-    c
-}
-
-fn customer() -> Customer {
-    Customer {
-        id: CustomerId::from_uuid(uuid::Uuid::from_u128(2)),
-        mode: Mode::Test,
-        email: EmailAddress::parse("jane@example.com").unwrap(),
-        password_hash: None,
-        reference: None,
-        reference_origin: None,
-        metadata: None,
-        created_at: t0(),
-        updated_at: t0(),
+impl std::ops::Deref for Mocks {
+    type Target = MockPorts;
+    fn deref(&self) -> &MockPorts {
+        &self.0
     }
 }
 
-fn reset() -> PasswordReset {
-    let c = customer();
-    ResetDraft {
-        id: ResetId::from_uuid(uuid::Uuid::from_u128(1)),
-        mode: Mode::Test,
-        token_digest: digest_of(TOKEN),
-        expires_at: t0() + TimeDelta::hours(1),
-        reference: None,
-        reference_origin: None,
-        metadata: None,
-        created_at: t0(),
+impl std::ops::DerefMut for Mocks {
+    fn deref_mut(&mut self) -> &mut MockPorts {
+        &mut self.0
     }
-    .for_customer(c.id, c.email)
-}
-
-struct Mocks {
-    resets: MockResetStore,
-    customers: MockCustomerStore,
-    hasher: MockPasswordHasher,
-    digester: MockTokenDigester,
-    clock: MockClock,
 }
 
 impl Mocks {
     fn new() -> Self {
-        Self {
-            resets: MockResetStore::new(),
-            customers: MockCustomerStore::new(),
-            hasher: MockPasswordHasher::new(),
-            digester: digester(),
-            clock: clock_at(t0()),
-        }
+        Self(MockPorts::new())
     }
 
     fn ports(self) -> Ports {
-        Ports {
-            resets: Arc::new(self.resets),
-            customers: Arc::new(self.customers),
-            hasher: Arc::new(self.hasher),
-            digester: Arc::new(self.digester),
-            clock: Arc::new(self.clock),
-        }
+        self.0.into_ports()
     }
 
     fn resets(self) -> ResetService {
@@ -110,9 +47,7 @@ impl Mocks {
     }
 
     fn with_reset(mut self, r: PasswordReset) -> Self {
-        self.resets
-            .expect_find()
-            .returning(move |_, _| Ok(Some(r.clone())));
+        self.0.expect_reset(r);
         self
     }
 
@@ -135,7 +70,7 @@ fn caller() -> Caller {
 }
 
 fn boom() -> StoreError {
-    StoreError::Unexpected(anyhow::anyhow!("connection reset"))
+    StoreError::unexpected("connection reset")
 }
 
 fn completion(token: Option<&str>, password: &str) -> CompleteReset {
@@ -472,7 +407,7 @@ async fn failures_of_hashing_or_storage_while_completing_are_unexpected() {
     let mut m = Mocks::new().with_reset(reset());
     m.hasher
         .expect_hash()
-        .returning(|_| Err(anyhow::anyhow!("pool closed")));
+        .returning(|_| Err(HashError::new("pool closed")));
     let err = m
         .resets()
         .complete(
@@ -908,11 +843,11 @@ async fn with_mail_and_webhooks_a_request_enqueues_the_link_and_a_create_webhook
         .expect_create()
         .withf(|r, _, outbox| {
             matches!(
-                &outbox[0].notification,
+                outbox[0].notification().unwrap(),
                 Notification::ResetRequested { to, token, expires_at, .. }
                     if to.as_str() == "jane@example.com" && token.expose_secret() == TOKEN && *expires_at == r.expires_at
             ) && matches!(
-                &outbox[1].notification,
+                outbox[1].notification().unwrap(),
                 Notification::Webhook { topic: WebhookTopic::Create, reset } if reset.id == r.id
             ) && outbox.len() == 2
         })
@@ -984,9 +919,9 @@ async fn with_mail_and_webhooks_a_completion_enqueues_the_notice_and_a_webhook()
         .expect_complete()
         .withf(|c| {
             c.outbox.len() == 2
-                && matches!(&c.outbox[0].notification, Notification::PasswordChanged { at, .. } if *at == t0())
+                && matches!(c.outbox[0].notification().unwrap(), Notification::PasswordChanged { at, .. } if *at == t0())
                 && matches!(
-                    &c.outbox[1].notification,
+                    c.outbox[1].notification().unwrap(),
                     Notification::Webhook { topic: WebhookTopic::ResetPassword, reset } if reset.reset_password_at == Some(t0())
                 )
         })
@@ -1013,10 +948,10 @@ async fn with_webhooks_a_delete_enqueues_a_destroy_webhook_or_reports_not_found(
             matches!(
                 outbox,
                 [OutboxMessage {
-                    notification: Notification::Webhook {
+                    payload: Payload::Notification(Notification::Webhook {
                         topic: WebhookTopic::Destroy,
                         ..
-                    },
+                    }),
                     ..
                 }]
             )
@@ -1111,7 +1046,7 @@ async fn failed_deliveries_retry_with_backoff_then_die() {
         let mut notifier = MockNotifier::new();
         notifier
             .expect_deliver()
-            .returning(|_, _| Err(anyhow::anyhow!("connection refused")));
+            .returning(|_, _| Err(DeliveryError::new("connection refused")));
         let report = delivery(outbox, notifier).run_once().await.unwrap();
         assert_eq!(
             (report.retrying, report.dead),
@@ -1283,10 +1218,11 @@ async fn a_customer_with_too_many_failures_cannot_complete_and_failures_are_coun
 
 // ---- self-service ----
 
-fn self_service(m: Mocks, outbox: MockOutboxStore) -> ResetService {
+fn self_service(m: Mocks, outbox: MockOutboxStore) -> SelfService {
     ResetService::new(m.ports(), TokenPolicy::default(), PasswordPolicy::default())
         .with_notifications(plan())
-        .with_self_service(Arc::new(outbox))
+        .self_service(Arc::new(outbox))
+        .expect("self-service with mail")
 }
 
 #[tokio::test]
@@ -1299,15 +1235,13 @@ async fn a_self_service_request_only_queues_work_whoever_the_address_belongs_to(
     outbox
         .expect_enqueue()
         .withf(|msgs| {
-            matches!(msgs, [OutboxMessage { notification: Notification::SelfServiceRequest { email, .. }, .. }]
+            matches!(msgs, [OutboxMessage { payload: Payload::Job(Job::SelfServiceReset { email, .. }), .. }]
                 if email.normalized() == "nobody@example.com")
         })
         .times(1)
         .returning(|_| Ok(()));
-    let service = self_service(m, outbox);
-    assert!(service.self_service_enabled());
-    service
-        .request_self_service(
+    self_service(m, outbox)
+        .request(
             &caller(),
             EmailAddress::parse("Nobody@example.com").unwrap(),
         )
@@ -1325,13 +1259,16 @@ async fn fulfilling_creates_a_reset_with_its_mail_only_for_a_customer() {
         .expect_create()
         .withf(|r, _, outbox| {
             r.reference_origin.as_ref().map(Reference::as_str) == Some("self_service")
-                && matches!(&outbox[0].notification, Notification::ResetRequested { .. })
+                && matches!(
+                    outbox[0].notification(),
+                    Some(Notification::ResetRequested { .. })
+                )
         })
         .times(1)
         .returning(|_, _, _| Ok(()));
     let service = self_service(m, MockOutboxStore::new());
     let known = service
-        .fulfil_self_service(
+        .fulfil(
             Mode::Test,
             &EmailAddress::parse("jane@example.com").unwrap(),
             None,
@@ -1340,7 +1277,7 @@ async fn fulfilling_creates_a_reset_with_its_mail_only_for_a_customer() {
         .unwrap();
     assert!(known.is_some());
     let unknown = service
-        .fulfil_self_service(
+        .fulfil(
             Mode::Test,
             &EmailAddress::parse("ghost@example.com").unwrap(),
             None,
@@ -1350,17 +1287,109 @@ async fn fulfilling_creates_a_reset_with_its_mail_only_for_a_customer() {
     assert!(unknown.is_none());
 }
 
-#[tokio::test]
-async fn self_service_is_off_unless_configured_with_mail() {
-    let m = Mocks::new();
-    let without_mail =
-        ResetService::new(m.ports(), TokenPolicy::default(), PasswordPolicy::default())
-            .with_self_service(Arc::new(MockOutboxStore::new()));
-    assert!(!without_mail.self_service_enabled());
-    assert!(matches!(
+#[test]
+fn self_service_exists_only_when_the_service_mails_resets() {
+    let without_mail = ResetService::new(
+        Mocks::new().ports(),
+        TokenPolicy::default(),
+        PasswordPolicy::default(),
+    );
+    assert!(
         without_mail
-            .request_self_service(&caller(), EmailAddress::parse("a@example.com").unwrap())
-            .await,
-        Err(RequestResetError::Unexpected(_))
-    ));
+            .self_service(Arc::new(MockOutboxStore::new()))
+            .is_none()
+    );
+    let webhooks_only = ResetService::new(
+        Mocks::new().ports(),
+        TokenPolicy::default(),
+        PasswordPolicy::default(),
+    )
+    .with_notifications(NotificationPlan::new(false, true));
+    assert!(
+        webhooks_only
+            .self_service(Arc::new(MockOutboxStore::new()))
+            .is_none()
+    );
+    let with_mail = ResetService::new(
+        Mocks::new().ports(),
+        TokenPolicy::default(),
+        PasswordPolicy::default(),
+    )
+    .with_notifications(NotificationPlan::new(true, false));
+    assert!(
+        with_mail
+            .self_service(Arc::new(MockOutboxStore::new()))
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn the_worker_runs_self_service_jobs_with_the_service_it_was_built_with() {
+    let job = OutboxMessage::job(
+        Job::SelfServiceReset {
+            reset_id: ResetId::new_at(t0()),
+            mode: Mode::Test,
+            email: EmailAddress::parse("jane@example.com").unwrap(),
+            client_ip: None,
+        },
+        t0(),
+    );
+    let claimed = job.clone();
+    let outbox = || {
+        let mut o = MockOutboxStore::new();
+        let claimed = claimed.clone();
+        o.expect_claim()
+            .times(1)
+            .returning(move |_, _, _| Ok(vec![claimed.clone()]));
+        o
+    };
+    // With the self-service use case: the job issues a reset and is acknowledged.
+    let mut m = Mocks::new();
+    m.customers
+        .expect_find_by_email()
+        .times(1)
+        .returning(|_, _| Ok(Some(customer())));
+    m.resets
+        .expect_create()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let mut with = outbox();
+    let id = job.id;
+    with.expect_delivered()
+        .withf(move |i, _| *i == id)
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let mut notifier = MockNotifier::new();
+    notifier.expect_deliver().never();
+    let worker = DeliveryService::new(
+        Arc::new(with),
+        Arc::new(notifier),
+        Arc::new(clock_at(t0())),
+        RetryPolicy::default(),
+        TimeDelta::minutes(2),
+        16,
+    )
+    .with_self_service(self_service(m, MockOutboxStore::new()));
+    let report = worker.run_once().await.unwrap();
+    assert_eq!((report.delivered, report.retrying), (1, 0));
+
+    // Without it (self-service switched off after requests were queued): retried, not lost.
+    let mut without = outbox();
+    without
+        .expect_failed()
+        .withf(|_, error, retry_at, _| error.contains("switched off") && retry_at.is_some())
+        .times(1)
+        .returning(|_, _, _, _| Ok(()));
+    let mut notifier = MockNotifier::new();
+    notifier.expect_deliver().never();
+    let worker = DeliveryService::new(
+        Arc::new(without),
+        Arc::new(notifier),
+        Arc::new(clock_at(t0())),
+        RetryPolicy::default(),
+        TimeDelta::minutes(2),
+        16,
+    );
+    let report = worker.run_once().await.unwrap();
+    assert_eq!((report.delivered, report.retrying), (0, 1));
 }

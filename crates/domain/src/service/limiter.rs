@@ -1,0 +1,164 @@
+//! Rate limiting of reset requests and failed completions: which counters a request
+//! touches (its buckets) and whether one of them is over its limit.
+//!
+//! Counters live behind the [`RateLimitStore`] port, so limits hold across every instance
+//! that shares a store. Unknown addresses are counted exactly like known ones: counting
+//! happens before any lookup.
+
+use std::sync::Arc;
+
+use crate::models::{Bucket, Caller, CustomerId, EmailAddress, RateLimited, RateLimits, Timestamp};
+use crate::ports::{RateLimitStore, StoreError, TokenDigester};
+
+/// Counts requests and failures against [`RateLimits`]. A limiter without a store counts
+/// nothing and refuses nothing.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    counters: Option<(Arc<dyn RateLimitStore>, Arc<RateLimits>)>,
+    digester: Arc<dyn TokenDigester>,
+}
+
+/// Why a limiter refused or could not decide.
+#[derive(Debug)]
+pub(crate) enum LimitError {
+    Exceeded(RateLimited),
+    Store(StoreError),
+}
+
+impl From<StoreError> for LimitError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// The bucket over its limit whose window ends last, if any.
+fn exceeded(buckets: &[Bucket], counts: &[u64], now: Timestamp) -> Option<RateLimited> {
+    buckets
+        .iter()
+        .zip(counts)
+        .filter(|(b, n)| **n > u64::from(b.limit.max))
+        .map(|(b, _)| RateLimited {
+            limit: b.limit,
+            retry_after: b.retry_after(now),
+        })
+        .max_by_key(|r| r.retry_after)
+}
+
+impl RateLimiter {
+    /// A limiter that counts nothing.
+    #[must_use]
+    pub fn off(digester: Arc<dyn TokenDigester>) -> Self {
+        Self {
+            counters: None,
+            digester,
+        }
+    }
+
+    /// A limiter enforcing `limits`, counting in `store`. Email addresses are counted under
+    /// their keyed fingerprint (`digester`), never in the clear.
+    #[must_use]
+    pub fn new(
+        store: Arc<dyn RateLimitStore>,
+        limits: RateLimits,
+        digester: Arc<dyn TokenDigester>,
+    ) -> Self {
+        Self {
+            counters: Some((store, Arc::new(limits))),
+            digester,
+        }
+    }
+
+    /// The counters one reset request for `email` by `caller` adds to.
+    #[must_use]
+    pub fn request_buckets(&self, caller: &Caller, email: &EmailAddress) -> Vec<Bucket> {
+        let Some((_, limits)) = &self.counters else {
+            return Vec::new();
+        };
+        let mut buckets = Vec::new();
+        if !limits.per_email.is_empty() {
+            let email_key = self.digester.fingerprint(email.normalized()).to_hex();
+            buckets.extend(limits.per_email.iter().map(|l| Bucket {
+                key: format!("request:email:{}:{email_key}", l.window.num_seconds()),
+                limit: *l,
+            }));
+        }
+        if let (Some(l), Some(c)) = (limits.per_credential, caller.credential) {
+            buckets.push(Bucket {
+                key: format!("request:credential:{c:016x}"),
+                limit: l,
+            });
+        }
+        if let (Some(l), Some(ip)) = (limits.per_client, caller.client_ip) {
+            buckets.push(Bucket {
+                key: format!("request:client:{ip}"),
+                limit: l,
+            });
+        }
+        buckets
+    }
+
+    /// Counts one request against every applicable bucket; the one over its limit that
+    /// frees up last refuses it.
+    pub(crate) async fn count_request(
+        &self,
+        caller: &Caller,
+        email: &EmailAddress,
+        now: Timestamp,
+    ) -> Result<(), LimitError> {
+        let buckets = self.request_buckets(caller, email);
+        let Some((store, _)) = &self.counters else {
+            return Ok(());
+        };
+        if buckets.is_empty() {
+            // Every request limit is off: nothing to count, no round trip.
+            return Ok(());
+        }
+        let counts = store.hit(&buckets, now).await?;
+        match exceeded(&buckets, &counts, now) {
+            Some(r) => Err(LimitError::Exceeded(r)),
+            None => Ok(()),
+        }
+    }
+
+    fn failure_bucket(&self, customer: CustomerId) -> Option<(&dyn RateLimitStore, Bucket)> {
+        let (store, limits) = self.counters.as_ref()?;
+        let limit = limits.failures_per_customer?;
+        Some((
+            store.as_ref(),
+            Bucket {
+                key: format!("complete:failures:{customer}"),
+                limit,
+            },
+        ))
+    }
+
+    /// Whether one more failed completion for `customer` would go over the limit; checked
+    /// before an attempt, without counting it.
+    pub(crate) async fn check_failures(
+        &self,
+        customer: CustomerId,
+        now: Timestamp,
+    ) -> Result<(), LimitError> {
+        let Some((store, bucket)) = self.failure_bucket(customer) else {
+            return Ok(());
+        };
+        let counts = store.peek(std::slice::from_ref(&bucket), now).await?;
+        let with_this: Vec<u64> = counts.iter().map(|c| c + 1).collect();
+        match exceeded(std::slice::from_ref(&bucket), &with_this, now) {
+            Some(r) => Err(LimitError::Exceeded(r)),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts one failed completion for `customer`.
+    pub(crate) async fn count_failure(
+        &self,
+        customer: CustomerId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if let Some((store, bucket)) = self.failure_bucket(customer) {
+            store.hit(std::slice::from_ref(&bucket), now).await?;
+        }
+        Ok(())
+    }
+}
