@@ -367,7 +367,6 @@ not_found_or_internal!(
 impl From<ListResetsError> for ApiError {
     fn from(e: ListResetsError) -> Self {
         match e {
-            ListResetsError::InvalidQuery(q) => q.into(),
             ListResetsError::Unexpected(e) => Self::internal(&e),
         }
     }
@@ -376,7 +375,6 @@ impl From<ListResetsError> for ApiError {
 impl From<ListCustomersError> for ApiError {
     fn from(e: ListCustomersError) -> Self {
         match e {
-            ListCustomersError::InvalidQuery(q) => q.into(),
             ListCustomersError::Unexpected(e) => Self::internal(&e),
         }
     }

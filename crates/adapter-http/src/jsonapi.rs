@@ -4,7 +4,7 @@
 //! shape error (wrong type, array where a string belongs, unknown attribute) becomes a
 //! precise 4xx with a `source.pointer`, never a generic deserialization failure.
 
-use pwreset_domain::{Metadata, Page, Patch, RawListQuery, Reference};
+use pwreset_domain::{Metadata, Page, Patch, Reference};
 pub use pwreset_jsonapi::{
     CUSTOMER_ATTRIBUTES, CUSTOMERS, EVENT_ATTRIBUTES, EVENTS, RESET_ATTRIBUTES, RESETS, Renderer,
     View, timestamp,
@@ -12,6 +12,7 @@ pub use pwreset_jsonapi::{
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, Source};
+use crate::query::RawListQuery;
 
 // ---- query parameters ----
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod jsonapi;
 mod middleware;
 pub mod openapi;
+pub mod query;
 mod routes;
 
 use std::net::IpAddr;

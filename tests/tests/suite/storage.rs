@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use pwreset_adapter_crypto::{Argon2Hasher, HmacDigester};
+use pwreset_adapter_http::query::RawListQuery;
 use pwreset_domain::ports::*;
 use pwreset_domain::service::*;
 use pwreset_domain::*;
@@ -41,6 +42,20 @@ per_backend!(
     rate_limit_counters_count_per_window_without_losing_concurrent_hits,
     deleting_a_customer_revoking_and_purging_find_resets_through_an_index,
 );
+
+/// A list query string parsed as the HTTP adapter does, with token filters digested as
+/// the reset service does before a store sees them.
+fn typed<F: Field, S: SortKey>(raw: &RawListQuery) -> ListQuery<F, S> {
+    let mut query =
+        pwreset_adapter_http::query::parse(raw).unwrap_or_else(|e| panic!("{raw:?}: {e}"));
+    let d = digester();
+    for filter in &mut query.filters {
+        if let FilterValue::Tokens(tokens) = &filter.value {
+            filter.value = FilterValue::Digests(tokens.iter().flat_map(|t| d.digests(t)).collect());
+        }
+    }
+    query
+}
 
 fn t0() -> Timestamp {
     Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap()
@@ -790,9 +805,7 @@ async fn dataset(db: &TestDb) -> Dataset {
 }
 
 async fn list_labels(db: &TestDb, data: &Dataset, raw: RawListQuery) -> Vec<&'static str> {
-    let d = digester();
-    let query: ListQuery<ResetField, ResetSort> =
-        ListQuery::parse(&raw, &|t| d.digests(t)).unwrap_or_else(|e| panic!("{raw:?}: {e}"));
+    let query: ListQuery<ResetField, ResetSort> = typed(&raw);
     ResetStore::list(&db.store, Mode::Test, &query)
         .await
         .unwrap()
@@ -969,7 +982,6 @@ async fn every_sort_key_orders_resets_in_both_directions(db: TestDb) {
 
 async fn pagination_edges_report_counts_and_empty_pages(db: TestDb) {
     let data = dataset(&db).await;
-    let d = digester();
     let page = |n: &str, s: &str| RawListQuery {
         page_number: Some(n.into()),
         page_size: Some(s.into()),
@@ -989,12 +1001,10 @@ async fn pagination_edges_report_counts_and_empty_pages(db: TestDb) {
             "page {n} size {s}"
         );
     }
-    let q: ListQuery<ResetField, ResetSort> =
-        ListQuery::parse(&page("3", "3"), &|t| d.digests(t)).unwrap();
+    let q: ListQuery<ResetField, ResetSort> = typed(&page("3", "3"));
     let p = ResetStore::list(&db.store, Mode::Test, &q).await.unwrap();
     assert_eq!((p.record_count, p.page_count(), p.items.len()), (4, 2, 0));
-    let q: ListQuery<ResetField, ResetSort> =
-        ListQuery::parse(&page("1", "3"), &|t| d.digests(t)).unwrap();
+    let q: ListQuery<ResetField, ResetSort> = typed(&page("1", "3"));
     let p = ResetStore::list(&db.store, Mode::Test, &q).await.unwrap();
     assert_eq!((p.record_count, p.page_count()), (4, 2));
 }
@@ -1008,8 +1018,7 @@ async fn customer_lists_filter_sort_and_paginate(db: TestDb) {
     let list = |raw: RawListQuery| {
         let store = db.store.clone();
         async move {
-            let q: ListQuery<CustomerField, CustomerSort> =
-                ListQuery::parse(&raw, &|_| vec![]).unwrap();
+            let q: ListQuery<CustomerField, CustomerSort> = typed(&raw);
             let p = CustomerStore::list(&store, Mode::Test, &q).await.unwrap();
             (
                 p.record_count,

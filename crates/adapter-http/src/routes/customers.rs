@@ -65,7 +65,8 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     creds.require_integration()?;
     let params = parse_params(req.query_string(), LIST)?;
-    let page = state.customers.list(&creds.caller, &params.list).await?;
+    let query = crate::query::parse(&params.list)?;
+    let page = state.customers.list(&creds.caller, query).await?;
     let data: Vec<Value> = page
         .items
         .iter()

@@ -6,8 +6,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use pwreset_domain::service::{CompleteReset, NewReset};
 use pwreset_domain::{
-    CustomerId, DetailsPatch, EmailAddress, Page, PageRequest, Password, PasswordReset, Patch,
-    ResetId,
+    CustomerId, DetailsPatch, EmailAddress, Page, Password, PasswordReset, Patch, ResetId,
 };
 use serde_json::{Value, json};
 
@@ -101,7 +100,8 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     creds.require_integration()?;
     let params = parse_params(req.query_string(), LIST)?;
-    let page = state.resets.list(&creds.caller, &params.list).await?;
+    let query = crate::query::parse(&params.list)?;
+    let page = state.resets.list(&creds.caller, query).await?;
     let data: Vec<Value> = page
         .items
         .iter()
@@ -315,13 +315,8 @@ async fn events(
             "events can be paged but not filtered or sorted",
         ));
     }
-    let number = parse_page(params.list.page_number.as_deref(), 1, "page[number]")?;
-    let size = parse_page(
-        params.list.page_size.as_deref(),
-        PageRequest::DEFAULT_SIZE,
-        "page[size]",
-    )?;
-    let request = PageRequest::new(number, size)?;
+    let request = crate::query::page_request(&params.list)?;
+    let size = request.size();
     let reset_id: ResetId = path_id(&id)?;
     let all = state.resets.events(&creds.caller, reset_id).await?;
     let offset = usize::try_from(request.offset()).unwrap_or(usize::MAX);
@@ -345,16 +340,4 @@ async fn events(
         StatusCode::OK,
         &json!({ "data": data, "meta": meta, "links": links }),
     ))
-}
-
-fn parse_page(v: Option<&str>, default: u32, parameter: &'static str) -> Result<u32, ApiError> {
-    v.map_or(Ok(default), |s| {
-        s.parse().map_err(|_| {
-            pwreset_domain::QueryError::InvalidPage {
-                parameter,
-                reason: "must be a positive whole number".into(),
-            }
-            .into()
-        })
-    })
 }

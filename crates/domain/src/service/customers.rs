@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use super::Ports;
 use crate::models::{
-    Caller, Customer, CustomerId, DetailsPatch, EmailAddress, ListQuery, Metadata, Page, Password,
-    PasswordPolicy, PasswordRejection, QueryError, RawListQuery, Reference,
+    Caller, Customer, CustomerField, CustomerId, CustomerSort, DetailsPatch, EmailAddress,
+    ListQuery, Metadata, Page, Password, PasswordPolicy, PasswordRejection, Reference,
 };
 use crate::ports::{CredentialChange, StoreError};
 
@@ -47,8 +47,6 @@ pub enum GetCustomerError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListCustomersError {
-    #[error(transparent)]
-    InvalidQuery(QueryError),
     #[error(transparent)]
     Unexpected(anyhow::Error),
 }
@@ -148,17 +146,15 @@ impl CustomerService {
             .ok_or(GetCustomerError::NotFound)
     }
 
-    /// One page of customers matching `raw`.
+    /// One page of customers matching `query`.
     ///
     /// # Errors
-    /// `InvalidQuery` naming the offending parameter.
+    /// `Unexpected` when the store fails.
     pub async fn list(
         &self,
         caller: &Caller,
-        raw: &RawListQuery,
+        query: ListQuery<CustomerField, CustomerSort>,
     ) -> Result<Page<Customer>, ListCustomersError> {
-        let query =
-            ListQuery::parse(raw, &|_| Vec::new()).map_err(ListCustomersError::InvalidQuery)?;
         self.ports
             .customers
             .list(caller.mode, &query)

@@ -6,7 +6,7 @@
 //! variant to a status in one table, and a new variant must force a decision there rather
 //! than fall into a catch-all 500.
 
-use crate::models::{PasswordRejection, QueryError, RateLimited, TokenRejection};
+use crate::models::{PasswordRejection, RateLimited, TokenRejection};
 use crate::ports::StoreError;
 
 /// The cause of an adapter failure, as the use cases report it.
@@ -70,8 +70,6 @@ pub enum GetResetError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListResetsError {
-    #[error(transparent)]
-    InvalidQuery(QueryError),
     #[error(transparent)]
     Unexpected(anyhow::Error),
 }

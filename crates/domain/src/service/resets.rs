@@ -16,9 +16,9 @@ use super::issue::{IssuedReset, NewReset, ResetIssuer};
 use super::limiter::{LimitError, RateLimiter};
 use super::self_service::SelfService;
 use crate::models::{
-    Caller, DetailsPatch, EventKind, ListQuery, Page, Password, PasswordPolicy, PasswordReset,
-    RateLimits, RawListQuery, ResetEvent, ResetId, ResetState, ResetToken, Timestamp, TokenPolicy,
-    TokenRejection,
+    Caller, DetailsPatch, EventKind, FilterValue, ListQuery, Page, Password, PasswordPolicy,
+    PasswordReset, RateLimits, ResetEvent, ResetField, ResetId, ResetSort, ResetState, ResetToken,
+    Timestamp, TokenPolicy, TokenRejection,
 };
 use crate::ports::{Completion, CompletionOutcome, OutboxStore, RateLimitStore};
 
@@ -279,18 +279,23 @@ impl ResetService {
             .ok_or(GetResetError::NotFound)
     }
 
-    /// One page of resets matching `raw`.
+    /// One page of resets matching `query`. Token filters (`FilterValue::Tokens`) are
+    /// turned into digests under every active key here, so no store ever sees a token.
     ///
     /// # Errors
-    /// `InvalidQuery` naming the offending parameter.
+    /// `Unexpected` when the store fails.
     pub async fn list(
         &self,
         caller: &Caller,
-        raw: &RawListQuery,
+        mut query: ListQuery<ResetField, ResetSort>,
     ) -> Result<Page<PasswordReset>, ListResetsError> {
         let digester = &self.ports().digester;
-        let query = ListQuery::parse(raw, &|t| digester.digests(t))
-            .map_err(ListResetsError::InvalidQuery)?;
+        for filter in &mut query.filters {
+            if let FilterValue::Tokens(tokens) = &filter.value {
+                filter.value =
+                    FilterValue::Digests(tokens.iter().flat_map(|t| digester.digests(t)).collect());
+            }
+        }
         Ok(self.ports().resets.list(caller.mode, &query).await?)
     }
 
