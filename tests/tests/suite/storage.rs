@@ -25,6 +25,7 @@ per_backend!(
         completion_is_valid_at_the_expiry_instant_and_not_one_second_later,
         completion_requires_the_stored_digest_and_attempts_below_the_cap,
         a_refused_completion_writes_nothing,
+        a_write_that_fails_leaves_nothing_behind,
         fifty_concurrent_completions_of_one_reset_yield_exactly_one_success,
         failures_are_counted_and_recorded,
         metadata_updates_never_touch_the_reset_state,
@@ -484,6 +485,65 @@ async fn a_refused_completion_writes_nothing(db: TestDb) {
         assert_eq!(kinds, expected);
     }
     assert_eq!(pwreset_tests::outbox_rows(&db).await, 0);
+}
+
+async fn a_write_that_fails_leaves_nothing_behind(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let first = add_reset(&db, &jane, minutes(1)).await;
+    let requested = db.resets.events(Mode::Test, first.reset.id).await.unwrap()[0].clone();
+    let kinds = |id| {
+        let resets = db.resets.clone();
+        async move {
+            resets
+                .events(Mode::Test, id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.kind)
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // A create whose event id is taken fails as a whole: no reset, no revocation of the
+    // earlier one, no event, no message.
+    let second = new_reset(&jane, minutes(2));
+    let reused = ResetEvent {
+        reset_id: second.reset.id,
+        created_at: minutes(2),
+        ..requested.clone()
+    };
+    assert!(
+        db.resets
+            .create(&second.reset, &reused, &[reset_mail(&second)])
+            .await
+            .is_err()
+    );
+    assert_eq!(find(&db, Mode::Test, second.reset.id).await, None);
+    assert_eq!(
+        find(&db, Mode::Test, first.reset.id).await.as_ref(),
+        Some(&first.reset)
+    );
+    assert_eq!(kinds(first.reset.id).await, vec![EventKind::Requested]);
+    assert!(kinds(second.reset.id).await.is_empty());
+    assert_eq!(pwreset_tests::outbox_rows(&db).await, 0);
+
+    // A completion whose event cannot be stored fails as a whole too: the reset stays
+    // outstanding and the password unset.
+    let mut c = completion(&first.reset, minutes(3));
+    c.event.id = requested.id;
+    assert!(db.resets.complete(&c).await.is_err());
+    assert_eq!(
+        find(&db, Mode::Test, first.reset.id).await.as_ref(),
+        Some(&first.reset)
+    );
+    let stored = db
+        .customers
+        .find(Mode::Test, jane.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.password_hash, None);
+    assert_eq!(kinds(first.reset.id).await, vec![EventKind::Requested]);
 }
 
 fn event_with_new_id(e: &ResetEvent) -> ResetEvent {
