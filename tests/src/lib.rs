@@ -1,4 +1,6 @@
-//! Test harness shared by pwreset's cross-crate suites: fresh databases for every test.
+//! Test harness shared by pwreset's cross-crate suites: a fresh store for every test.
+//!
+//! Memory: a new `pwreset-adapter-memory` store, empty and gone when the test ends.
 //!
 //! Postgres: the server comes from `PWRESET_TEST_DATABASE_URL` if set; otherwise the one
 //! on 127.0.0.1:5432 if it answers; otherwise a throwaway cluster started from the
@@ -10,6 +12,10 @@
 //!
 //! SQLite: each test gets its own database file in a temporary directory, migrated on
 //! open (a few milliseconds) and deleted afterwards.
+//!
+//! A case sees the storage ports as trait objects ([`TestDb`]), so one case body runs on
+//! every backend. The few checks no port exposes (outbox rows, query plans) go through
+//! the functions at the end of this file, which look at each backend its own way.
 
 pub mod http;
 pub mod postgres;
@@ -20,42 +26,90 @@ use std::panic::resume_unwind;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use pwreset_adapter_sql::SqlStore;
+use pwreset_adapter_memory::MemoryStore;
+use pwreset_domain::ports::{CustomerStore, OutboxStore, RateLimitStore, ResetStore};
 
 /// Which storage adapter a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    Memory,
     Postgres,
     Sqlite,
 }
 
-/// A fresh, migrated database and the store over it.
+/// A fresh, empty store of one backend, as the storage ports.
 #[derive(Debug, Clone)]
 pub struct TestDb {
     pub backend: Backend,
-    pub store: SqlStore,
-    /// A URL the application can be pointed at.
-    pub url: String,
+    pub resets: Arc<dyn ResetStore>,
+    pub customers: Arc<dyn CustomerStore>,
+    pub outbox: Arc<dyn OutboxStore>,
+    pub limits: Arc<dyn RateLimitStore>,
+    place: Place,
 }
 
-/// Runs `case` against a fresh database of `backend`, then drops the database whatever
-/// the outcome, then re-raises a panic from the case.
+/// Where the data lives, for the checks that no port exposes.
+#[derive(Debug, Clone)]
+enum Place {
+    Memory(MemoryStore),
+    /// A database the application can be pointed at.
+    Sql {
+        url: String,
+    },
+}
+
+impl TestDb {
+    fn new<S>(backend: Backend, store: S, place: Place) -> Self
+    where
+        S: ResetStore + CustomerStore + OutboxStore + RateLimitStore + 'static,
+    {
+        let store = Arc::new(store);
+        Self {
+            backend,
+            resets: store.clone(),
+            customers: store.clone(),
+            outbox: store.clone(),
+            limits: store,
+            place,
+        }
+    }
+
+    /// The database URL the application can be started with.
+    ///
+    /// # Panics
+    /// On the memory backend, which no separate application can reach: cases that start
+    /// the application run on the SQL backends only.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        match &self.place {
+            Place::Sql { url } => url,
+            Place::Memory(_) => panic!("the memory backend has no URL; run this case on SQL"),
+        }
+    }
+}
+
+/// Runs `case` against a fresh store of `backend`, then drops the database whatever the
+/// outcome, then re-raises a panic from the case.
 pub async fn with_db<F, Fut>(backend: Backend, case: F)
 where
     F: FnOnce(TestDb) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     match backend {
+        Backend::Memory => {
+            let store = MemoryStore::new();
+            let test_db = TestDb::new(backend, store.clone(), Place::Memory(store));
+            if let Err(e) = tokio::spawn(case(test_db)).await {
+                resume_unwind(e.into_panic());
+            }
+        }
         Backend::Postgres => {
             let db = postgres::fresh_database().await;
             let store = pwreset_adapter_postgres::connect(&db.url, 20)
                 .await
                 .unwrap_or_else(|e| panic!("cannot open test database {}: {e:#}", db.name));
-            let test_db = TestDb {
-                backend,
-                store,
-                url: db.url.clone(),
-            };
+            let url = db.url.clone();
+            let test_db = TestDb::new(backend, store, Place::Sql { url });
             let outcome = tokio::spawn(case(test_db)).await;
             postgres::drop_database(&db.name).await;
             if let Err(e) = outcome {
@@ -70,11 +124,7 @@ where
             let store = pwreset_adapter_sqlite::connect(&url, 8)
                 .await
                 .unwrap_or_else(|e| panic!("cannot open SQLite test database: {e:#}"));
-            let test_db = TestDb {
-                backend,
-                store,
-                url,
-            };
+            let test_db = TestDb::new(backend, store, Place::Sql { url });
             let outcome = tokio::spawn(case(test_db)).await;
             let _ = std::fs::remove_dir_all(&dir);
             if let Err(e) = outcome {
@@ -82,18 +132,6 @@ where
             }
         }
     }
-}
-
-/// The store as both storage ports.
-#[must_use]
-pub fn ports(
-    store: &SqlStore,
-) -> (
-    Arc<dyn pwreset_domain::ports::ResetStore>,
-    Arc<dyn pwreset_domain::ports::CustomerStore>,
-) {
-    let s = Arc::new(store.clone());
-    (s.clone(), s)
 }
 
 /// Everything the service logged in this test process, at TRACE level.
@@ -168,7 +206,7 @@ impl RunningApp {
         logs::capture();
         let mut settings = pwreset_app::Settings::defaults();
         settings.bind = "127.0.0.1:0".into();
-        settings.database_url = Some(db.url.clone());
+        settings.database_url = Some(db.url().to_owned());
         settings.data_dir = std::env::temp_dir().join("pwreset-test-unused-data-dir");
         settings.jwt_secret = Some(TEST_JWT_SECRET.into());
         settings.token_digest_keys = Some(TEST_DIGEST_KEY.into());
@@ -215,11 +253,12 @@ impl RunningApp {
     }
 }
 
-/// Raw-row checks that no port exposes, by design.
+/// A raw-row check on a SQL backend (no port exposes rows, by design).
 async fn scalar(db: &TestDb, sql: &'static str) -> i64 {
     match db.backend {
+        Backend::Memory => panic!("no SQL on the memory backend: {sql}"),
         Backend::Postgres => {
-            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(db.url())
                 .await
                 .expect("connect");
             sqlx::query_scalar::<_, i64>(sql)
@@ -228,7 +267,7 @@ async fn scalar(db: &TestDb, sql: &'static str) -> i64 {
                 .expect(sql)
         }
         Backend::Sqlite => {
-            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url)
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(db.url())
                 .await
                 .expect("connect");
             sqlx::query_scalar::<_, i64>(sql)
@@ -252,8 +291,9 @@ pub enum PlanArg {
 pub async fn query_plan(db: &TestDb, sql: &str, arg: PlanArg) -> String {
     use sqlx::Row;
     match db.backend {
+        Backend::Memory => panic!("query plans exist on the SQL backends only"),
         Backend::Postgres => {
-            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(db.url())
                 .await
                 .expect("connect");
             sqlx::raw_sql("SET enable_seqscan = off")
@@ -272,7 +312,7 @@ pub async fn query_plan(db: &TestDb, sql: &str, arg: PlanArg) -> String {
                 .join("\n")
         }
         Backend::Sqlite => {
-            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url)
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(db.url())
                 .await
                 .expect("connect");
             let sql = sql.replace('$', "?");
@@ -291,17 +331,36 @@ pub async fn query_plan(db: &TestDb, sql: &str, arg: PlanArg) -> String {
     }
 }
 
-/// Outbox rows that still hold a raw token.
-pub async fn outbox_secrets(db: &TestDb) -> i64 {
-    scalar(db, "SELECT count(*) FROM outbox WHERE secret IS NOT NULL").await
+/// The memory store's outbox counts, as the number a SQL `count(*)` would give.
+fn memory_count(
+    store: &MemoryStore,
+    count: impl Fn(pwreset_adapter_memory::OutboxSummary) -> usize,
+) -> i64 {
+    i64::try_from(count(store.outbox_summary())).expect("a count fits in i64")
 }
 
-/// All outbox rows.
+/// Outbox messages that still hold a raw token.
+pub async fn outbox_secrets(db: &TestDb) -> i64 {
+    match &db.place {
+        Place::Memory(store) => memory_count(store, |s| s.holding_secret),
+        Place::Sql { .. } => {
+            scalar(db, "SELECT count(*) FROM outbox WHERE secret IS NOT NULL").await
+        }
+    }
+}
+
+/// All outbox messages, whatever their status.
 pub async fn outbox_rows(db: &TestDb) -> i64 {
-    scalar(db, "SELECT count(*) FROM outbox").await
+    match &db.place {
+        Place::Memory(store) => memory_count(store, |s| s.messages),
+        Place::Sql { .. } => scalar(db, "SELECT count(*) FROM outbox").await,
+    }
 }
 
 /// The most delivery attempts any outbox message took.
 pub async fn outbox_max_attempts(db: &TestDb) -> i64 {
-    scalar(db, "SELECT coalesce(max(attempts), 0) FROM outbox").await
+    match &db.place {
+        Place::Memory(store) => i64::from(store.outbox_summary().max_attempts),
+        Place::Sql { .. } => scalar(db, "SELECT coalesce(max(attempts), 0) FROM outbox").await,
+    }
 }

@@ -1,29 +1,36 @@
 //! pwreset's cross-crate test binary (one binary links once: fast on two cores).
 //!
 //! - `storage`: the storage contract, written once and run against every storage adapter;
-//!   each case appears as `storage::postgres::<case>` and `storage::sqlite::<case>`.
+//!   each case appears as `storage::memory::<case>`, `storage::postgres::<case>` and
+//!   `storage::sqlite::<case>` (the few cases about SQL itself on the last two only).
 //! - `blackbox`: the real application on a random port over each database, driven over
 //!   real HTTP; cases appear as `blackbox::postgres::<case>` and `blackbox::sqlite::<case>`.
 //! - `delivery`: mail through a real local SMTP server and signed webhooks to a real local
 //!   receiver, with the SMTP server down and back.
 
-/// Instantiates each listed `async fn(TestDb)` case once per storage backend, as
-/// `<module>::postgres::<case>` and `<module>::sqlite::<case>`, each on a fresh database.
+/// Instantiates each listed `async fn(TestDb)` case once per backend, as
+/// `<module>::<backend>::<case>`, each on a fresh store.
+///
+/// - `per_backend!(a, b)`: on the databases, `postgres` and `sqlite` (cases that start the
+///   application, which needs a database URL);
+/// - `per_backend!(every: [a, b], sql_only: [c])`: `a` and `b` on `memory`, `postgres` and
+///   `sqlite`; `c` (about SQL itself, e.g. query plans) on `postgres` and `sqlite` only.
 macro_rules! per_backend {
     ($($case:ident),+ $(,)?) => {
-        mod postgres {
+        per_backend!(@module postgres Postgres [$($case),+]);
+        per_backend!(@module sqlite Sqlite [$($case),+]);
+    };
+    (every: [$($case:ident),+ $(,)?], sql_only: [$($sql:ident),* $(,)?] $(,)?) => {
+        per_backend!(@module memory Memory [$($case),+]);
+        per_backend!(@module postgres Postgres [$($case),+ $(, $sql)*]);
+        per_backend!(@module sqlite Sqlite [$($case),+ $(, $sql)*]);
+    };
+    (@module $module:ident $backend:ident [$($case:ident),+]) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    pwreset_tests::with_db(pwreset_tests::Backend::Postgres, super::$case).await;
-                }
-            )+
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    pwreset_tests::with_db(pwreset_tests::Backend::Sqlite, super::$case).await;
+                    pwreset_tests::with_db(pwreset_tests::Backend::$backend, super::$case).await;
                 }
             )+
         }

@@ -1,6 +1,8 @@
 //! The storage contract: what every storage adapter must do, checked the same way against
-//! each. A case is an `async fn(TestDb)`; the `per_backend!` macro instantiates every case once
-//! per adapter so both show up by name in the test output.
+//! each. A case is an `async fn(TestDb)` that reaches the store only through the ports it
+//! holds; the `per_backend!` macro instantiates every case once per adapter (memory,
+//! Postgres, SQLite) so each shows up by name in the test output. Cases about SQL itself
+//! (query plans) run on the SQL adapters only.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -11,36 +13,39 @@ use pwreset_adapter_http::query::RawListQuery;
 use pwreset_domain::ports::*;
 use pwreset_domain::service::*;
 use pwreset_domain::*;
-use pwreset_tests::{TestDb, ports};
+use pwreset_tests::TestDb;
 
 per_backend!(
-    customers_are_created_found_updated_and_deleted,
-    customer_emails_are_unique_per_mode_after_normalization,
-    a_reset_is_stored_with_its_digest_and_requested_event,
-    a_new_reset_revokes_the_customers_earlier_outstanding_ones,
-    creating_by_address_binds_the_stored_customer_or_writes_nothing,
-    completing_marks_the_reset_used_sets_the_password_and_revokes_the_others,
-    completion_is_valid_at_the_expiry_instant_and_not_one_second_later,
-    completion_requires_the_stored_digest_and_attempts_below_the_cap,
-    a_refused_completion_writes_nothing,
-    fifty_concurrent_completions_of_one_reset_yield_exactly_one_success,
-    failures_are_counted_and_recorded,
-    metadata_updates_never_touch_the_reset_state,
-    deleting_keeps_the_trail_and_customers_take_their_resets_along,
-    every_operation_is_scoped_by_mode,
-    every_filter_predicate_selects_the_expected_resets,
-    every_sort_key_orders_resets_in_both_directions,
-    pagination_edges_report_counts_and_empty_pages,
-    customer_lists_filter_sort_and_paginate,
-    changing_credentials_revokes_outstanding_resets,
-    the_service_refuses_a_token_one_second_after_expiry_with_an_injected_clock,
-    outbox_messages_commit_with_their_change_and_are_leased_to_one_claimer,
-    a_crashed_claim_is_claimed_again_with_the_same_idempotency_key,
-    failed_messages_wait_for_their_retry_then_die_without_their_secret,
-    concurrent_claimers_never_get_the_same_message,
-    purging_removes_ended_resets_old_trails_and_finished_messages,
-    rate_limit_counters_count_per_window_without_losing_concurrent_hits,
-    deleting_a_customer_revoking_and_purging_find_resets_through_an_index,
+    every: [
+        customers_are_created_found_updated_and_deleted,
+        customer_emails_are_unique_per_mode_after_normalization,
+        a_reset_is_stored_with_its_digest_and_requested_event,
+        a_new_reset_revokes_the_customers_earlier_outstanding_ones,
+        creating_by_address_binds_the_stored_customer_or_writes_nothing,
+        completing_marks_the_reset_used_sets_the_password_and_revokes_the_others,
+        completion_is_valid_at_the_expiry_instant_and_not_one_second_later,
+        completion_requires_the_stored_digest_and_attempts_below_the_cap,
+        a_refused_completion_writes_nothing,
+        a_write_that_fails_leaves_nothing_behind,
+        fifty_concurrent_completions_of_one_reset_yield_exactly_one_success,
+        failures_are_counted_and_recorded,
+        metadata_updates_never_touch_the_reset_state,
+        deleting_keeps_the_trail_and_customers_take_their_resets_along,
+        every_operation_is_scoped_by_mode,
+        every_filter_predicate_selects_the_expected_resets,
+        every_sort_key_orders_resets_in_both_directions,
+        pagination_edges_report_counts_and_empty_pages,
+        customer_lists_filter_sort_and_paginate,
+        changing_credentials_revokes_outstanding_resets,
+        the_service_refuses_a_token_one_second_after_expiry_with_an_injected_clock,
+        outbox_messages_commit_with_their_change_and_are_leased_to_one_claimer,
+        a_crashed_claim_is_claimed_again_with_the_same_idempotency_key,
+        failed_messages_wait_for_their_retry_then_die_without_their_secret,
+        concurrent_claimers_never_get_the_same_message,
+        purging_removes_ended_resets_old_trails_and_finished_messages,
+        rate_limit_counters_count_per_window_without_losing_concurrent_hits,
+    ],
+    sql_only: [deleting_a_customer_revoking_and_purging_find_resets_through_an_index],
 );
 
 /// A list query string parsed as the HTTP adapter does, with token filters digested as
@@ -85,7 +90,7 @@ fn customer(mode: Mode, email: &str, at: Timestamp) -> Customer {
 
 async fn add_customer(db: &TestDb, mode: Mode, email: &str, at: Timestamp) -> Customer {
     let c = customer(mode, email, at);
-    CustomerStore::create(&db.store, &c).await.unwrap();
+    db.customers.create(&c).await.unwrap();
     c
 }
 
@@ -117,9 +122,7 @@ async fn store_reset(db: &TestDb, issued: &Issued) {
         None,
         issued.reset.created_at,
     );
-    ResetStore::create(&db.store, &issued.reset, &event, &[])
-        .await
-        .unwrap();
+    db.resets.create(&issued.reset, &event, &[]).await.unwrap();
 }
 
 async fn add_reset(db: &TestDb, c: &Customer, at: Timestamp) -> Issued {
@@ -129,7 +132,7 @@ async fn add_reset(db: &TestDb, c: &Customer, at: Timestamp) -> Issued {
 }
 
 async fn find(db: &TestDb, mode: Mode, id: ResetId) -> Option<PasswordReset> {
-    ResetStore::find(&db.store, mode, id).await.unwrap()
+    db.resets.find(mode, id).await.unwrap()
 }
 
 fn completion(r: &PasswordReset, now: Timestamp) -> Completion {
@@ -151,17 +154,16 @@ fn completion(r: &PasswordReset, now: Timestamp) -> Completion {
 
 async fn customers_are_created_found_updated_and_deleted(db: TestDb) {
     let mut c = add_customer(&db, Mode::Test, "Jane.Doe@Example.com", t0()).await;
-    let by_id = CustomerStore::find(&db.store, Mode::Test, c.id)
+    let by_id = db.customers.find(Mode::Test, c.id).await.unwrap();
+    assert_eq!(by_id.as_ref(), Some(&c));
+    let by_email = db
+        .customers
+        .find_by_email(
+            Mode::Test,
+            &EmailAddress::parse("jane.doe@EXAMPLE.com").unwrap(),
+        )
         .await
         .unwrap();
-    assert_eq!(by_id.as_ref(), Some(&c));
-    let by_email = CustomerStore::find_by_email(
-        &db.store,
-        Mode::Test,
-        &EmailAddress::parse("jane.doe@EXAMPLE.com").unwrap(),
-    )
-    .await
-    .unwrap();
     assert_eq!(by_email.map(|x| x.id), Some(c.id));
 
     c.reference = Some(Reference::parse("crm-7").unwrap());
@@ -169,36 +171,23 @@ async fn customers_are_created_found_updated_and_deleted(db: TestDb) {
     c.password_hash = Some(PasswordHash::new("$argon2id$x"));
     c.updated_at = minutes(1);
     assert!(
-        CustomerStore::update(&db.store, &c, CredentialChange::None)
+        db.customers
+            .update(&c, CredentialChange::None)
             .await
             .unwrap()
     );
     assert_eq!(
-        CustomerStore::find(&db.store, Mode::Test, c.id)
-            .await
-            .unwrap(),
+        db.customers.find(Mode::Test, c.id).await.unwrap(),
         Some(c.clone())
     );
 
-    assert!(
-        CustomerStore::delete(&db.store, Mode::Test, c.id)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !CustomerStore::delete(&db.store, Mode::Test, c.id)
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        CustomerStore::find(&db.store, Mode::Test, c.id)
-            .await
-            .unwrap(),
-        None
-    );
+    assert!(db.customers.delete(Mode::Test, c.id).await.unwrap());
+    assert!(!db.customers.delete(Mode::Test, c.id).await.unwrap());
+    assert_eq!(db.customers.find(Mode::Test, c.id).await.unwrap(), None);
     let ghost = customer(Mode::Test, "ghost@example.com", t0());
     assert!(
-        !CustomerStore::update(&db.store, &ghost, CredentialChange::None)
+        !db.customers
+            .update(&ghost, CredentialChange::None)
             .await
             .unwrap()
     );
@@ -208,7 +197,7 @@ async fn customer_emails_are_unique_per_mode_after_normalization(db: TestDb) {
     add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
     let dup = customer(Mode::Test, "JANE@Example.COM", minutes(1));
     assert!(matches!(
-        CustomerStore::create(&db.store, &dup).await,
+        db.customers.create(&dup).await,
         Err(StoreError::DuplicateEmail)
     ));
     // The same address in the other mode is another customer.
@@ -217,7 +206,7 @@ async fn customer_emails_are_unique_per_mode_after_normalization(db: TestDb) {
     let mut other = add_customer(&db, Mode::Test, "john@example.com", minutes(3)).await;
     other.email = EmailAddress::parse("Jane@example.com").unwrap();
     assert!(matches!(
-        CustomerStore::update(&db.store, &other, CredentialChange::Changed).await,
+        db.customers.update(&other, CredentialChange::Changed).await,
         Err(StoreError::DuplicateEmail)
     ));
 }
@@ -235,9 +224,7 @@ async fn a_reset_is_stored_with_its_digest_and_requested_event(db: TestDb) {
         find(&db, Mode::Test, issued.reset.id).await,
         Some(issued.reset.clone())
     );
-    let events = ResetStore::events(&db.store, Mode::Test, issued.reset.id)
-        .await
-        .unwrap();
+    let events = db.resets.events(Mode::Test, issued.reset.id).await.unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, EventKind::Requested);
     assert_eq!(find(&db, Mode::Test, ResetId::new_at(t0())).await, None);
@@ -266,15 +253,15 @@ async fn a_new_reset_revokes_the_customers_earlier_outstanding_ones(db: TestDb) 
             .invalidated_at,
         None
     );
-    let events = ResetStore::events(&db.store, Mode::Test, first.reset.id)
-        .await
-        .unwrap();
+    let events = db.resets.events(Mode::Test, first.reset.id).await.unwrap();
     assert_eq!(
         events.iter().map(|e| e.kind).collect::<Vec<_>>(),
         vec![EventKind::Requested, EventKind::Revoked]
     );
     // The revoked reset can no longer be completed, even with its right digest.
-    let outcome = ResetStore::complete(&db.store, &completion(&first.reset, minutes(4)))
+    let outcome = db
+        .resets
+        .complete(&completion(&first.reset, minutes(4)))
         .await
         .unwrap();
     assert_eq!(outcome, CompletionOutcome::NotApplied);
@@ -295,13 +282,11 @@ async fn creating_by_address_binds_the_stored_customer_or_writes_nothing(db: Tes
         created_at: at,
     };
     let create = |address: &str, d: ResetDraft| {
-        let store = db.store.clone();
+        let store = db.resets.clone();
         let address = EmailAddress::parse(address).unwrap();
         async move {
             let event = Caller::new(d.mode).event(d.id, EventKind::Requested, None, d.created_at);
-            ResetStore::create_for_email(&store, &address, &d, &event)
-                .await
-                .unwrap()
+            store.create_for_email(&address, &d, &event).await.unwrap()
         }
     };
 
@@ -312,9 +297,10 @@ async fn creating_by_address_binds_the_stored_customer_or_writes_nothing(db: Tes
     assert_eq!(made.customer_email.as_str(), "Jane@Example.com");
     assert_eq!(find(&db, Mode::Test, d.id).await, Some(made));
     let kinds = |id| {
-        let store = db.store.clone();
+        let store = db.resets.clone();
         async move {
-            ResetStore::events(&store, Mode::Test, id)
+            store
+                .events(Mode::Test, id)
                 .await
                 .unwrap()
                 .iter()
@@ -357,8 +343,7 @@ async fn completing_marks_the_reset_used_sets_the_password_and_revokes_the_other
 
     let mut c = completion(&current.reset, minutes(4));
     c.details.reference = Patch::Set(Some(Reference::parse("done").unwrap()));
-    let CompletionOutcome::Completed(done) = ResetStore::complete(&db.store, &c).await.unwrap()
-    else {
+    let CompletionOutcome::Completed(done) = db.resets.complete(&c).await.unwrap() else {
         panic!("completion was not applied");
     };
     assert_eq!(done.reset_password_at, Some(minutes(4)));
@@ -368,12 +353,16 @@ async fn completing_marks_the_reset_used_sets_the_password_and_revokes_the_other
         find(&db, Mode::Test, current.reset.id).await.as_ref(),
         Some(done.as_ref())
     );
-    let customer = CustomerStore::find(&db.store, Mode::Test, jane.id)
+    let customer = db
+        .customers
+        .find(Mode::Test, jane.id)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(customer.password_hash, Some(c.password_hash.clone()));
-    let kinds: Vec<_> = ResetStore::events(&db.store, Mode::Test, current.reset.id)
+    let kinds: Vec<_> = db
+        .resets
+        .events(Mode::Test, current.reset.id)
         .await
         .unwrap()
         .into_iter()
@@ -382,7 +371,8 @@ async fn completing_marks_the_reset_used_sets_the_password_and_revokes_the_other
     assert_eq!(kinds, vec![EventKind::Requested, EventKind::Completed]);
     // Used once: the same completion again changes nothing.
     assert_eq!(
-        ResetStore::complete(&db.store, &completion(&current.reset, minutes(5)))
+        db.resets
+            .complete(&completion(&current.reset, minutes(5)))
             .await
             .unwrap(),
         CompletionOutcome::NotApplied
@@ -405,16 +395,15 @@ async fn completion_is_valid_at_the_expiry_instant_and_not_one_second_later(db: 
     let b = add_reset(&db, &john, t0()).await;
     let expiry = a.reset.expires_at;
     assert!(matches!(
-        ResetStore::complete(
-            &db.store,
-            &completion(&b.reset, expiry + TimeDelta::seconds(1))
-        )
-        .await
-        .unwrap(),
+        db.resets
+            .complete(&completion(&b.reset, expiry + TimeDelta::seconds(1)))
+            .await
+            .unwrap(),
         CompletionOutcome::NotApplied
     ));
     assert!(matches!(
-        ResetStore::complete(&db.store, &completion(&a.reset, expiry))
+        db.resets
+            .complete(&completion(&a.reset, expiry))
             .await
             .unwrap(),
         CompletionOutcome::Completed(_)
@@ -427,7 +416,7 @@ async fn completion_requires_the_stored_digest_and_attempts_below_the_cap(db: Te
     let mut wrong = completion(&r.reset, minutes(1));
     wrong.token_digest = TokenDigest::from_bytes([1; 32]);
     assert_eq!(
-        ResetStore::complete(&db.store, &wrong).await.unwrap(),
+        db.resets.complete(&wrong).await.unwrap(),
         CompletionOutcome::NotApplied
     );
 
@@ -438,18 +427,14 @@ async fn completion_requires_the_stored_digest_and_attempts_below_the_cap(db: Te
         minutes(1),
     );
     for _ in 0..5 {
-        ResetStore::record_failure(
-            &db.store,
-            Mode::Test,
-            r.reset.id,
-            true,
-            &event_with_new_id(&event),
-        )
-        .await
-        .unwrap();
+        db.resets
+            .record_failure(Mode::Test, r.reset.id, true, &event_with_new_id(&event))
+            .await
+            .unwrap();
     }
     assert_eq!(
-        ResetStore::complete(&db.store, &completion(&r.reset, minutes(2)))
+        db.resets
+            .complete(&completion(&r.reset, minutes(2)))
             .await
             .unwrap(),
         CompletionOutcome::NotApplied,
@@ -482,12 +467,14 @@ async fn a_refused_completion_writes_nothing(db: TestDb) {
             c.now,
         )];
         assert_eq!(
-            ResetStore::complete(&db.store, &c).await.unwrap(),
+            db.resets.complete(&c).await.unwrap(),
             CompletionOutcome::NotApplied
         );
     }
     // No password, no revocation of the outstanding reset, no new event, no message.
-    let stored = CustomerStore::find(&db.store, Mode::Test, jane.id)
+    let stored = db
+        .customers
+        .find(Mode::Test, jane.id)
         .await
         .unwrap()
         .unwrap();
@@ -502,7 +489,9 @@ async fn a_refused_completion_writes_nothing(db: TestDb) {
         ),
         (outstanding.reset.id, vec![EventKind::Requested]),
     ] {
-        let kinds: Vec<_> = ResetStore::events(&db.store, Mode::Test, id)
+        let kinds: Vec<_> = db
+            .resets
+            .events(Mode::Test, id)
             .await
             .unwrap()
             .iter()
@@ -511,6 +500,65 @@ async fn a_refused_completion_writes_nothing(db: TestDb) {
         assert_eq!(kinds, expected);
     }
     assert_eq!(pwreset_tests::outbox_rows(&db).await, 0);
+}
+
+async fn a_write_that_fails_leaves_nothing_behind(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let first = add_reset(&db, &jane, minutes(1)).await;
+    let requested = db.resets.events(Mode::Test, first.reset.id).await.unwrap()[0].clone();
+    let kinds = |id| {
+        let resets = db.resets.clone();
+        async move {
+            resets
+                .events(Mode::Test, id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.kind)
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // A create whose event id is taken fails as a whole: no reset, no revocation of the
+    // earlier one, no event, no message.
+    let second = new_reset(&jane, minutes(2));
+    let reused = ResetEvent {
+        reset_id: second.reset.id,
+        created_at: minutes(2),
+        ..requested.clone()
+    };
+    assert!(
+        db.resets
+            .create(&second.reset, &reused, &[reset_mail(&second)])
+            .await
+            .is_err()
+    );
+    assert_eq!(find(&db, Mode::Test, second.reset.id).await, None);
+    assert_eq!(
+        find(&db, Mode::Test, first.reset.id).await.as_ref(),
+        Some(&first.reset)
+    );
+    assert_eq!(kinds(first.reset.id).await, vec![EventKind::Requested]);
+    assert!(kinds(second.reset.id).await.is_empty());
+    assert_eq!(pwreset_tests::outbox_rows(&db).await, 0);
+
+    // A completion whose event cannot be stored fails as a whole too: the reset stays
+    // outstanding and the password unset.
+    let mut c = completion(&first.reset, minutes(3));
+    c.event.id = requested.id;
+    assert!(db.resets.complete(&c).await.is_err());
+    assert_eq!(
+        find(&db, Mode::Test, first.reset.id).await.as_ref(),
+        Some(&first.reset)
+    );
+    let stored = db
+        .customers
+        .find(Mode::Test, jane.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.password_hash, None);
+    assert_eq!(kinds(first.reset.id).await, vec![EventKind::Requested]);
 }
 
 fn event_with_new_id(e: &ResetEvent) -> ResetEvent {
@@ -523,14 +571,14 @@ fn event_with_new_id(e: &ResetEvent) -> ResetEvent {
 async fn fifty_concurrent_completions_of_one_reset_yield_exactly_one_success(db: TestDb) {
     let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
     let r = add_reset(&db, &jane, t0()).await;
-    let store = Arc::new(db.store.clone());
+    let store = db.resets.clone();
     let tasks: Vec<_> = (0..50)
         .map(|i| {
             let store = store.clone();
             let mut c = completion(&r.reset, minutes(1));
             c.event.id = EventId::from_uuid(uuid::Uuid::new_v4());
             c.password_hash = PasswordHash::new(format!("$argon2id$candidate{i}"));
-            tokio::spawn(async move { ResetStore::complete(&*store, &c).await })
+            tokio::spawn(async move { store.complete(&c).await })
         })
         .collect();
     let mut successes = 0;
@@ -544,7 +592,9 @@ async fn fifty_concurrent_completions_of_one_reset_yield_exactly_one_success(db:
         successes, 1,
         "exactly one of 50 concurrent completions may win"
     );
-    let completed_events = ResetStore::events(&db.store, Mode::Test, r.reset.id)
+    let completed_events = db
+        .resets
+        .events(Mode::Test, r.reset.id)
         .await
         .unwrap()
         .into_iter()
@@ -569,17 +619,17 @@ async fn failures_are_counted_and_recorded(db: TestDb) {
         Some("expired"),
         minutes(2),
     );
-    ResetStore::record_failure(&db.store, Mode::Test, r.reset.id, true, &counted)
+    db.resets
+        .record_failure(Mode::Test, r.reset.id, true, &counted)
         .await
         .unwrap();
-    ResetStore::record_failure(&db.store, Mode::Test, r.reset.id, false, &uncounted)
+    db.resets
+        .record_failure(Mode::Test, r.reset.id, false, &uncounted)
         .await
         .unwrap();
     let stored = find(&db, Mode::Test, r.reset.id).await.unwrap();
     assert_eq!(stored.failed_attempts, 1);
-    let events = ResetStore::events(&db.store, Mode::Test, r.reset.id)
-        .await
-        .unwrap();
+    let events = db.resets.events(Mode::Test, r.reset.id).await.unwrap();
     assert_eq!(events[1], counted);
     assert_eq!(events[2], uncounted);
 }
@@ -595,7 +645,9 @@ async fn metadata_updates_never_touch_the_reset_state(db: TestDb) {
             Metadata::parse(serde_json::json!({"k": "v"})).unwrap(),
         )),
     };
-    let updated = ResetStore::update_details(&db.store, Mode::Test, r.reset.id, &patch, minutes(1))
+    let updated = db
+        .resets
+        .update_details(Mode::Test, r.reset.id, &patch, minutes(1))
         .await
         .unwrap()
         .unwrap();
@@ -609,31 +661,27 @@ async fn metadata_updates_never_touch_the_reset_state(db: TestDb) {
     assert_eq!(updated.invalidated_at, None);
     assert_eq!(updated.token_digest, r.reset.token_digest);
     assert_eq!(updated.expires_at, r.reset.expires_at);
-    let cleared = ResetStore::update_details(
-        &db.store,
-        Mode::Test,
-        r.reset.id,
-        &DetailsPatch {
-            metadata: Patch::Set(None),
-            ..DetailsPatch::default()
-        },
-        minutes(2),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let cleared = db
+        .resets
+        .update_details(
+            Mode::Test,
+            r.reset.id,
+            &DetailsPatch {
+                metadata: Patch::Set(None),
+                ..DetailsPatch::default()
+            },
+            minutes(2),
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(cleared.metadata, None);
     assert_eq!(cleared.reference_origin, updated.reference_origin);
     assert_eq!(
-        ResetStore::update_details(
-            &db.store,
-            Mode::Test,
-            ResetId::new_at(t0()),
-            &patch,
-            minutes(3)
-        )
-        .await
-        .unwrap(),
+        db.resets
+            .update_details(Mode::Test, ResetId::new_at(t0()), &patch, minutes(3))
+            .await
+            .unwrap(),
         None
     );
 }
@@ -645,23 +693,21 @@ async fn deleting_keeps_the_trail_and_customers_take_their_resets_along(db: Test
     let s = add_reset(&db, &john, t0()).await;
     let deleted = Caller::new(Mode::Test).event(r.reset.id, EventKind::Deleted, None, minutes(1));
     assert!(
-        ResetStore::delete(&db.store, Mode::Test, r.reset.id, &deleted, &[])
+        db.resets
+            .delete(Mode::Test, r.reset.id, &deleted, &[])
             .await
             .unwrap()
     );
     assert!(
-        !ResetStore::delete(
-            &db.store,
-            Mode::Test,
-            r.reset.id,
-            &event_with_new_id(&deleted),
-            &[]
-        )
-        .await
-        .unwrap()
+        !db.resets
+            .delete(Mode::Test, r.reset.id, &event_with_new_id(&deleted), &[])
+            .await
+            .unwrap()
     );
     assert_eq!(find(&db, Mode::Test, r.reset.id).await, None);
-    let kinds: Vec<_> = ResetStore::events(&db.store, Mode::Test, r.reset.id)
+    let kinds: Vec<_> = db
+        .resets
+        .events(Mode::Test, r.reset.id)
         .await
         .unwrap()
         .into_iter()
@@ -669,11 +715,7 @@ async fn deleting_keeps_the_trail_and_customers_take_their_resets_along(db: Test
         .collect();
     assert_eq!(kinds, vec![EventKind::Requested, EventKind::Deleted]);
 
-    assert!(
-        CustomerStore::delete(&db.store, Mode::Test, john.id)
-            .await
-            .unwrap()
-    );
+    assert!(db.customers.delete(Mode::Test, john.id).await.unwrap());
     assert_eq!(find(&db, Mode::Test, s.reset.id).await, None);
 }
 
@@ -681,57 +723,50 @@ async fn every_operation_is_scoped_by_mode(db: TestDb) {
     let jane = add_customer(&db, Mode::Live, "jane@example.com", t0()).await;
     let r = add_reset(&db, &jane, t0()).await;
     assert_eq!(find(&db, Mode::Test, r.reset.id).await, None);
+    assert_eq!(db.customers.find(Mode::Test, jane.id).await.unwrap(), None);
     assert_eq!(
-        CustomerStore::find(&db.store, Mode::Test, jane.id)
+        db.customers
+            .find_by_email(Mode::Test, &jane.email)
             .await
             .unwrap(),
         None
     );
-    assert_eq!(
-        CustomerStore::find_by_email(&db.store, Mode::Test, &jane.email)
-            .await
-            .unwrap(),
-        None
-    );
-    let page = ResetStore::list(&db.store, Mode::Test, &ListQuery::default())
+    let page = db
+        .resets
+        .list(Mode::Test, &ListQuery::default())
         .await
         .unwrap();
     assert_eq!(page.record_count, 0);
-    let cpage = CustomerStore::list(&db.store, Mode::Test, &ListQuery::default())
+    let cpage = db
+        .customers
+        .list(Mode::Test, &ListQuery::default())
         .await
         .unwrap();
     assert_eq!(cpage.record_count, 0);
     assert_eq!(
-        ResetStore::update_details(
-            &db.store,
-            Mode::Test,
-            r.reset.id,
-            &DetailsPatch::default(),
-            minutes(1)
-        )
-        .await
-        .unwrap(),
+        db.resets
+            .update_details(Mode::Test, r.reset.id, &DetailsPatch::default(), minutes(1))
+            .await
+            .unwrap(),
         None
     );
     let mut foreign = completion(&r.reset, minutes(1));
     foreign.mode = Mode::Test;
     assert_eq!(
-        ResetStore::complete(&db.store, &foreign).await.unwrap(),
+        db.resets.complete(&foreign).await.unwrap(),
         CompletionOutcome::NotApplied
     );
     let deleted = Caller::new(Mode::Test).event(r.reset.id, EventKind::Deleted, None, minutes(1));
     assert!(
-        !ResetStore::delete(&db.store, Mode::Test, r.reset.id, &deleted, &[])
+        !db.resets
+            .delete(Mode::Test, r.reset.id, &deleted, &[])
             .await
             .unwrap()
     );
+    assert!(!db.customers.delete(Mode::Test, jane.id).await.unwrap());
     assert!(
-        !CustomerStore::delete(&db.store, Mode::Test, jane.id)
-            .await
-            .unwrap()
-    );
-    assert!(
-        ResetStore::events(&db.store, Mode::Test, r.reset.id)
+        db.resets
+            .events(Mode::Test, r.reset.id)
             .await
             .unwrap()
             .is_empty()
@@ -739,7 +774,8 @@ async fn every_operation_is_scoped_by_mode(db: TestDb) {
     // ...and all of it is still there in live mode.
     assert!(find(&db, Mode::Live, r.reset.id).await.is_some());
     assert_eq!(
-        ResetStore::list(&db.store, Mode::Live, &ListQuery::default())
+        db.resets
+            .list(Mode::Live, &ListQuery::default())
             .await
             .unwrap()
             .record_count,
@@ -794,7 +830,8 @@ async fn dataset(db: &TestDb) -> Dataset {
         store_reset(db, r).await;
     }
     assert!(matches!(
-        ResetStore::complete(&db.store, &completion(&r2.reset, minutes(10)))
+        db.resets
+            .complete(&completion(&r2.reset, minutes(10)))
             .await
             .unwrap(),
         CompletionOutcome::Completed(_)
@@ -806,7 +843,8 @@ async fn dataset(db: &TestDb) -> Dataset {
 
 async fn list_labels(db: &TestDb, data: &Dataset, raw: RawListQuery) -> Vec<&'static str> {
     let query: ListQuery<ResetField, ResetSort> = typed(&raw);
-    ResetStore::list(&db.store, Mode::Test, &query)
+    db.resets
+        .list(Mode::Test, &query)
         .await
         .unwrap()
         .items
@@ -1002,24 +1040,24 @@ async fn pagination_edges_report_counts_and_empty_pages(db: TestDb) {
         );
     }
     let q: ListQuery<ResetField, ResetSort> = typed(&page("3", "3"));
-    let p = ResetStore::list(&db.store, Mode::Test, &q).await.unwrap();
+    let p = db.resets.list(Mode::Test, &q).await.unwrap();
     assert_eq!((p.record_count, p.page_count(), p.items.len()), (4, 2, 0));
     let q: ListQuery<ResetField, ResetSort> = typed(&page("1", "3"));
-    let p = ResetStore::list(&db.store, Mode::Test, &q).await.unwrap();
+    let p = db.resets.list(Mode::Test, &q).await.unwrap();
     assert_eq!((p.record_count, p.page_count()), (4, 2));
 }
 
 async fn customer_lists_filter_sort_and_paginate(db: TestDb) {
     let mut b = customer(Mode::Test, "b@example.com", minutes(1));
     b.reference = Some(Reference::parse("crm-2").unwrap());
-    CustomerStore::create(&db.store, &b).await.unwrap();
+    db.customers.create(&b).await.unwrap();
     let a = add_customer(&db, Mode::Test, "A@example.com", minutes(2)).await;
     let c = add_customer(&db, Mode::Test, "c@other.org", minutes(3)).await;
     let list = |raw: RawListQuery| {
-        let store = db.store.clone();
+        let store = db.customers.clone();
         async move {
             let q: ListQuery<CustomerField, CustomerSort> = typed(&raw);
-            let p = CustomerStore::list(&store, Mode::Test, &q).await.unwrap();
+            let p = store.list(Mode::Test, &q).await.unwrap();
             (
                 p.record_count,
                 p.items.into_iter().map(|c| c.id).collect::<Vec<_>>(),
@@ -1058,7 +1096,8 @@ async fn changing_credentials_revokes_outstanding_resets(db: TestDb) {
     let mut jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
     let r = add_reset(&db, &jane, t0()).await;
     jane.reference = Some(Reference::parse("x").unwrap());
-    CustomerStore::update(&db.store, &jane, CredentialChange::None)
+    db.customers
+        .update(&jane, CredentialChange::None)
         .await
         .unwrap();
     assert_eq!(
@@ -1070,7 +1109,8 @@ async fn changing_credentials_revokes_outstanding_resets(db: TestDb) {
     );
     jane.email = EmailAddress::parse("jane.new@example.com").unwrap();
     jane.updated_at = minutes(5);
-    CustomerStore::update(&db.store, &jane, CredentialChange::Changed)
+    db.customers
+        .update(&jane, CredentialChange::Changed)
         .await
         .unwrap();
     assert_eq!(
@@ -1094,7 +1134,7 @@ impl Clock for FixedClock {
 
 async fn the_service_refuses_a_token_one_second_after_expiry_with_an_injected_clock(db: TestDb) {
     let clock = Arc::new(FixedClock(std::sync::Mutex::new(t0())));
-    let (resets, customers) = ports(&db.store);
+    let (resets, customers) = (db.resets.clone(), db.customers.clone());
     let ports = Ports::new(
         resets,
         customers,
@@ -1184,13 +1224,12 @@ fn reset_mail(r: &Issued) -> OutboxMessage {
 async fn store_with_outbox(db: &TestDb, r: &Issued, outbox: &[OutboxMessage]) {
     let event =
         Caller::new(r.reset.mode).event(r.reset.id, EventKind::Requested, None, r.reset.created_at);
-    ResetStore::create(&db.store, &r.reset, &event, outbox)
-        .await
-        .unwrap();
+    db.resets.create(&r.reset, &event, outbox).await.unwrap();
 }
 
 async fn claim(db: &TestDb, now: Timestamp) -> Vec<OutboxMessage> {
-    OutboxStore::claim(&db.store, now, TimeDelta::minutes(1), 10)
+    db.outbox
+        .claim(now, TimeDelta::minutes(1), 10)
         .await
         .unwrap()
 }
@@ -1227,12 +1266,8 @@ async fn outbox_messages_commit_with_their_change_and_are_leased_to_one_claimer(
         "leased to the first claimer"
     );
     assert_eq!(pwreset_tests::outbox_secrets(&db).await, 1);
-    OutboxStore::delivered(&db.store, mail.id, minutes(1))
-        .await
-        .unwrap();
-    OutboxStore::delivered(&db.store, hook.id, minutes(1))
-        .await
-        .unwrap();
+    db.outbox.delivered(mail.id, minutes(1)).await.unwrap();
+    db.outbox.delivered(hook.id, minutes(1)).await.unwrap();
     assert_eq!(
         pwreset_tests::outbox_secrets(&db).await,
         0,
@@ -1242,7 +1277,9 @@ async fn outbox_messages_commit_with_their_change_and_are_leased_to_one_claimer(
         claim(&db, minutes(10)).await.is_empty(),
         "delivered messages are done"
     );
-    let delivered = ResetStore::events(&db.store, Mode::Test, r.reset.id)
+    let delivered = db
+        .resets
+        .events(Mode::Test, r.reset.id)
         .await
         .unwrap()
         .into_iter()
@@ -1270,7 +1307,7 @@ async fn outbox_messages_commit_with_their_change_and_are_leased_to_one_claimer(
         minutes(2),
     )];
     assert_eq!(
-        ResetStore::complete(&db.store, &lost).await.unwrap(),
+        db.resets.complete(&lost).await.unwrap(),
         CompletionOutcome::NotApplied
     );
     assert!(claim(&db, minutes(3)).await.is_empty());
@@ -1300,21 +1337,17 @@ async fn failed_messages_wait_for_their_retry_then_die_without_their_secret(db: 
     let mail = reset_mail(&r);
     store_with_outbox(&db, &r, std::slice::from_ref(&mail)).await;
     claim(&db, minutes(1)).await;
-    OutboxStore::failed(
-        &db.store,
-        mail.id,
-        "421 try later",
-        Some(minutes(5)),
-        minutes(1),
-    )
-    .await
-    .unwrap();
+    db.outbox
+        .failed(mail.id, "421 try later", Some(minutes(5)), minutes(1))
+        .await
+        .unwrap();
     assert!(
         claim(&db, minutes(4)).await.is_empty(),
         "not before its retry time"
     );
     assert_eq!(claim(&db, minutes(5)).await.len(), 1);
-    OutboxStore::failed(&db.store, mail.id, "550 no such user", None, minutes(5))
+    db.outbox
+        .failed(mail.id, "550 no such user", None, minutes(5))
         .await
         .unwrap();
     assert!(
@@ -1322,7 +1355,9 @@ async fn failed_messages_wait_for_their_retry_then_die_without_their_secret(db: 
         "dead messages stay dead"
     );
     assert_eq!(pwreset_tests::outbox_secrets(&db).await, 0);
-    let dead = ResetStore::events(&db.store, Mode::Test, r.reset.id)
+    let dead = db
+        .resets
+        .events(Mode::Test, r.reset.id)
         .await
         .unwrap()
         .into_iter()
@@ -1342,9 +1377,10 @@ async fn concurrent_claimers_never_get_the_same_message(db: TestDb) {
     }
     let claimers: Vec<_> = (0..4)
         .map(|_| {
-            let store = db.store.clone();
+            let store = db.outbox.clone();
             tokio::spawn(async move {
-                OutboxStore::claim(&store, minutes(1), TimeDelta::minutes(1), 20)
+                store
+                    .claim(minutes(1), TimeDelta::minutes(1), 20)
                     .await
                     .unwrap()
             })
@@ -1366,29 +1402,30 @@ async fn purging_removes_ended_resets_old_trails_and_finished_messages(db: TestD
     let mail = reset_mail(&old);
     store_with_outbox(&db, &old, std::slice::from_ref(&mail)).await;
     claim(&db, minutes(1)).await;
-    OutboxStore::delivered(&db.store, mail.id, minutes(1))
-        .await
-        .unwrap();
+    db.outbox.delivered(mail.id, minutes(1)).await.unwrap();
     let deleted = add_reset(&db, &john, t0()).await;
     let gone =
         Caller::new(Mode::Test).event(deleted.reset.id, EventKind::Deleted, None, minutes(1));
-    ResetStore::delete(&db.store, Mode::Test, deleted.reset.id, &gone, &[])
+    db.resets
+        .delete(Mode::Test, deleted.reset.id, &gone, &[])
         .await
         .unwrap();
     let fresh = add_reset(&db, &john, t0() + TimeDelta::days(8)).await;
 
     // Seven days after the old reset expired, everything about it goes.
     let cutoff = old.reset.expires_at + TimeDelta::seconds(1);
-    assert_eq!(ResetStore::purge(&db.store, cutoff).await.unwrap(), 1);
+    assert_eq!(db.resets.purge(cutoff).await.unwrap(), 1);
     assert_eq!(find(&db, Mode::Test, old.reset.id).await, None);
     assert!(
-        ResetStore::events(&db.store, Mode::Test, old.reset.id)
+        db.resets
+            .events(Mode::Test, old.reset.id)
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
-        ResetStore::events(&db.store, Mode::Test, deleted.reset.id)
+        db.resets
+            .events(Mode::Test, deleted.reset.id)
             .await
             .unwrap()
             .is_empty()
@@ -1399,7 +1436,8 @@ async fn purging_removes_ended_resets_old_trails_and_finished_messages(db: TestD
         "outstanding resets stay"
     );
     assert_eq!(
-        ResetStore::events(&db.store, Mode::Test, fresh.reset.id)
+        db.resets
+            .events(Mode::Test, fresh.reset.id)
             .await
             .unwrap()
             .len(),
@@ -1415,33 +1453,26 @@ async fn rate_limit_counters_count_per_window_without_losing_concurrent_hits(db:
         limit: Limit::new(3, TimeDelta::minutes(15)),
     };
     let now = minutes(1);
+    assert_eq!(db.limits.peek(&[bucket("a")], now).await.unwrap(), vec![0]);
     assert_eq!(
-        RateLimitStore::peek(&db.store, &[bucket("a")], now)
-            .await
-            .unwrap(),
-        vec![0]
-    );
-    assert_eq!(
-        RateLimitStore::hit(&db.store, &[bucket("a"), bucket("b")], now)
+        db.limits
+            .hit(&[bucket("a"), bucket("b")], now)
             .await
             .unwrap(),
         vec![1, 1]
     );
+    assert_eq!(db.limits.hit(&[bucket("a")], now).await.unwrap(), vec![2]);
     assert_eq!(
-        RateLimitStore::hit(&db.store, &[bucket("a")], now)
-            .await
-            .unwrap(),
-        vec![2]
-    );
-    assert_eq!(
-        RateLimitStore::peek(&db.store, &[bucket("a"), bucket("b")], now)
+        db.limits
+            .peek(&[bucket("a"), bucket("b")], now)
             .await
             .unwrap(),
         vec![2, 1]
     );
     // The next window starts from zero.
     assert_eq!(
-        RateLimitStore::hit(&db.store, &[bucket("a")], now + TimeDelta::minutes(15))
+        db.limits
+            .hit(&[bucket("a")], now + TimeDelta::minutes(15))
             .await
             .unwrap(),
         vec![1]
@@ -1452,31 +1483,24 @@ async fn rate_limit_counters_count_per_window_without_losing_concurrent_hits(db:
         limit: Limit::new(10, TimeDelta::minutes(15)),
     };
     assert_eq!(
-        RateLimitStore::hit(&db.store, &[bucket("d"), bucket("a"), other_limit], now)
+        db.limits
+            .hit(&[bucket("d"), bucket("a"), other_limit], now)
             .await
             .unwrap(),
         vec![1, 3, 3]
     );
-    assert_eq!(
-        RateLimitStore::hit(&db.store, &[], now).await.unwrap(),
-        Vec::<u64>::new()
-    );
+    assert_eq!(db.limits.hit(&[], now).await.unwrap(), Vec::<u64>::new());
     let tasks: Vec<_> = (0..20)
         .map(|_| {
-            let store = db.store.clone();
+            let store = db.limits.clone();
             let b = bucket("c");
-            tokio::spawn(async move { RateLimitStore::hit(&store, &[b], now).await.unwrap() })
+            tokio::spawn(async move { store.hit(&[b], now).await.unwrap() })
         })
         .collect();
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(
-        RateLimitStore::peek(&db.store, &[bucket("c")], now)
-            .await
-            .unwrap(),
-        vec![20]
-    );
+    assert_eq!(db.limits.peek(&[bucket("c")], now).await.unwrap(), vec![20]);
 }
 
 // ---- query plans ----
