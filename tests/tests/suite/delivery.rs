@@ -626,6 +626,16 @@ async fn no_token_password_or_key_reaches_the_log_even_at_trace_level(db: TestDb
         (id.as_str(), token.as_str()),
         "the development mailer wrote the reset link"
     );
+    // The link's path and query, as a browser would ask for it if the link pointed here.
+    let clicked = pwreset_tests::http::send(
+        dev.app.addr,
+        "GET",
+        &format!("/reset-password?id={id}&token={token}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(clicked.status, 404, "{}", clicked.body);
     let wrong = wrong_token(&token);
     secrets.add("a wrong token", &wrong);
     let password = format!("Mot de passe refusé {run}");
