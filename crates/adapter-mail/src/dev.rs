@@ -1,4 +1,5 @@
-//! The development mailer: messages become files and log lines, nothing leaves the machine.
+//! The development mailer: messages become files, each named in a log line (never its
+//! link), and nothing leaves the machine.
 
 use std::path::PathBuf;
 

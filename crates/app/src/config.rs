@@ -214,8 +214,8 @@ pub struct Settings {
     pub delivery: Delivery,
 
     /// SMTP server, e.g. smtp://user:pass@host:587?tls=starttls (tls=implicit|starttls|none).
-    /// Without it, mail goes to the development mailer (files in the data dir's mail/ and the
-    /// log).
+    /// Without it, mail goes to the development mailer (files in the data dir's mail/, each
+    /// named in the log; the link is only in the file).
     #[arg(long, env = "PWRESET_SMTP_URL", hide_env_values = true, global = true)]
     pub smtp_url: Option<String>,
 
@@ -239,7 +239,8 @@ pub struct Settings {
     pub mail_templates: Option<PathBuf>,
 
     /// In token mode without an SMTP server, also write a preview of each reset mail to the
-    /// development mailer (data dir and log), so the link can be tried locally.
+    /// development mailer (a file in the data dir, named in the log), so the link can be tried
+    /// locally.
     #[arg(long, env = "PWRESET_MAIL_PREVIEW", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub mail_preview: bool,
 
