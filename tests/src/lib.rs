@@ -171,6 +171,16 @@ pub mod logs {
         });
     }
 
+    /// The captured lines that contain `needle`.
+    #[must_use]
+    pub fn lines_with(needle: &str) -> Vec<String> {
+        text()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Everything captured so far.
     #[must_use]
     pub fn text() -> String {

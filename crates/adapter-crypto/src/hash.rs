@@ -29,26 +29,47 @@ type Job = Box<dyn FnOnce() + Send>;
 /// `SCHED_IDLE`, or nice 19 where that is refused), so password hashes soak up idle CPU
 /// without delaying the request handlers: reads stay fast while completions saturate the
 /// pool, and completions slow down, not the API, when the box is busy. Measured in
-/// docs/benchmarks.md against nice 0 and nice 10. Best effort, through util-linux's `chrt`
-/// and `renice` (this workspace forbids `unsafe`): without them hashing runs at normal
-/// priority.
+/// docs/benchmarks.md against nice 0 and nice 10. Set in-process through the
+/// `thread-priority` crate (`pthread_setschedparam`, then `setpriority`, which on Linux
+/// applies to the calling thread only); no process is spawned. Best effort: where both are
+/// refused, hashing runs at normal priority. Elsewhere than Linux it does nothing.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    if let Ok(link) = std::fs::read_link("/proc/thread-self")
-        && let Some(tid) = link.file_name().and_then(|t| t.to_str())
-    {
-        let quiet = |cmd: &str, args: &[&str]| {
-            std::process::Command::new(cmd)
-                .args(args)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !quiet("chrt", &["--idle", "--pid", "0", tid]) {
-            quiet("renice", &["-n", "19", "-p", tid]);
-        }
+    if to_idle().is_err() {
+        let _ = to_nice_19();
     }
+}
+
+/// Moves the calling thread to `SCHED_IDLE`.
+#[cfg(target_os = "linux")]
+fn to_idle() -> Result<(), thread_priority::Error> {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id, thread_schedule_policy,
+    };
+    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    match set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle) {
+        Ok(()) => Ok(()),
+        // The crate sets the policy and then the nice value (0 for SCHED_IDLE, where it
+        // has no effect); from a niced process only the second step is refused.
+        Err(_) if thread_schedule_policy().is_ok_and(|p| p == idle) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Keeps the calling thread on the normal policy at nice 19, the lowest priority it has.
+#[cfg(target_os = "linux")]
+fn to_nice_19() -> Result<(), thread_priority::Error> {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    // `Min` on the normal policy is the largest nice value, 19.
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+    )
 }
 
 thread_local! {
@@ -250,6 +271,63 @@ mod tests {
         assert!(h.verify(&Password::new(long.clone()), &hash).await.unwrap());
         let prefix: String = long.chars().take(255).collect();
         assert!(!h.verify(&Password::new(prefix), &hash).await.unwrap());
+    }
+
+    /// `SCHED_IDLE` in `/proc/<pid>/task/<tid>/stat`'s policy field.
+    #[cfg(target_os = "linux")]
+    const SCHED_IDLE: u32 = 5;
+
+    /// The calling thread's scheduling policy and nice value, as the kernel reports them.
+    #[cfg(target_os = "linux")]
+    fn own_schedule() -> (u32, i32) {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Fields after the command name, which is in parentheses: state is field 3, nice
+        // field 19, policy field 41 (proc(5)).
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        (fields[38].parse().unwrap(), fields[16].parse().unwrap())
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_at_idle_priority_and_nothing_else_does() {
+        let before = std::thread::spawn(own_schedule).join().unwrap();
+        assert!(
+            before.0 != SCHED_IDLE && before.1 < 19,
+            "this test needs a process at a normal priority to tell a difference: {before:?}"
+        );
+        let h = Argon2Hasher::new(Argon2Hasher::MIN_M_KIB, Argon2Hasher::MIN_T, 1, 2).unwrap();
+        for _ in 0..4 {
+            let (policy, nice) = h.run(|_| Ok(own_schedule())).await.unwrap();
+            assert!(
+                policy == SCHED_IDLE || nice == 19,
+                "a hashing thread runs at policy {policy}, nice {nice}"
+            );
+            eprintln!("hashing thread: policy {policy} (5 is SCHED_IDLE), nice {nice}");
+        }
+        assert_eq!(own_schedule(), before, "the caller's thread is untouched");
+        assert_eq!(
+            std::thread::spawn(own_schedule).join().unwrap(),
+            before,
+            "so are new threads"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn each_step_sets_what_it_says_on_the_calling_thread_only() {
+        let before = own_schedule();
+        let idle = std::thread::spawn(|| to_idle().map(|()| own_schedule()))
+            .join()
+            .unwrap();
+        // Containers may refuse SCHED_IDLE; then the fallback is what runs.
+        if let Ok((policy, _)) = idle {
+            assert_eq!(policy, SCHED_IDLE);
+        }
+        let niced = std::thread::spawn(|| to_nice_19().map(|()| own_schedule()))
+            .join()
+            .unwrap();
+        assert_eq!(niced, Ok((0, 19)), "the normal policy at nice 19");
+        assert_eq!(own_schedule(), before);
     }
 
     #[test]

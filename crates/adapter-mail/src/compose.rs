@@ -85,8 +85,9 @@ fn fill(template: &str, values: &[(&str, &str)], html: bool) -> String {
     out
 }
 
-/// A composed message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A composed message. Its `Debug` shows only the message id: the bodies and the link hold
+/// a working reset token, and the recipient is personal data.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Mail {
     pub to: String,
     pub subject: String,
@@ -96,6 +97,15 @@ pub struct Mail {
     pub message_id: String,
     /// The reset link, when the message has one.
     pub link: Option<String>,
+}
+
+impl std::fmt::Debug for Mail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mail")
+            .field("message_id", &self.message_id)
+            .field("has_link", &self.link.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds messages from notifications.
@@ -201,6 +211,12 @@ mod tests {
         assert!(m.html.contains(&link.replace('&', "&amp;")));
         assert!(m.text.contains("2026-01-01 12:00 UTC"));
         assert_eq!(m.message_id, "<k1@pwreset>");
+        let debug = format!("{m:?}");
+        assert!(debug.contains("<k1@pwreset>"), "{debug}");
+        assert!(
+            !debug.contains(&"A".repeat(43)) && !debug.contains("Jane@"),
+            "Debug shows neither the token nor the address: {debug}"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The development mailer: messages become files and log lines, nothing leaves the machine.
+//! The development mailer: messages become files, each named in a log line (never its
+//! link), and nothing leaves the machine.
 
 use std::path::PathBuf;
 
@@ -11,8 +12,10 @@ use pwreset_domain::ports::{DeliveryError, Notifier};
 use crate::compose::Composer;
 use crate::smtp::message;
 
-/// Writes each message to `<dir>/<time>-<key>.eml` and logs it with its link. For local
-/// development only: the log line holds a working reset link.
+/// Writes each message to `<dir>/<time>-<key>.eml` and logs the file's path, nothing else:
+/// a reset link is a working credential, and logs go to third parties, so the link (and the
+/// subject, which a custom template may fill from it, and the recipient) are only ever in
+/// the file. For local development only: nothing is sent.
 #[derive(Debug, Clone)]
 pub struct DevMailer {
     dir: PathBuf,
@@ -62,9 +65,8 @@ impl DevMailer {
             .with_context(|| format!("cannot write {}", path.display()))?;
         tracing::info!(
             path = %path.display(),
-            subject = %mail.subject,
-            link = mail.link.as_deref().unwrap_or("-"),
-            "development mailer: message written (nothing was sent)"
+            notification = notification.name(),
+            "development mailer: message written (nothing was sent); open the file for its link"
         );
         Ok(())
     }
@@ -76,8 +78,32 @@ mod tests {
     use crate::Templates;
     use pwreset_domain::{EmailAddress, Mode, ResetId, ResetToken};
 
+    /// Collects what the `tracing` subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[tokio::test]
-    async fn messages_become_eml_files() {
+    async fn messages_become_eml_files_and_the_log_names_the_file_never_the_link() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let _logging = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish(),
+        );
         let dir = std::env::temp_dir().join(format!("pwreset-devmail-{}", std::process::id()));
         let mailer = DevMailer::new(
             dir.clone(),
@@ -103,6 +129,19 @@ mod tests {
         assert!(text.contains("To: jane@example.com"));
         assert!(text.contains("Message-ID: <key-1@pwreset>"));
         assert!(text.contains(&"A".repeat(43)));
+        let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let name = files[0].file_name();
+        assert!(
+            logged.contains(name.to_str().unwrap()),
+            "the log names the file: {logged}"
+        );
+        assert!(logged.contains("reset_requested"), "{logged}");
+        for secret in ["A".repeat(43), "token=".into(), "jane@example.com".into()] {
+            assert!(
+                !logged.contains(&secret),
+                "{secret:?} is in the log: {logged}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,7 +4,9 @@
 //!   sinks; optional auth), configured from one URL such as
 //!   `smtp://user:pass@mail.example.com:587?tls=starttls`.
 //! - [`DevMailer`] is the development default: it writes each message to
-//!   `<dir>/<time>-<key>.eml` and logs where, with the link, so a new user can click it.
+//!   `<dir>/<time>-<key>.eml` and logs the file's path, never its link: a new user opens
+//!   the file to follow the link, and the log, which may go to third parties, holds no
+//!   token.
 //!
 //! Both compose the same messages ([`Composer`]): a "reset your password" mail with the
 //! link and its expiry, and a "your password was changed" notice, in plain text and HTML,

@@ -77,8 +77,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// Settings shared by every command.
-#[derive(Debug, Clone, Args)]
+/// Settings shared by every command. `Debug` shows whether each secret is set, never its
+/// value (see the impl below).
+#[derive(Clone, Args)]
 pub struct Settings {
     /// Where state lives when nothing else is configured: the SQLite database and the
     /// generated secrets.
@@ -213,8 +214,8 @@ pub struct Settings {
     pub delivery: Delivery,
 
     /// SMTP server, e.g. smtp://user:pass@host:587?tls=starttls (tls=implicit|starttls|none).
-    /// Without it, mail goes to the development mailer (files in the data dir's mail/ and the
-    /// log).
+    /// Without it, mail goes to the development mailer (files in the data dir's mail/, each
+    /// named in the log; the link is only in the file).
     #[arg(long, env = "PWRESET_SMTP_URL", hide_env_values = true, global = true)]
     pub smtp_url: Option<String>,
 
@@ -238,7 +239,8 @@ pub struct Settings {
     pub mail_templates: Option<PathBuf>,
 
     /// In token mode without an SMTP server, also write a preview of each reset mail to the
-    /// development mailer (data dir and log), so the link can be tried locally.
+    /// development mailer (a file in the data dir, named in the log), so the link can be tried
+    /// locally.
     #[arg(long, env = "PWRESET_MAIL_PREVIEW", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub mail_preview: bool,
 
@@ -301,6 +303,58 @@ pub struct Settings {
         global = true
     )]
     pub retry_base_ms: u64,
+}
+
+/// Every field, with the ones that can hold a credential (a password in a URL, a key, a
+/// secret, a webhook URL's token) shown only as set or unset: settings may end up in a log
+/// line or an error message, and logs go to third parties.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn redacted(value: Option<&String>) -> &'static str {
+            if value.is_some() {
+                "<set, redacted>"
+            } else {
+                "<unset>"
+            }
+        }
+        f.debug_struct("Settings")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redacted(self.database_url.as_ref()))
+            .field("bind", &self.bind)
+            .field("public_url", &self.public_url)
+            .field("jwt_secret", &redacted(self.jwt_secret.as_ref()))
+            .field(
+                "token_digest_keys",
+                &redacted(self.token_digest_keys.as_ref()),
+            )
+            .field("token_lifetime", &self.token_lifetime)
+            .field("password_min_length", &self.password_min_length)
+            .field("log_format", &self.log_format)
+            .field("log", &self.log)
+            .field("db_max_connections", &self.db_max_connections)
+            .field("workers", &self.workers)
+            .field("hash_concurrency", &self.hash_concurrency)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("organization", &self.organization)
+            .field("body_limit", &self.body_limit)
+            .field("delivery", &self.delivery)
+            .field("smtp_url", &redacted(self.smtp_url.as_ref()))
+            .field("mail_from", &self.mail_from)
+            .field("reset_link", &self.reset_link)
+            .field("mail_templates", &self.mail_templates)
+            .field("mail_preview", &self.mail_preview)
+            .field("self_service", &self.self_service)
+            .field("webhook_url", &redacted(self.webhook_url.as_ref()))
+            .field("webhook_secret", &redacted(self.webhook_secret.as_ref()))
+            .field("retention", &self.retention)
+            .field("outbox_poll_ms", &self.outbox_poll_ms)
+            .field("limit_email", &self.limit_email)
+            .field("limit_credential", &self.limit_credential)
+            .field("limit_client", &self.limit_client)
+            .field("limit_customer_failures", &self.limit_customer_failures)
+            .field("retry_base_ms", &self.retry_base_ms)
+            .finish()
+    }
 }
 
 /// Parses `300s`, `90m`, `2h`, `1d` (or plain seconds).
@@ -432,6 +486,35 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_says_which_secrets_are_set_never_their_values() {
+        let mut s = Settings::defaults();
+        let secrets = [
+            "postgres://pwreset:db-pass-1234@db.example/pwreset",
+            "jwt-secret-jwt-secret-jwt-secret-1234",
+            "ZGlnZXN0LWtleS1kaWdlc3Qta2V5LWRpZ2VzdC1rZXk",
+            "smtp://mailer:smtp-pass-1234@mail.example:587",
+            "https://hooks.example/T000/B000/hook-token-1234",
+            "whsec-webhook-secret-1234",
+        ];
+        s.database_url = Some(secrets[0].into());
+        s.jwt_secret = Some(secrets[1].into());
+        s.token_digest_keys = Some(secrets[2].into());
+        s.smtp_url = Some(secrets[3].into());
+        s.webhook_url = Some(secrets[4].into());
+        s.webhook_secret = Some(secrets[5].into());
+        s.bind = "127.0.0.1:4321".into();
+        let debug = format!("{s:?}");
+        assert!(debug.contains("127.0.0.1:4321"), "{debug}");
+        assert_eq!(debug.matches("<set, redacted>").count(), 6, "{debug}");
+        for secret in secrets {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        for part in ["db-pass", "smtp-pass", "hook-token"] {
+            assert!(!debug.contains(part), "{part} in {debug}");
+        }
+    }
 
     #[test]
     fn durations_parse_with_units() {

@@ -97,8 +97,9 @@ pub fn notifications(settings: &Settings, public_base: &str) -> anyhow::Result<N
         let dir = settings.data_dir.join("mail");
         tracing::warn!(
             dir = %dir.display(),
-            "development mailer: reset mails are written to files and the log, nothing is sent; \
-             set PWRESET_SMTP_URL (or PWRESET_MAIL_PREVIEW=false) for production"
+            "development mailer: reset mails are written to files in this directory (the log \
+             names each file, never its link), nothing is sent; set PWRESET_SMTP_URL (or \
+             PWRESET_MAIL_PREVIEW=false) for production"
         );
         Some(Arc::new(DevMailer::new(
             dir,

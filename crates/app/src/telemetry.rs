@@ -1,6 +1,15 @@
 //! Logging: `tracing` to stderr (stdout stays clean for `pwreset token`), as text for
-//! people or JSON for pipelines. Secrets never reach a log line: tokens and passwords are
-//! redacting types, emails are logged masked, query strings are never logged.
+//! people or JSON for pipelines. Secrets never reach a log line, at any level: tokens and
+//! passwords are redacting types, emails are logged masked, query strings and bodies are
+//! never logged, the development mailer names the file it wrote, not the link, and the
+//! configuration's `Debug` shows whether a secret is set, not its value.
+//!
+//! sqlx logs every statement at DEBUG (and slow ones at WARN) and is left that way on
+//! purpose: it logs the SQL text and row counts, never the bound values (sqlx-core's
+//! `QueryLogger` holds only the statement), and every value pwreset sends is bound, so a
+//! statement holds no token, digest, hash or address. Only `tracing` events are logged;
+//! crates that use the `log` facade are not bridged. The black-box suite runs at TRACE and
+//! fails if any token, password or key it used shows up (`delivery.rs`).
 
 use tracing_subscriber::EnvFilter;
 

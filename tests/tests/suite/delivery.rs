@@ -1,12 +1,14 @@
 //! Delivery with real parts: a real SMTP conversation with a local server, and a real
 //! HTTP receiver for webhooks that checks the signature. Each case runs once per database.
 
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pwreset_app::config::Delivery;
-use pwreset_tests::TestDb;
 use pwreset_tests::sinks::{SmtpSink, WebhookSink};
-use serde_json::Value;
+use pwreset_tests::{TEST_DIGEST_KEY, TEST_JWT_SECRET, TestDb, logs};
+use serde_json::{Value, json};
 
 use crate::blackbox::{Fixture, reset_doc, start_with};
 
@@ -16,6 +18,7 @@ per_backend!(
     webhooks_are_signed_and_carry_the_resource_without_its_token,
     self_service_answers_alike_for_known_unknown_and_passwordless_addresses,
     self_service_answers_alike_while_the_mail_server_is_down,
+    no_token_password_or_key_reaches_the_log_even_at_trace_level,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -417,4 +420,342 @@ async fn self_service_answers_alike_while_the_mail_server_is_down(db: TestDb) {
         .await;
     assert_eq!(list.status, 401);
     f.app.stop().await;
+}
+
+/// Every secret one run configured, sent or received, in each form a log line could hold
+/// it: as is, percent-encoded as in a URL (upper and lower case hex) and form-encoded.
+#[derive(Debug, Default)]
+struct Secrets(Vec<(String, String)>);
+
+impl Secrets {
+    fn add(&mut self, what: &str, value: &str) {
+        assert!(
+            value.len() >= 8,
+            "{what} is too short to search for: {value:?}"
+        );
+        let forms = [
+            value.to_owned(),
+            percent_encoded(value, false),
+            percent_encoded(value, false).to_lowercase(),
+            percent_encoded(value, true),
+        ];
+        for form in forms {
+            if !self.0.iter().any(|(_, v)| *v == form) {
+                self.0.push((what.to_owned(), form));
+            }
+        }
+    }
+
+    /// A key given as base64url: the text, the bytes as text, hex and `{:?}` of the bytes.
+    fn add_key(&mut self, what: &str, base64url: &str) {
+        self.add(what, base64url);
+        let bytes = base64url_decode(base64url);
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            self.add(what, text);
+        }
+        self.add(
+            what,
+            &bytes.iter().fold(String::new(), |mut hex, b| {
+                let _ = write!(hex, "{b:02x}");
+                hex
+            }),
+        );
+        self.add(what, &format!("{bytes:?}"));
+    }
+
+    /// Fails naming every secret found in the captured log, with the lines holding it.
+    fn assert_none_logged(&self) {
+        let log = logs::text();
+        assert!(!log.is_empty(), "logs are being captured");
+        let leaks: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(_, v)| log.contains(v.as_str()))
+            .map(|(what, v)| format!("{what} {v:?} in {:#?}", logs::lines_with(v)))
+            .collect();
+        assert!(
+            leaks.is_empty(),
+            "{} of {} secret forms are in the log:\n{}",
+            leaks.len(),
+            self.0.len(),
+            leaks.join("\n")
+        );
+    }
+}
+
+/// `s` as a URL would carry it: every byte outside the unreserved set as `%XX`; with
+/// `form`, a space as `+`.
+fn percent_encoded(s: &str, form: bool) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(char::from(b));
+            }
+            b' ' if form => out.push('+'),
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+fn base64url_decode(s: &str) -> Vec<u8> {
+    let (mut acc, mut bits, mut out) = (0u32, 0u32, Vec::new());
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => panic!("not base64url: {s}"),
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from(acc >> bits).expect("one byte"));
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// `token` with its last character changed to another canonical one.
+fn wrong_token(token: &str) -> String {
+    let last = if token.ends_with('A') { 'E' } else { 'A' };
+    format!("{}{last}", &token[..42])
+}
+
+async fn customer_with_password(f: &Fixture, email: &str, password: &str) -> String {
+    let res = f
+        .client
+        .post(
+            "/api/customers",
+            &f.integration,
+            json!({"data": {"type": "customers", "attributes": {"email": email, "password": password}}}),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    res.json()["data"]["id"].as_str().unwrap().to_owned()
+}
+
+/// The development mailer's `.eml` files in `dir`, oldest first, once there are `n`.
+async fn eml_files(dir: &Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if files.len() >= n {
+            files.sort();
+            return files
+                .iter()
+                .map(|p| {
+                    std::fs::read_to_string(p)
+                        .unwrap()
+                        .replace("=\r\n", "")
+                        .replace("=3D", "=")
+                })
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {n} mails in {}, found {}",
+            dir.display(),
+            files.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn no_token_password_or_key_reaches_the_log_even_at_trace_level(db: TestDb) {
+    const WEBHOOK_SECRET: &str = "whsec-log-audit-3f9c1e";
+    const SMTP_PASSWORD: &str = "smtp pässword/log-audit&7";
+    let mut secrets = Secrets::default();
+    secrets.add("the JWT secret", TEST_JWT_SECRET);
+    secrets.add_key("the token digest key", TEST_DIGEST_KEY);
+    secrets.add("the webhook secret", WEBHOOK_SECRET);
+    secrets.add("the SMTP password", SMTP_PASSWORD);
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let one = format!("log.one.{run}@example.com");
+    let two = format!("log.two.{run}@example.com");
+
+    // 1. The defaults: token delivery, no SMTP server, so the development mailer writes
+    // each mail to a file.
+    let data_dir = std::env::temp_dir().join(format!("pwreset-log-audit-{run}"));
+    let mail_dir = data_dir.join("mail");
+    let dev = start_with(&db, |s| {
+        assert_eq!(s.delivery, Delivery::Token, "token delivery is the default");
+        assert!(s.smtp_url.is_none());
+        s.mail_preview = true;
+        s.data_dir = data_dir.clone();
+        s.public_url = Some("https://shop.test".into());
+    })
+    .await;
+    for f in [&dev.integration, &dev.sales] {
+        secrets.add("an API credential", f);
+    }
+    let password = format!("Créé au départ {run}");
+    secrets.add("a customer password (create)", &password);
+    let customer = customer_with_password(&dev, &one, &password).await;
+    let password = format!("Changé par PATCH & co {run}");
+    secrets.add("a customer password (update)", &password);
+    let res = dev
+        .client
+        .patch(
+            &format!("/api/customers/{customer}"),
+            &dev.integration,
+            json!({"data": {"type": "customers", "id": customer, "attributes": {"password": password}}}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let (id, token) = dev.reset(&one).await;
+    secrets.add("a token from a create response", &token);
+    let mails = eml_files(&mail_dir, 1).await;
+    let (mailed_id, mailed_token) = link_parts(&mails[0]);
+    assert_eq!(
+        (mailed_id.as_str(), mailed_token.as_str()),
+        (id.as_str(), token.as_str()),
+        "the development mailer wrote the reset link"
+    );
+    // The link's path and query, as a browser would ask for it if the link pointed here.
+    let clicked = pwreset_tests::http::send(
+        dev.app.addr,
+        "GET",
+        &format!("/reset-password?id={id}&token={token}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(clicked.status, 404, "{}", clicked.body);
+    let wrong = wrong_token(&token);
+    secrets.add("a wrong token", &wrong);
+    let password = format!("Mot de passe refusé {run}");
+    secrets.add("a password sent with a wrong token", &password);
+    assert_eq!(dev.complete(&id, &wrong, &password).await.status, 422);
+    let password = format!("Nouveau mot de passe {run}");
+    secrets.add("a reset password (development mailer)", &password);
+    let done = dev.complete(&id, &token, &password).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let mails = eml_files(&mail_dir, 2).await;
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.contains("Your password was changed"))
+    );
+    dev.app.stop().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+
+    // 2. Mail over SMTP, self-service, signed webhooks.
+    let sink = SmtpSink::smtp("127.0.0.1:0").await;
+    let hooks = WebhookSink::webhooks().await;
+    let hooks_url = hooks.url();
+    let mail = start_with(&db, |s| {
+        s.delivery = Delivery::Mail;
+        s.self_service = true;
+        s.smtp_url = Some(format!("smtp://{}?tls=none", sink.addr));
+        s.public_url = Some("https://shop.test".into());
+        s.webhook_url = Some(hooks_url);
+        s.webhook_secret = Some(WEBHOOK_SECRET.into());
+    })
+    .await;
+    for f in [&mail.integration, &mail.sales] {
+        secrets.add("an API credential", f);
+    }
+    let password = format!("Zweites Kundenkennwort {run}");
+    secrets.add("a customer password (create)", &password);
+    customer_with_password(&mail, &two, &password).await;
+    let res = mail
+        .client
+        .post(
+            "/api/customer_password_resets",
+            &mail.integration,
+            reset_doc(&two),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    let mails = sink.wait_for(1, WAIT).await;
+    let (by_integration, token) = link_parts(&mails[0].text());
+    secrets.add("a mailed token", &token);
+    for email in [one.clone(), format!("nobody.{run}@example.com")] {
+        let res = mail
+            .client
+            .post(
+                "/api/customer_password_resets",
+                &mail.sales,
+                reset_doc(&email),
+            )
+            .await;
+        assert_eq!(res.status, 202, "{}", res.body);
+    }
+    let mails = sink.wait_for(2, WAIT).await;
+    let (self_served, self_token) = link_parts(&mails[1].text());
+    assert_eq!(mails[1].to, vec![one.clone()]);
+    secrets.add("a self-service token", &self_token);
+    let wrong = wrong_token(&self_token);
+    secrets.add("a wrong token", &wrong);
+    let password = format!("Falsches Token, Kennwort {run}");
+    secrets.add("a password sent with a wrong token", &password);
+    assert_eq!(
+        mail.complete(&self_served, &wrong, &password).await.status,
+        422
+    );
+    for (id, token) in [(&by_integration, &token), (&self_served, &self_token)] {
+        let password = format!("Neues Kennwort für {id}");
+        secrets.add("a reset password (SMTP)", &password);
+        let done = mail.complete(id, token, &password).await;
+        assert_eq!(done.status, 200, "{}", done.body);
+    }
+    sink.wait_for(4, WAIT).await;
+    hooks.wait_for(4, WAIT).await;
+    mail.app.stop().await;
+    sink.stop();
+    hooks.stop();
+
+    // 3. An SMTP server that wants a password (this one offers no way to log in, so every
+    // delivery fails after the greeting and is retried).
+    let sink = SmtpSink::smtp("127.0.0.1:0").await;
+    let authed = start_with(&db, |s| {
+        s.delivery = Delivery::Mail;
+        s.smtp_url = Some(format!(
+            "smtp://log-audit:{}@{}?tls=none",
+            percent_encoded(SMTP_PASSWORD, false),
+            sink.addr
+        ));
+        s.public_url = Some("https://shop.test".into());
+    })
+    .await;
+    let res = authed
+        .client
+        .post(
+            "/api/customer_password_resets",
+            &authed.integration,
+            reset_doc(&two),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    let deadline = Instant::now() + WAIT;
+    while pwreset_tests::outbox_max_attempts(&db).await < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the failing delivery was not retried"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        sink.received().is_empty(),
+        "nothing was sent without logging in"
+    );
+    authed.app.stop().await;
+    sink.stop();
+
+    secrets.assert_none_logged();
 }
