@@ -47,6 +47,48 @@ impl CompleteReset {
 }
 
 /// The password reset use cases.
+///
+/// Built from [`Ports`] (the adapters) and the two policies; everything else is opt-in:
+/// [`ResetService::with_notifications`], [`ResetService::with_rate_limits`],
+/// [`ResetService::self_service`].
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use pwreset_adapter_crypto::{Argon2Hasher, HmacDigester};
+/// # use pwreset_adapter_memory::MemoryStore;
+/// use pwreset_domain::ports::{CustomerStore, SystemClock};
+/// use pwreset_domain::service::{CompleteReset, NewReset, Ports, ResetService};
+/// use pwreset_domain::{Caller, Customer, CustomerId, EmailAddress, Mode, Password};
+/// use pwreset_domain::{PasswordPolicy, TokenPolicy, to_millis};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = Arc::new(MemoryStore::new());
+/// # let now = to_millis(chrono::Utc::now());
+/// # store.create(&Customer { id: CustomerId::new_at(now), mode: Mode::Test,
+/// #     email: EmailAddress::parse("jane@example.com")?, password_hash: None, reference: None,
+/// #     reference_origin: None, metadata: None, created_at: now, updated_at: now }).await?;
+/// let ports = Ports::new(
+///     store.clone(),
+///     store,
+///     Arc::new(Argon2Hasher::owasp_minimum()),
+///     Arc::new(HmacDigester::new(vec![vec![7; 32]])?),
+///     Arc::new(SystemClock),
+/// );
+/// let resets = ResetService::new(ports, TokenPolicy::default(), PasswordPolicy::default());
+///
+/// let caller = Caller::new(Mode::Test);
+/// let email = EmailAddress::parse("Jane@example.com")?;
+/// let issued = resets.request(&caller, NewReset::for_email(email)).await?;
+/// let token = Some(issued.token.expose_secret().to_owned());
+/// let attempt = CompleteReset::new(token, Password::new("a brand new passphrase"));
+/// let done = resets.complete(&caller, issued.reset.id, attempt.clone()).await?;
+/// assert!(done.reset_password_at.is_some());
+/// // Single use: the same token again is refused.
+/// assert!(resets.complete(&caller, issued.reset.id, attempt).await.is_err());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ResetService {
     issuer: ResetIssuer,
