@@ -16,10 +16,11 @@ token KIND="integration":
 fmt:
     cargo fmt --all
 
-# Lint with warnings as errors (what CI runs).
+# Lint with warnings as errors, docs included (what CI runs).
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 # The whole test suite (finds or starts Postgres by itself).
 test:

@@ -17,6 +17,11 @@
 //! every backend. The few checks no port exposes (outbox rows, query plans) go through
 //! the functions at the end of this file, which look at each backend its own way.
 
+#![allow(
+    clippy::missing_panics_doc,
+    reason = "a test harness: panicking with a message is how it fails the test that called it"
+)]
+
 pub mod http;
 pub mod postgres;
 pub mod sinks;

@@ -188,6 +188,9 @@ impl Argon2Hasher {
     }
 
     /// The OWASP minimum: m=19456 KiB, t=2, p=1, one hash per core at a time.
+    ///
+    /// # Panics
+    /// Never: these parameters are the floor `new` accepts.
     #[must_use]
     pub fn owasp_minimum() -> Self {
         Self::new(Self::MIN_M_KIB, Self::MIN_T, 1, 0).expect("the minimum is valid")

@@ -64,6 +64,9 @@ pub(crate) async fn jsonapi_edge(
 /// One span per request with a request id (taken from a sane `X-Request-Id` or made up),
 /// and one log line when it ends. The query string is never logged: it can hold a token
 /// in a `reset_password_token` filter.
+///
+/// # Errors
+/// Whatever the wrapped service returns, unchanged.
 pub async fn request_log(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,

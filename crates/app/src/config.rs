@@ -111,7 +111,7 @@ pub struct Settings {
     pub bind: String,
 
     /// Base URL used in links (`links.self`, mail links); never taken from Host headers.
-    /// Default: http://<bind>.
+    /// Default: http:// and the bind address.
     #[arg(long, env = "PWRESET_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
 
@@ -229,7 +229,7 @@ pub struct Settings {
     pub mail_from: String,
 
     /// The reset link in mails; {id} and {token} are filled in. Default:
-    /// <public url>/reset-password?id={id}&token={token}.
+    /// PUBLIC_URL/reset-password?id={id}&token={token}.
     #[arg(long, env = "PWRESET_RESET_LINK", global = true)]
     pub reset_link: Option<String>,
 

@@ -7,6 +7,13 @@
 //! Run with `just bench` (or `cargo build --release --workspace --bins && target/release/pwreset-bench`).
 //! `--quick` shortens every phase for a one-minute smoke run.
 
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "statistics: counts and latencies far below 2^52 turned into rates and percentile indexes"
+)]
+
 mod load;
 
 use std::net::SocketAddr;

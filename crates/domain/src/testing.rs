@@ -13,6 +13,12 @@
 //! # let _ = (service, Caller::new(Mode::Test));
 //! ```
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::missing_panics_doc,
+    reason = "fixtures parse constants known to be valid; a panic here is a broken fixture"
+)]
+
 use std::sync::Arc;
 
 use chrono::{TimeDelta, TimeZone, Utc};

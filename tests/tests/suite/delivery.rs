@@ -279,6 +279,10 @@ async fn self_service_app(db: &TestDb, smtp: std::net::SocketAddr) -> Fixture {
 }
 
 /// Mann-Whitney U test: the z score of `a` against `b` (ties get average ranks).
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "rank statistics over a few hundred samples: exact in f64"
+)]
 fn mann_whitney_z(a: &[f64], b: &[f64]) -> f64 {
     let mut all: Vec<(f64, bool)> = a
         .iter()

@@ -8,6 +8,11 @@
 //! - `delivery`: mail through a real local SMTP server and signed webhooks to a real local
 //!   receiver, with the SMTP server down and back.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test binary: helpers outside #[test] functions fail the test by panicking too"
+)]
+
 /// Instantiates each listed `async fn(TestDb)` case once per backend, as
 /// `<module>::<backend>::<case>`, each on a fresh store.
 ///

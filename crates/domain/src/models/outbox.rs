@@ -280,7 +280,11 @@ impl RetryPolicy {
             .checked_mul(1_i32 << exp)
             .map_or(self.cap, |d| d.min(self.cap));
         let factor = 0.5 + 0.5 * jitter.clamp(0.0, 1.0);
-        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_precision_loss,
+            reason = "delays are at most an hour in milliseconds: far inside f64's exact range and i64"
+        )]
         let millis = (full.num_milliseconds() as f64 * factor) as i64;
         Some(now + TimeDelta::milliseconds(millis.max(1)))
     }
@@ -294,7 +298,10 @@ pub fn jitter_for(id: OutboxId, attempts: u32) -> f64 {
     bytes[..16].copy_from_slice(id.as_uuid().as_bytes());
     bytes[16..].copy_from_slice(&attempts.to_le_bytes());
     let h = super::fnv1a64(&bytes);
-    #[allow(clippy::cast_precision_loss)]
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "53 bits of the hash into an f64 mantissa: exact by construction"
+    )]
     let unit = (h >> 11) as f64 / (1u64 << 53) as f64;
     unit
 }

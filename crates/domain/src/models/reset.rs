@@ -166,6 +166,9 @@ impl TokenPolicy {
     pub const MAX_FAILED_ATTEMPTS: u32 = 5;
 
     /// A policy with the given lifetime (5 minutes to 24 hours inclusive).
+    ///
+    /// # Errors
+    /// When `lifetime` is outside those bounds.
     pub fn new(lifetime: TimeDelta) -> Result<Self, TokenLifetimeError> {
         if lifetime < Self::MIN_LIFETIME || lifetime > Self::MAX_LIFETIME {
             return Err(TokenLifetimeError {
@@ -240,6 +243,9 @@ impl PasswordPolicy {
     pub const MAX_CHARS: usize = 256;
 
     /// A policy with a minimum length of at least 8 code points.
+    ///
+    /// # Errors
+    /// When `min_chars` is below 8 or above the 256 code points any password may have.
     pub fn new(min_chars: usize) -> Result<Self, PasswordPolicyError> {
         if !(Self::FLOOR_MIN_CHARS..=Self::MAX_CHARS).contains(&min_chars) {
             return Err(PasswordPolicyError(min_chars));
@@ -259,6 +265,10 @@ impl PasswordPolicy {
 
     /// Checks `password` for the customer with address `email`. Length is counted in
     /// Unicode code points after NFKC normalization.
+    ///
+    /// # Errors
+    /// The first rule the password breaks: too short, too long, common, or containing
+    /// the address's local part.
     pub fn check(
         &self,
         password: &Password,

@@ -167,6 +167,9 @@ impl EmailAddress {
     /// Parses an address. Surrounding white space is trimmed; the rest must be one `@`
     /// between a non-empty local part (at most 64 bytes) and a dotted domain, with no white
     /// space or control characters anywhere.
+    ///
+    /// # Errors
+    /// Naming the first rule the address breaks.
     pub fn parse(s: &str) -> Result<Self, EmailError> {
         let original = s.trim();
         if original.is_empty() {
@@ -310,6 +313,10 @@ pub enum MetadataError {
 }
 
 impl Metadata {
+    /// Merchant metadata: a JSON object of bounded size.
+    ///
+    /// # Errors
+    /// When `value` is not an object or is too large.
     pub fn parse(value: serde_json::Value) -> Result<Self, MetadataError> {
         let serde_json::Value::Object(map) = value else {
             return Err(MetadataError::NotAnObject);
@@ -360,6 +367,9 @@ fn base64url_value(c: u8) -> Option<u8> {
 impl ResetToken {
     /// Accepts exactly the canonical encoding of 32 bytes: 43 base64url characters whose
     /// last character carries no stray bits, so every token has a single spelling.
+    ///
+    /// # Errors
+    /// When `s` is not such a string.
     pub fn parse(s: &str) -> Result<Self, TokenFormatError> {
         let bytes = s.as_bytes();
         if bytes.len() != TOKEN_LEN {
