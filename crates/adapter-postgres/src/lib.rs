@@ -2,7 +2,7 @@
 //!
 //! [`PgDriver`] implements `pwreset_adapter_sql::Driver` over an sqlx pool with native
 //! types (uuid, timestamptz, jsonb, bytea). [`connect`] opens a pool, applies the embedded
-//! migrations and returns a ready [`SqlStore`]; [`MIGRATIONS`] are also exposed for an
+//! migrations and returns a ready [`SqlStore`]; [`migrate`] and [`migrator`] are also exposed for an
 //! explicit `migrate` command.
 
 use std::time::Duration;
@@ -10,23 +10,16 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pwreset_adapter_sql::{
-    DbError, Dialect, Driver, Executor, Migration, SqlStore, Transaction, Ty, Val,
-};
+use pwreset_adapter_sql::{DbError, Dialect, Driver, Executor, SqlStore, Transaction, Ty, Val};
 use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgPoolOptions};
 use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, Row};
 use uuid::Uuid;
 
-/// The schema, in order. Applied at start-up and by `pwreset migrate`.
-pub const MIGRATIONS: &[Migration] = pwreset_adapter_sql::migrations![
-    1 => "init",
-    2 => "outbox",
-    3 => "rate_limits",
-    4 => "self_service",
-    5 => "customer_index",
-];
+mod migrations;
+
+pub use migrations::{migrate, migrator};
 
 /// A Postgres database reached through an sqlx pool.
 #[derive(Debug, Clone)]
@@ -66,7 +59,7 @@ impl PgDriver {
 /// When the database cannot be reached or a migration fails.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
     let driver = PgDriver::connect(url, max_connections).await?;
-    pwreset_adapter_sql::migrate(&driver, MIGRATIONS).await?;
+    migrate(driver.pool()).await?;
     Ok(SqlStore::new(std::sync::Arc::new(driver)))
 }
 
@@ -181,14 +174,6 @@ where
 
 #[async_trait]
 impl Transaction for Exec<sqlx::Transaction<'static, Postgres>> {
-    async fn script(&mut self, sql: &str) -> Result<(), DbError> {
-        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
-            .execute(&mut *self.0)
-            .await
-            .map(drop)
-            .map_err(err)
-    }
-
     async fn commit(self: Box<Self>) -> Result<(), DbError> {
         self.0.commit().await.map_err(err)
     }

@@ -131,9 +131,6 @@ pub trait Executor: Send {
 /// An open transaction. Dropping it without `commit` rolls back.
 #[async_trait]
 pub trait Transaction: Executor {
-    /// Runs a script of several statements without parameters (migrations).
-    async fn script(&mut self, sql: &str) -> Result<(), DbError>;
-
     async fn commit(self: Box<Self>) -> Result<(), DbError>;
 }
 

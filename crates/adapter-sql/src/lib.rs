@@ -24,7 +24,7 @@ mod resets;
 mod rows;
 
 pub use driver::{DbError, Dialect, Driver, Executor, Transaction, Ty, Typed, Val};
-pub use migrate::{Migration, migrate};
+pub use migrate::{LegacyMigration, LegacyRecord, adoptable};
 pub use resets::PURGE_ENDED_RESETS;
 
 use std::sync::Arc;

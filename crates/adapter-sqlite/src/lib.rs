@@ -13,9 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::DateTime;
-use pwreset_adapter_sql::{
-    DbError, Dialect, Driver, Executor, Migration, SqlStore, Transaction, Ty, Val,
-};
+use pwreset_adapter_sql::{DbError, Dialect, Driver, Executor, SqlStore, Transaction, Ty, Val};
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
@@ -24,14 +22,9 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, Sqlite};
 use uuid::Uuid;
 
-/// The schema, in order. Applied at start-up and by `pwreset migrate`.
-pub const MIGRATIONS: &[Migration] = pwreset_adapter_sql::migrations![
-    1 => "init",
-    2 => "outbox",
-    3 => "rate_limits",
-    4 => "self_service",
-    5 => "customer_index",
-];
+mod migrations;
+
+pub use migrations::{migrate, migrator};
 
 /// An SQLite database file reached through an sqlx pool.
 #[derive(Debug, Clone)]
@@ -81,7 +74,7 @@ impl SqliteDriver {
 /// When the file cannot be opened or a migration fails.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
     let driver = SqliteDriver::connect(url, max_connections).await?;
-    pwreset_adapter_sql::migrate(&driver, MIGRATIONS).await?;
+    migrate(driver.pool()).await?;
     Ok(SqlStore::new(std::sync::Arc::new(driver)))
 }
 
@@ -206,14 +199,6 @@ where
 
 #[async_trait]
 impl Transaction for Exec<sqlx::Transaction<'static, Sqlite>> {
-    async fn script(&mut self, sql: &str) -> Result<(), DbError> {
-        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
-            .execute(&mut *self.0)
-            .await
-            .map(drop)
-            .map_err(err)
-    }
-
     async fn commit(self: Box<Self>) -> Result<(), DbError> {
         self.0.commit().await.map_err(err)
     }
