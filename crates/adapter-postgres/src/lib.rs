@@ -10,15 +10,19 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pwreset_adapter_sql::{DbError, Dialect, Driver, Executor, SqlStore, Transaction, Ty, Val};
-use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgPoolOptions};
+use pwreset_adapter_sql::{
+    DbError, Dialect, Driver, Executor, Sql, SqlStore, Transaction, Ty, Val,
+};
+use sqlx::postgres::{PgArguments, PgConnection, PgDatabaseError, PgPool, PgPoolOptions};
 use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, Row};
 use uuid::Uuid;
 
+mod dialect;
 mod migrations;
 
+pub use dialect::PgDialect;
 pub use migrations::{migrate, migrator};
 
 /// A Postgres database reached through an sqlx pool.
@@ -92,19 +96,35 @@ fn bind(q: PgQuery, v: Val) -> PgQuery {
         Val::Bytes(b) => q.bind(b),
         Val::Int(i) => q.bind(i),
         Val::Json(j) => q.bind(Json(j)),
+        Val::Uuids(ids) => q.bind(ids),
     }
 }
 
-fn build(sql: &str, args: Vec<Val>) -> PgQuery {
+fn build(sql: Sql) -> PgQuery {
+    let (text, args) = sql.into_parts();
     args.into_iter()
-        .fold(sqlx::query(AssertSqlSafe(sql.to_owned())), bind)
+        .fold(sqlx::query(AssertSqlSafe(text)), bind)
 }
 
 fn err(e: sqlx::Error) -> DbError {
-    if let sqlx::Error::Database(d) = &e
-        && d.is_unique_violation()
-    {
-        return DbError::UniqueViolation;
+    if let sqlx::Error::Database(d) = &e {
+        match d.kind() {
+            sqlx::error::ErrorKind::UniqueViolation => {
+                return DbError::Unique {
+                    constraint: d.constraint().unwrap_or("unnamed").to_owned(),
+                };
+            }
+            sqlx::error::ErrorKind::NotNullViolation => {
+                if let Some(pg) = d.try_downcast_ref::<PgDatabaseError>()
+                    && let (Some(table), Some(column)) = (pg.table(), pg.column())
+                {
+                    return DbError::NotNull {
+                        column: format!("{table}.{column}"),
+                    };
+                }
+            }
+            _ => {}
+        }
     }
     DbError::Other(anyhow::Error::new(e))
 }
@@ -133,21 +153,16 @@ fn decode(row: &sqlx::postgres::PgRow, types: &[Ty]) -> Result<Vec<Val>, sqlx::E
         .collect()
 }
 
-async fn execute(conn: &mut PgConnection, sql: &str, args: Vec<Val>) -> Result<u64, DbError> {
-    build(sql, args)
+async fn execute(conn: &mut PgConnection, sql: Sql) -> Result<u64, DbError> {
+    build(sql)
         .execute(conn)
         .await
         .map(|r| r.rows_affected())
         .map_err(err)
 }
 
-async fn fetch(
-    conn: &mut PgConnection,
-    sql: &str,
-    args: Vec<Val>,
-    types: &[Ty],
-) -> Result<Vec<Vec<Val>>, DbError> {
-    let rows = build(sql, args).fetch_all(conn).await.map_err(err)?;
+async fn fetch(conn: &mut PgConnection, sql: Sql, types: &[Ty]) -> Result<Vec<Vec<Val>>, DbError> {
+    let rows = build(sql).fetch_all(conn).await.map_err(err)?;
     rows.iter().map(|r| decode(r, types).map_err(err)).collect()
 }
 
@@ -159,16 +174,11 @@ impl<C> Executor for Exec<C>
 where
     C: std::ops::DerefMut<Target = PgConnection> + Send,
 {
-    async fn execute(&mut self, sql: &str, args: Vec<Val>) -> Result<u64, DbError> {
-        execute(&mut self.0, sql, args).await
+    async fn execute(&mut self, sql: Sql) -> Result<u64, DbError> {
+        execute(&mut self.0, sql).await
     }
-    async fn fetch(
-        &mut self,
-        sql: &str,
-        args: Vec<Val>,
-        types: &[Ty],
-    ) -> Result<Vec<Vec<Val>>, DbError> {
-        fetch(&mut self.0, sql, args, types).await
+    async fn fetch(&mut self, sql: Sql, types: &[Ty]) -> Result<Vec<Vec<Val>>, DbError> {
+        fetch(&mut self.0, sql, types).await
     }
 }
 
@@ -181,8 +191,8 @@ impl Transaction for Exec<sqlx::Transaction<'static, Postgres>> {
 
 #[async_trait]
 impl Driver for PgDriver {
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
+    fn dialect(&self) -> &dyn Dialect {
+        &PgDialect
     }
 
     async fn connection(&self) -> Result<Box<dyn Executor>, DbError> {

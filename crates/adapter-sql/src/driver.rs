@@ -4,22 +4,8 @@ use async_trait::async_trait;
 use pwreset_domain::Timestamp;
 use uuid::Uuid;
 
-/// The database flavour, for the few expressions that differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Postgres,
-    Sqlite,
-}
-
-impl Dialect {
-    /// `metadata -> key = value` for a JSON scalar given as JSON text.
-    pub(crate) fn json_key_eq(self, column: &str, key: &str, value: &str) -> String {
-        match self {
-            Dialect::Postgres => format!("({column} -> {key}) = {value}::jsonb"),
-            Dialect::Sqlite => format!("({column} -> {key}) = json({value})"),
-        }
-    }
-}
+use crate::dialect::Dialect;
+use crate::sql::Sql;
 
 /// A value bound to a statement or read from a row.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +19,9 @@ pub enum Val {
     Int(i64),
     /// A JSON document (bound to a JSON column).
     Json(serde_json::Value),
+    /// A list of ids, bound as one array (`uuid[]`) where the database has arrays; only
+    /// dialect statements of such databases use it.
+    Uuids(Vec<Uuid>),
 }
 
 /// Rust types with a column type, so that `None` binds as a typed NULL.
@@ -103,11 +92,17 @@ pub enum Ty {
     Json,
 }
 
-/// A database failure, with unique violations told apart so the store can name them.
+/// A database failure, with the constraint violations the stores act on told apart.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("unique constraint violated")]
-    UniqueViolation,
+    /// A unique or primary key constraint, by its logical name (Postgres's constraint
+    /// name, e.g. `customers_mode_email_key` or `reset_events_pkey`; SQLite drivers map
+    /// the columns their message names to the same names).
+    #[error("unique constraint {constraint} violated")]
+    Unique { constraint: String },
+    /// NULL written to a NOT NULL column, named `table.column`.
+    #[error("NULL written to NOT NULL column {column}")]
+    NotNull { column: String },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -116,16 +111,11 @@ pub enum DbError {
 #[async_trait]
 pub trait Executor: Send {
     /// Runs `sql` and returns the number of rows it changed.
-    async fn execute(&mut self, sql: &str, args: Vec<Val>) -> Result<u64, DbError>;
+    async fn execute(&mut self, sql: Sql) -> Result<u64, DbError>;
 
     /// Runs `sql` and decodes every row into values of the expected types (`Val::Null`
     /// where the column is NULL).
-    async fn fetch(
-        &mut self,
-        sql: &str,
-        args: Vec<Val>,
-        types: &[Ty],
-    ) -> Result<Vec<Vec<Val>>, DbError>;
+    async fn fetch(&mut self, sql: Sql, types: &[Ty]) -> Result<Vec<Vec<Val>>, DbError>;
 }
 
 /// An open transaction. Dropping it without `commit` rolls back.
@@ -137,7 +127,8 @@ pub trait Transaction: Executor {
 /// A database: where statements run.
 #[async_trait]
 pub trait Driver: Send + Sync + std::fmt::Debug {
-    fn dialect(&self) -> Dialect;
+    /// The statements and expressions that differ on this database.
+    fn dialect(&self) -> &dyn Dialect;
 
     /// A connection for statements that need no transaction.
     async fn connection(&self) -> Result<Box<dyn Executor>, DbError>;
