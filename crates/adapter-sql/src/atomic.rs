@@ -1,6 +1,6 @@
 //! The atomic writes in their generic form: one transaction each, the same SQL on every
-//! database. [`crate::Dialect`]'s write methods default to these; a driver that overrides
-//! them with a one-statement form may fall back to them.
+//! database. A [`crate::Dialect`] either uses these for its write methods or has a
+//! one-statement form of its own, and may fall back to these.
 
 use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
 use pwreset_domain::{
@@ -8,12 +8,13 @@ use pwreset_domain::{
     Patch, ResetDraft, ResetEvent, ResetId, Timestamp,
 };
 
-use crate::driver::{DbError, Driver, Executor, Ty, Val};
+use crate::driver::{DbError, Driver, Executor};
 use crate::error::db;
 use crate::events::insert_event;
 use crate::outbox::insert_outbox;
 use crate::rows::{RESET_COLUMNS, RESET_TYPES, json_of, reset_from_row, reset_values, text_of};
 use crate::sql::Sql;
+use crate::value::{Ty, Val};
 
 /// Revokes the customer's outstanding resets other than `keep` and records why, one
 /// `revoked` event each (ids made here, UUIDv7 at `now`).

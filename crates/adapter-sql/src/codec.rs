@@ -9,8 +9,8 @@ use pwreset_domain::{
 };
 use serde_json::{Value, json};
 
-use crate::driver::{Ty, Val};
 use crate::sql::Sql;
+use crate::value::{Ty, Val};
 
 /// The columns a claim reads back, decoded by [`message_from_row`].
 pub const COLUMNS: &str =

@@ -8,13 +8,13 @@ use pwreset_domain::{
 
 use crate::SqlStore;
 use crate::atomic::revoke_outstanding;
-use crate::driver::Val;
 use crate::error::{customer_write, db};
 use crate::list::Table;
 use crate::rows::{
     CUSTOMER_COLUMNS, CUSTOMER_TYPES, customer_from_row, customer_values, json_of, text_of,
 };
 use crate::sql::Sql;
+use crate::value::Val;
 
 fn one_customer(rows: Vec<Vec<Val>>) -> Result<Option<Customer>, StoreError> {
     let mut rows = rows.into_iter();

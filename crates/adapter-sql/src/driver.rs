@@ -1,96 +1,11 @@
-//! The narrow interface between the SQL written in this crate and a database driver.
+//! The narrow interface between the SQL written in this crate and a database: the
+//! [`Driver`] that runs statements, and the [`Dialect`] of what differs.
 
-use async_trait::async_trait;
-use pwreset_domain::Timestamp;
-use uuid::Uuid;
-
-use crate::dialect::Dialect;
 use crate::sql::Sql;
-
-/// A value bound to a statement or read from a row.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Val {
-    /// NULL of a given type (databases with typed parameters need to know which).
-    Null(Ty),
-    Uuid(Uuid),
-    Text(String),
-    Time(Timestamp),
-    Bytes(Vec<u8>),
-    Int(i64),
-    /// A JSON document (bound to a JSON column).
-    Json(serde_json::Value),
-    /// A list of ids, bound as one array (`uuid[]`) where the database has arrays; only
-    /// dialect statements of such databases use it.
-    Uuids(Vec<Uuid>),
-}
-
-/// Rust types with a column type, so that `None` binds as a typed NULL.
-pub trait Typed: Into<Val> {
-    const TY: Ty;
-}
-
-impl Typed for Uuid {
-    const TY: Ty = Ty::Uuid;
-}
-impl Typed for String {
-    const TY: Ty = Ty::Text;
-}
-impl Typed for &str {
-    const TY: Ty = Ty::Text;
-}
-impl Typed for Timestamp {
-    const TY: Ty = Ty::Time;
-}
-impl Typed for i64 {
-    const TY: Ty = Ty::Int;
-}
-
-impl<T: Typed> From<Option<T>> for Val {
-    fn from(v: Option<T>) -> Self {
-        v.map_or(Val::Null(T::TY), Into::into)
-    }
-}
-
-impl From<Uuid> for Val {
-    fn from(v: Uuid) -> Self {
-        Val::Uuid(v)
-    }
-}
-
-impl From<String> for Val {
-    fn from(v: String) -> Self {
-        Val::Text(v)
-    }
-}
-
-impl From<&str> for Val {
-    fn from(v: &str) -> Self {
-        Val::Text(v.to_owned())
-    }
-}
-
-impl From<Timestamp> for Val {
-    fn from(v: Timestamp) -> Self {
-        Val::Time(v)
-    }
-}
-
-impl From<i64> for Val {
-    fn from(v: i64) -> Self {
-        Val::Int(v)
-    }
-}
-
-/// The type a statement expects in a result column; `nullable` columns may be `Val::Null`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ty {
-    Uuid,
-    Text,
-    Time,
-    Bytes,
-    Int,
-    Json,
-}
+use crate::value::{Ty, Val};
+use async_trait::async_trait;
+use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
+use pwreset_domain::{EmailAddress, OutboxMessage, PasswordReset, ResetDraft, ResetEvent};
 
 /// A database failure, with the constraint violations the stores act on told apart.
 #[derive(Debug, thiserror::Error)]
@@ -137,4 +52,59 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     async fn begin(&self) -> Result<Box<dyn Transaction>, DbError>;
 
     async fn ping(&self) -> anyhow::Result<()>;
+}
+
+/// What differs between databases, called by the generic stores, which hold no dialect
+/// branches. The write methods are the atomic writes: [`crate::atomic`] has their generic
+/// transactional form, which a dialect uses as is (SQLite) or replaces with a one-statement
+/// form of its database (Postgres, with data-modifying CTEs, in its own crate next to the
+/// rest of what speaks that dialect).
+#[async_trait]
+pub trait Dialect: Send + Sync + std::fmt::Debug {
+    /// `column -> key = value` for a JSON scalar: `key` and `value` are placeholders of
+    /// the key (text) and the value (JSON text).
+    fn json_key_eq(&self, column: &str, key: &str, value: &str) -> String;
+
+    /// Appended to the subquery that picks the outbox messages a claim leases (e.g.
+    /// `FOR UPDATE SKIP LOCKED`); empty where one writer at a time is all there is.
+    fn claim_lock(&self) -> &'static str {
+        ""
+    }
+
+    /// `ResetStore::create`: revoke the customer's outstanding resets, insert the reset,
+    /// its event and its outbox messages, atomically.
+    ///
+    /// # Errors
+    /// When the database fails; nothing is written then.
+    async fn create(
+        &self,
+        driver: &dyn Driver,
+        reset: &PasswordReset,
+        event: &ResetEvent,
+        outbox: &[OutboxMessage],
+    ) -> Result<(), StoreError>;
+
+    /// `ResetStore::create_for_email`: find the customer by address and, if there is one,
+    /// create the reset for them as [`create`](Dialect::create) does (no outbox).
+    ///
+    /// # Errors
+    /// When the database fails; nothing is written then.
+    async fn create_for_email(
+        &self,
+        driver: &dyn Driver,
+        email: &EmailAddress,
+        draft: &ResetDraft,
+        event: &ResetEvent,
+    ) -> Result<Option<PasswordReset>, StoreError>;
+
+    /// `ResetStore::complete`: the conditional update, and only if it matched, the
+    /// password, the revocation of the others, the event and the notices, atomically.
+    ///
+    /// # Errors
+    /// When the database fails; nothing is written then.
+    async fn complete(
+        &self,
+        driver: &dyn Driver,
+        c: &Completion,
+    ) -> Result<CompletionOutcome, StoreError>;
 }

@@ -13,8 +13,8 @@
 //! placeholders (`$1`, `$2`, ...; drivers render them for their database): no value is
 //! ever spliced into SQL text, and no placeholder is numbered by hand.
 //!
-//! Modules, one job each: `sql` (the builder), `driver` (the driver interface), `dialect`,
-//! `error` (database errors to store errors), `rows` (entities to values and back),
+//! Modules, one job each: `sql` (the builder), `value` (bound and decoded values),
+//! `driver` (`Driver` and `Dialect`), `error` (database errors to store errors), `rows` (entities to values and back),
 //! `events`, `codec` (the outbox row format), `atomic` (the generic atomic writes), `list`
 //! (list queries), and one module per port: `resets`, `customers`, `outbox`, `limits`.
 //! Migrations belong to the driver crates (sqlx's migrator); `migrate` here only decides
@@ -23,7 +23,6 @@
 pub mod atomic;
 pub mod codec;
 mod customers;
-mod dialect;
 mod driver;
 mod error;
 mod events;
@@ -34,15 +33,16 @@ mod outbox;
 mod resets;
 pub mod rows;
 mod sql;
+mod value;
 
-pub use dialect::Dialect;
-pub use driver::{DbError, Driver, Executor, Transaction, Ty, Typed, Val};
+pub use driver::{DbError, Dialect, Driver, Executor, Transaction};
 pub use error::{CUSTOMER_EMAIL_KEY, db};
 pub use events::insert_event;
 pub use migrate::{LegacyMigration, LegacyRecord, adoptable};
 pub use outbox::insert_outbox;
 pub use resets::PURGE_ENDED_RESETS;
 pub use sql::Sql;
+pub use value::{Ty, Typed, Val};
 
 use std::sync::Arc;
 

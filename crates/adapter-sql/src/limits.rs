@@ -6,9 +6,9 @@ use pwreset_domain::ports::{RateLimitStore, StoreError};
 use pwreset_domain::{Bucket, Timestamp};
 
 use crate::SqlStore;
-use crate::driver::{Ty, Val};
 use crate::error::db;
 use crate::sql::Sql;
+use crate::value::{Ty, Val};
 
 /// A stored count, which is never negative.
 fn count(n: i64) -> Result<u64, StoreError> {

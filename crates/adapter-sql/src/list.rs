@@ -9,10 +9,10 @@ use pwreset_domain::{
 };
 
 use crate::SqlStore;
-use crate::dialect::Dialect;
-use crate::driver::{Ty, Val};
+use crate::driver::Dialect;
 use crate::error::db;
 use crate::sql::Sql;
+use crate::value::{Ty, Val};
 
 /// A table a list query runs against: its name, selected columns and their types.
 pub(crate) struct Table {

@@ -11,10 +11,11 @@ use pwreset_domain::{EventId, EventKind, OutboxId, OutboxMessage, ResetEvent, Re
 
 use crate::SqlStore;
 use crate::codec::{self, INSERT_COLUMNS};
-use crate::driver::{DbError, Executor, Ty, Val};
+use crate::driver::{DbError, Executor};
 use crate::error::db;
 use crate::events::insert_event;
 use crate::sql::Sql;
+use crate::value::{Ty, Val};
 
 /// Enqueues messages inside the caller's transaction.
 ///

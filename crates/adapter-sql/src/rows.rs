@@ -9,7 +9,7 @@ use pwreset_domain::{
 };
 use uuid::Uuid;
 
-use crate::driver::{Ty, Val};
+use crate::value::{Ty, Val};
 
 /// The columns of a reset that are read back; [`reset_values`] binds these and then
 /// `email_normalized`.

@@ -1,6 +1,6 @@
 //! The one way values get into a statement: [`Sql`], a driver-neutral query builder.
 
-use crate::driver::Val;
+use crate::value::Val;
 
 /// SQL text being assembled with its bound values, in the style of sqlx's `QueryBuilder`
 /// but for every driver: text goes in with [`push`](Sql::push), values only with

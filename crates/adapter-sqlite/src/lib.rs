@@ -13,9 +13,12 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::DateTime;
+use pwreset_adapter_sql::atomic;
 use pwreset_adapter_sql::{
     CUSTOMER_EMAIL_KEY, DbError, Dialect, Driver, Executor, Sql, SqlStore, Transaction, Ty, Val,
 };
+use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
+use pwreset_domain::{EmailAddress, OutboxMessage, PasswordReset, ResetDraft, ResetEvent};
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
@@ -267,6 +270,34 @@ pub struct SqliteDialect;
 impl Dialect for SqliteDialect {
     fn json_key_eq(&self, column: &str, key: &str, value: &str) -> String {
         format!("({column} -> {key}) = json({value})")
+    }
+
+    async fn create(
+        &self,
+        driver: &dyn Driver,
+        reset: &PasswordReset,
+        event: &ResetEvent,
+        outbox: &[OutboxMessage],
+    ) -> Result<(), StoreError> {
+        atomic::create(driver, reset, event, outbox).await
+    }
+
+    async fn create_for_email(
+        &self,
+        driver: &dyn Driver,
+        email: &EmailAddress,
+        draft: &ResetDraft,
+        event: &ResetEvent,
+    ) -> Result<Option<PasswordReset>, StoreError> {
+        atomic::create_for_email(driver, email, draft, event).await
+    }
+
+    async fn complete(
+        &self,
+        driver: &dyn Driver,
+        c: &Completion,
+    ) -> Result<CompletionOutcome, StoreError> {
+        atomic::complete(driver, c).await
     }
 }
 
