@@ -79,6 +79,12 @@ impl TestDb {
         }
     }
 
+    /// The ports over an existing SQL database at `url`, opened as `store`.
+    #[must_use]
+    pub fn sql(backend: Backend, store: pwreset_adapter_sql::SqlStore, url: String) -> Self {
+        Self::new(backend, store, Place::Sql { url })
+    }
+
     /// The database URL the application can be started with.
     ///
     /// # Panics

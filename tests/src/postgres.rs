@@ -186,15 +186,20 @@ async fn start_throwaway_cluster() -> Result<String, String> {
     Ok(format!("postgres://postgres@127.0.0.1:{port}"))
 }
 
+/// Names the schema for the template cache: the last version and a fold of every script's
+/// checksum (sqlx's SHA-384 of each), so a new or edited script makes a new template.
 fn schema_checksum() -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for m in pwreset_adapter_postgres::MIGRATIONS {
-        for b in m.sql.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    let migrations = pwreset_adapter_postgres::migrator();
+    let mut fold: u64 = 0;
+    for m in migrations.iter() {
+        let mut head = [0u8; 8];
+        for (dst, src) in head.iter_mut().zip(m.checksum.iter()) {
+            *dst = *src;
         }
+        fold = fold.rotate_left(7) ^ u64::from_be_bytes(head);
     }
-    format!("{h:016x}")
+    let last = migrations.iter().map(|m| m.version).max().unwrap_or(0);
+    format!("v{last}_{fold:016x}")
 }
 
 async fn admin() -> PgConnection {
@@ -234,7 +239,7 @@ async fn ensure_template(conn: &mut PgConnection) -> String {
                 pwreset_adapter_postgres::PgDriver::connect(&with_db(server().await, &building), 1)
                     .await
                     .expect("connect to template database");
-            pwreset_adapter_sql::migrate(&driver, pwreset_adapter_postgres::MIGRATIONS)
+            pwreset_adapter_postgres::migrate(driver.pool())
                 .await
                 .expect("migrate template database");
             driver.pool().close().await;

@@ -2,7 +2,7 @@
 //!
 //! [`PgDriver`] implements `pwreset_adapter_sql::Driver` over an sqlx pool with native
 //! types (uuid, timestamptz, jsonb, bytea). [`connect`] opens a pool, applies the embedded
-//! migrations and returns a ready [`SqlStore`]; [`MIGRATIONS`] are also exposed for an
+//! migrations and returns a ready [`SqlStore`]; [`migrate`] and [`migrator`] are also exposed for an
 //! explicit `migrate` command.
 
 use std::time::Duration;
@@ -11,22 +11,19 @@ use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pwreset_adapter_sql::{
-    DbError, Dialect, Driver, Executor, Migration, SqlStore, Transaction, Ty, Val,
+    DbError, Dialect, Driver, Executor, Sql, SqlStore, Transaction, Ty, Val,
 };
-use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgConnection, PgDatabaseError, PgPool, PgPoolOptions};
 use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, Row};
 use uuid::Uuid;
 
-/// The schema, in order. Applied at start-up and by `pwreset migrate`.
-pub const MIGRATIONS: &[Migration] = pwreset_adapter_sql::migrations![
-    1 => "init",
-    2 => "outbox",
-    3 => "rate_limits",
-    4 => "self_service",
-    5 => "customer_index",
-];
+mod dialect;
+mod migrations;
+
+pub use dialect::PgDialect;
+pub use migrations::{migrate, migrator};
 
 /// A Postgres database reached through an sqlx pool.
 #[derive(Debug, Clone)]
@@ -66,7 +63,7 @@ impl PgDriver {
 /// When the database cannot be reached or a migration fails.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
     let driver = PgDriver::connect(url, max_connections).await?;
-    pwreset_adapter_sql::migrate(&driver, MIGRATIONS).await?;
+    migrate(driver.pool()).await?;
     Ok(SqlStore::new(std::sync::Arc::new(driver)))
 }
 
@@ -99,19 +96,35 @@ fn bind(q: PgQuery, v: Val) -> PgQuery {
         Val::Bytes(b) => q.bind(b),
         Val::Int(i) => q.bind(i),
         Val::Json(j) => q.bind(Json(j)),
+        Val::Uuids(ids) => q.bind(ids),
     }
 }
 
-fn build(sql: &str, args: Vec<Val>) -> PgQuery {
+fn build(sql: Sql) -> PgQuery {
+    let (text, args) = sql.into_parts();
     args.into_iter()
-        .fold(sqlx::query(AssertSqlSafe(sql.to_owned())), bind)
+        .fold(sqlx::query(AssertSqlSafe(text)), bind)
 }
 
 fn err(e: sqlx::Error) -> DbError {
-    if let sqlx::Error::Database(d) = &e
-        && d.is_unique_violation()
-    {
-        return DbError::UniqueViolation;
+    if let sqlx::Error::Database(d) = &e {
+        match d.kind() {
+            sqlx::error::ErrorKind::UniqueViolation => {
+                return DbError::Unique {
+                    constraint: d.constraint().unwrap_or("unnamed").to_owned(),
+                };
+            }
+            sqlx::error::ErrorKind::NotNullViolation => {
+                if let Some(pg) = d.try_downcast_ref::<PgDatabaseError>()
+                    && let (Some(table), Some(column)) = (pg.table(), pg.column())
+                {
+                    return DbError::NotNull {
+                        column: format!("{table}.{column}"),
+                    };
+                }
+            }
+            _ => {}
+        }
     }
     DbError::Other(anyhow::Error::new(e))
 }
@@ -140,21 +153,16 @@ fn decode(row: &sqlx::postgres::PgRow, types: &[Ty]) -> Result<Vec<Val>, sqlx::E
         .collect()
 }
 
-async fn execute(conn: &mut PgConnection, sql: &str, args: Vec<Val>) -> Result<u64, DbError> {
-    build(sql, args)
+async fn execute(conn: &mut PgConnection, sql: Sql) -> Result<u64, DbError> {
+    build(sql)
         .execute(conn)
         .await
         .map(|r| r.rows_affected())
         .map_err(err)
 }
 
-async fn fetch(
-    conn: &mut PgConnection,
-    sql: &str,
-    args: Vec<Val>,
-    types: &[Ty],
-) -> Result<Vec<Vec<Val>>, DbError> {
-    let rows = build(sql, args).fetch_all(conn).await.map_err(err)?;
+async fn fetch(conn: &mut PgConnection, sql: Sql, types: &[Ty]) -> Result<Vec<Vec<Val>>, DbError> {
+    let rows = build(sql).fetch_all(conn).await.map_err(err)?;
     rows.iter().map(|r| decode(r, types).map_err(err)).collect()
 }
 
@@ -166,29 +174,16 @@ impl<C> Executor for Exec<C>
 where
     C: std::ops::DerefMut<Target = PgConnection> + Send,
 {
-    async fn execute(&mut self, sql: &str, args: Vec<Val>) -> Result<u64, DbError> {
-        execute(&mut self.0, sql, args).await
+    async fn execute(&mut self, sql: Sql) -> Result<u64, DbError> {
+        execute(&mut self.0, sql).await
     }
-    async fn fetch(
-        &mut self,
-        sql: &str,
-        args: Vec<Val>,
-        types: &[Ty],
-    ) -> Result<Vec<Vec<Val>>, DbError> {
-        fetch(&mut self.0, sql, args, types).await
+    async fn fetch(&mut self, sql: Sql, types: &[Ty]) -> Result<Vec<Vec<Val>>, DbError> {
+        fetch(&mut self.0, sql, types).await
     }
 }
 
 #[async_trait]
 impl Transaction for Exec<sqlx::Transaction<'static, Postgres>> {
-    async fn script(&mut self, sql: &str) -> Result<(), DbError> {
-        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
-            .execute(&mut *self.0)
-            .await
-            .map(drop)
-            .map_err(err)
-    }
-
     async fn commit(self: Box<Self>) -> Result<(), DbError> {
         self.0.commit().await.map_err(err)
     }
@@ -196,8 +191,8 @@ impl Transaction for Exec<sqlx::Transaction<'static, Postgres>> {
 
 #[async_trait]
 impl Driver for PgDriver {
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
+    fn dialect(&self) -> &dyn Dialect {
+        &PgDialect
     }
 
     async fn connection(&self) -> Result<Box<dyn Executor>, DbError> {

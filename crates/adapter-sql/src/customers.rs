@@ -7,80 +7,65 @@ use pwreset_domain::{
 };
 
 use crate::SqlStore;
-use crate::driver::{DbError, Val};
-use crate::resets::{db, revoke_outstanding};
-use crate::rows::{CUSTOMER_COLUMNS, CUSTOMER_TYPES, customer_from_row, json_of, text_of};
-
-fn unique_is_email(e: DbError) -> StoreError {
-    match e {
-        DbError::UniqueViolation => StoreError::DuplicateEmail,
-        other => db(other),
-    }
-}
+use crate::atomic::revoke_outstanding;
+use crate::error::{customer_write, db};
+use crate::list::Table;
+use crate::rows::{
+    CUSTOMER_COLUMNS, CUSTOMER_TYPES, customer_from_row, customer_values, json_of, text_of,
+};
+use crate::sql::Sql;
+use crate::value::Val;
 
 fn one_customer(rows: Vec<Vec<Val>>) -> Result<Option<Customer>, StoreError> {
-    rows.into_iter()
-        .next()
+    let mut rows = rows.into_iter();
+    let first = rows.next();
+    if rows.next().is_some() {
+        return Err(StoreError::unexpected(anyhow::anyhow!(
+            "expected at most one customer, got several"
+        )));
+    }
+    first
         .map(customer_from_row)
         .transpose()
         .map_err(StoreError::unexpected)
 }
 
 impl SqlStore {
-    async fn find_customer_where(
+    /// The customer in `mode` whose `column` is `value`.
+    async fn find_customer_by(
         &self,
-        condition: &str,
-        args: Vec<Val>,
+        mode: Mode,
+        column: &'static str,
+        value: Val,
     ) -> Result<Option<Customer>, StoreError> {
+        let mut sql = Sql::new("SELECT ");
+        sql.push(CUSTOMER_COLUMNS)
+            .push(" FROM customers WHERE mode = ")
+            .push_bind(mode.as_str())
+            .push(" AND ")
+            .push(column)
+            .push(" = ")
+            .push_bind(value);
         let mut conn = self.driver.connection().await.map_err(db)?;
-        let rows = conn
-            .fetch(
-                &format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE {condition}"),
-                args,
-                CUSTOMER_TYPES,
-            )
-            .await
-            .map_err(db)?;
-        one_customer(rows)
+        one_customer(conn.fetch(sql, CUSTOMER_TYPES).await.map_err(db)?)
     }
 }
 
 #[async_trait]
 impl CustomerStore for SqlStore {
     async fn create(&self, c: &Customer) -> Result<(), StoreError> {
+        let mut sql = Sql::new("INSERT INTO customers (");
+        sql.push(CUSTOMER_COLUMNS)
+            .push(", email_normalized) VALUES (")
+            .push_binds(customer_values(c))
+            .push(")");
         let mut conn = self.driver.connection().await.map_err(db)?;
-        conn.execute(
-            &format!(
-                "INSERT INTO customers ({CUSTOMER_COLUMNS}, email_normalized) VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-            ),
-            vec![
-                c.id.as_uuid().into(),
-                c.mode.as_str().into(),
-                c.email.as_str().into(),
-                c.password_hash
-                    .as_ref()
-                    .map(|h| h.as_str().to_owned())
-                    .into(),
-                text_of(c.reference.as_ref()),
-                text_of(c.reference_origin.as_ref()),
-                json_of(c.metadata.as_ref()),
-                c.created_at.into(),
-                c.updated_at.into(),
-                c.email.normalized().into(),
-            ],
-        )
-        .await
-        .map_err(unique_is_email)?;
+        conn.execute(sql).await.map_err(customer_write)?;
         Ok(())
     }
 
     async fn find(&self, mode: Mode, id: CustomerId) -> Result<Option<Customer>, StoreError> {
-        self.find_customer_where(
-            "mode = $1 AND id = $2",
-            vec![mode.as_str().into(), id.as_uuid().into()],
-        )
-        .await
+        self.find_customer_by(mode, "id", id.as_uuid().into()).await
     }
 
     async fn find_by_email(
@@ -88,11 +73,8 @@ impl CustomerStore for SqlStore {
         mode: Mode,
         email: &EmailAddress,
     ) -> Result<Option<Customer>, StoreError> {
-        self.find_customer_where(
-            "mode = $1 AND email_normalized = $2",
-            vec![mode.as_str().into(), email.normalized().into()],
-        )
-        .await
+        self.find_customer_by(mode, "email_normalized", email.normalized().into())
+            .await
     }
 
     async fn list(
@@ -100,7 +82,7 @@ impl CustomerStore for SqlStore {
         mode: Mode,
         query: &ListQuery<CustomerField, CustomerSort>,
     ) -> Result<Page<Customer>, StoreError> {
-        const TABLE: crate::Table = crate::Table {
+        const TABLE: Table = Table {
             name: "customers",
             columns: CUSTOMER_COLUMNS,
             types: CUSTOMER_TYPES,
@@ -109,37 +91,33 @@ impl CustomerStore for SqlStore {
     }
 
     async fn update(&self, c: &Customer, change: CredentialChange) -> Result<bool, StoreError> {
+        let mut sql = Sql::new("UPDATE customers SET email = ");
+        sql.push_bind(c.email.as_str())
+            .push(", email_normalized = ")
+            .push_bind(c.email.normalized())
+            .push(", password_hash = ")
+            .push_bind(c.password_hash.as_ref().map(|h| h.as_str().to_owned()))
+            .push(", reference = ")
+            .push_bind(text_of(c.reference.as_ref()))
+            .push(", reference_origin = ")
+            .push_bind(text_of(c.reference_origin.as_ref()))
+            .push(", metadata = ")
+            .push_bind(json_of(c.metadata.as_ref()))
+            .push(", updated_at = ")
+            .push_bind(c.updated_at)
+            .push(" WHERE mode = ")
+            .push_bind(c.mode.as_str())
+            .push(" AND id = ")
+            .push_bind(c.id.as_uuid());
         let mut tx = self.driver.begin().await.map_err(db)?;
-        let n = tx
-            .execute(
-                "UPDATE customers SET email = $1, email_normalized = $2, password_hash = $3, \
-                 reference = $4, reference_origin = $5, metadata = $6, updated_at = $7 \
-                 WHERE mode = $8 AND id = $9",
-                vec![
-                    c.email.as_str().into(),
-                    c.email.normalized().into(),
-                    c.password_hash
-                        .as_ref()
-                        .map(|h| h.as_str().to_owned())
-                        .into(),
-                    text_of(c.reference.as_ref()),
-                    text_of(c.reference_origin.as_ref()),
-                    json_of(c.metadata.as_ref()),
-                    c.updated_at.into(),
-                    c.mode.as_str().into(),
-                    c.id.as_uuid().into(),
-                ],
-            )
-            .await
-            .map_err(unique_is_email)?;
-        if n == 0 {
+        if tx.execute(sql).await.map_err(customer_write)? == 0 {
             return Ok(false);
         }
         if change == CredentialChange::Changed {
             revoke_outstanding(
                 &mut *tx,
                 c.mode,
-                c.id.as_uuid(),
+                c.id,
                 None,
                 c.updated_at,
                 "credentials_changed",
@@ -152,14 +130,11 @@ impl CustomerStore for SqlStore {
     }
 
     async fn delete(&self, mode: Mode, id: CustomerId) -> Result<bool, StoreError> {
+        let mut sql = Sql::new("DELETE FROM customers WHERE mode = ");
+        sql.push_bind(mode.as_str())
+            .push(" AND id = ")
+            .push_bind(id.as_uuid());
         let mut conn = self.driver.connection().await.map_err(db)?;
-        let n = conn
-            .execute(
-                "DELETE FROM customers WHERE mode = $1 AND id = $2",
-                vec![mode.as_str().into(), id.as_uuid().into()],
-            )
-            .await
-            .map_err(db)?;
-        Ok(n > 0)
+        Ok(conn.execute(sql).await.map_err(db)? > 0)
     }
 }

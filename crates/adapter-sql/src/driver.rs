@@ -1,113 +1,23 @@
-//! The narrow interface between the SQL written in this crate and a database driver.
+//! The narrow interface between the SQL written in this crate and a database: the
+//! [`Driver`] that runs statements, and the [`Dialect`] of what differs.
 
+use crate::sql::Sql;
+use crate::value::{Ty, Val};
 use async_trait::async_trait;
-use pwreset_domain::Timestamp;
-use uuid::Uuid;
+use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
+use pwreset_domain::{EmailAddress, OutboxMessage, PasswordReset, ResetDraft, ResetEvent};
 
-/// The database flavour, for the few expressions that differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Postgres,
-    Sqlite,
-}
-
-impl Dialect {
-    /// `metadata -> key = value` for a JSON scalar given as JSON text.
-    pub(crate) fn json_key_eq(self, column: &str, key: &str, value: &str) -> String {
-        match self {
-            Dialect::Postgres => format!("({column} -> {key}) = {value}::jsonb"),
-            Dialect::Sqlite => format!("({column} -> {key}) = json({value})"),
-        }
-    }
-}
-
-/// A value bound to a statement or read from a row.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Val {
-    /// NULL of a given type (databases with typed parameters need to know which).
-    Null(Ty),
-    Uuid(Uuid),
-    Text(String),
-    Time(Timestamp),
-    Bytes(Vec<u8>),
-    Int(i64),
-    /// A JSON document (bound to a JSON column).
-    Json(serde_json::Value),
-}
-
-/// Rust types with a column type, so that `None` binds as a typed NULL.
-pub trait Typed: Into<Val> {
-    const TY: Ty;
-}
-
-impl Typed for Uuid {
-    const TY: Ty = Ty::Uuid;
-}
-impl Typed for String {
-    const TY: Ty = Ty::Text;
-}
-impl Typed for &str {
-    const TY: Ty = Ty::Text;
-}
-impl Typed for Timestamp {
-    const TY: Ty = Ty::Time;
-}
-impl Typed for i64 {
-    const TY: Ty = Ty::Int;
-}
-
-impl<T: Typed> From<Option<T>> for Val {
-    fn from(v: Option<T>) -> Self {
-        v.map_or(Val::Null(T::TY), Into::into)
-    }
-}
-
-impl From<Uuid> for Val {
-    fn from(v: Uuid) -> Self {
-        Val::Uuid(v)
-    }
-}
-
-impl From<String> for Val {
-    fn from(v: String) -> Self {
-        Val::Text(v)
-    }
-}
-
-impl From<&str> for Val {
-    fn from(v: &str) -> Self {
-        Val::Text(v.to_owned())
-    }
-}
-
-impl From<Timestamp> for Val {
-    fn from(v: Timestamp) -> Self {
-        Val::Time(v)
-    }
-}
-
-impl From<i64> for Val {
-    fn from(v: i64) -> Self {
-        Val::Int(v)
-    }
-}
-
-/// The type a statement expects in a result column; `nullable` columns may be `Val::Null`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ty {
-    Uuid,
-    Text,
-    Time,
-    Bytes,
-    Int,
-    Json,
-}
-
-/// A database failure, with unique violations told apart so the store can name them.
+/// A database failure, with the constraint violations the stores act on told apart.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("unique constraint violated")]
-    UniqueViolation,
+    /// A unique or primary key constraint, by its logical name (Postgres's constraint
+    /// name, e.g. `customers_mode_email_key` or `reset_events_pkey`; SQLite drivers map
+    /// the columns their message names to the same names).
+    #[error("unique constraint {constraint} violated")]
+    Unique { constraint: String },
+    /// NULL written to a NOT NULL column, named `table.column`.
+    #[error("NULL written to NOT NULL column {column}")]
+    NotNull { column: String },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -116,31 +26,24 @@ pub enum DbError {
 #[async_trait]
 pub trait Executor: Send {
     /// Runs `sql` and returns the number of rows it changed.
-    async fn execute(&mut self, sql: &str, args: Vec<Val>) -> Result<u64, DbError>;
+    async fn execute(&mut self, sql: Sql) -> Result<u64, DbError>;
 
     /// Runs `sql` and decodes every row into values of the expected types (`Val::Null`
     /// where the column is NULL).
-    async fn fetch(
-        &mut self,
-        sql: &str,
-        args: Vec<Val>,
-        types: &[Ty],
-    ) -> Result<Vec<Vec<Val>>, DbError>;
+    async fn fetch(&mut self, sql: Sql, types: &[Ty]) -> Result<Vec<Vec<Val>>, DbError>;
 }
 
 /// An open transaction. Dropping it without `commit` rolls back.
 #[async_trait]
 pub trait Transaction: Executor {
-    /// Runs a script of several statements without parameters (migrations).
-    async fn script(&mut self, sql: &str) -> Result<(), DbError>;
-
     async fn commit(self: Box<Self>) -> Result<(), DbError>;
 }
 
 /// A database: where statements run.
 #[async_trait]
 pub trait Driver: Send + Sync + std::fmt::Debug {
-    fn dialect(&self) -> Dialect;
+    /// The statements and expressions that differ on this database.
+    fn dialect(&self) -> &dyn Dialect;
 
     /// A connection for statements that need no transaction.
     async fn connection(&self) -> Result<Box<dyn Executor>, DbError>;
@@ -149,4 +52,59 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     async fn begin(&self) -> Result<Box<dyn Transaction>, DbError>;
 
     async fn ping(&self) -> anyhow::Result<()>;
+}
+
+/// What differs between databases, called by the generic stores, which hold no dialect
+/// branches. The write methods are the atomic writes: [`crate::atomic`] has their generic
+/// transactional form, which a dialect uses as is (SQLite) or replaces with a one-statement
+/// form of its database (Postgres, with data-modifying CTEs, in its own crate next to the
+/// rest of what speaks that dialect).
+#[async_trait]
+pub trait Dialect: Send + Sync + std::fmt::Debug {
+    /// `column -> key = value` for a JSON scalar: `key` and `value` are placeholders of
+    /// the key (text) and the value (JSON text).
+    fn json_key_eq(&self, column: &str, key: &str, value: &str) -> String;
+
+    /// Appended to the subquery that picks the outbox messages a claim leases (e.g.
+    /// `FOR UPDATE SKIP LOCKED`); empty where one writer at a time is all there is.
+    fn claim_lock(&self) -> &'static str {
+        ""
+    }
+
+    /// `ResetStore::create`: revoke the customer's outstanding resets, insert the reset,
+    /// its event and its outbox messages, atomically.
+    ///
+    /// # Errors
+    /// When the database fails; nothing is written then.
+    async fn create(
+        &self,
+        driver: &dyn Driver,
+        reset: &PasswordReset,
+        event: &ResetEvent,
+        outbox: &[OutboxMessage],
+    ) -> Result<(), StoreError>;
+
+    /// `ResetStore::create_for_email`: find the customer by address and, if there is one,
+    /// create the reset for them as [`create`](Dialect::create) does (no outbox).
+    ///
+    /// # Errors
+    /// When the database fails; nothing is written then.
+    async fn create_for_email(
+        &self,
+        driver: &dyn Driver,
+        email: &EmailAddress,
+        draft: &ResetDraft,
+        event: &ResetEvent,
+    ) -> Result<Option<PasswordReset>, StoreError>;
+
+    /// `ResetStore::complete`: the conditional update, and only if it matched, the
+    /// password, the revocation of the others, the event and the notices, atomically.
+    ///
+    /// # Errors
+    /// When the database fails; nothing is written then.
+    async fn complete(
+        &self,
+        driver: &dyn Driver,
+        c: &Completion,
+    ) -> Result<CompletionOutcome, StoreError>;
 }

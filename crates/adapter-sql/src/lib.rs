@@ -1,31 +1,48 @@
 //! The SQL storage adapter of pwreset, written once for every SQL database.
 //!
-//! [`SqlStore`] implements the domain's `ResetStore` and `CustomerStore` ports: every
-//! statement, every transaction and the translation of typed list queries live here. What
-//! differs between databases is small and sits behind the [`Driver`] trait, which the
-//! driver crates implement:
-//! - `pwreset-adapter-postgres`: connection pool, migrations, native types (uuid,
-//!   timestamptz, jsonb, bytea);
-//! - `pwreset-adapter-sqlite`: the same over an embedded file (text ids, integer
-//!   millisecond timestamps, JSON text).
+//! [`SqlStore`] implements the domain's storage ports: every statement, every transaction
+//! and the translation of typed list queries live here. What differs between databases
+//! sits behind two traits the driver crates implement:
+//! - [`Driver`]: connections and transactions that run a [`Sql`] statement and decode rows
+//!   into [`Val`]s of the expected [`Ty`]s;
+//! - [`Dialect`]: the few expressions that differ, and the atomic writes (create, create
+//!   by address, complete), whose generic transactional form is [`atomic`] and which a
+//!   driver may replace with a one-statement form of its database (Postgres does).
 //!
-//! Statements are written with `$1`-style placeholders; drivers render them for their
-//! database. Values travel as [`Val`] and rows come back as `Vec<Val>` decoded by the
-//! driver according to the [`Ty`] list the statement expects. Only bound parameters are
-//! used: no value is ever spliced into SQL text.
+//! Every value reaches a statement through the [`Sql`] builder, which numbers the
+//! placeholders (`$1`, `$2`, ...; drivers render them for their database): no value is
+//! ever spliced into SQL text, and no placeholder is numbered by hand.
+//!
+//! Modules, one job each: `sql` (the builder), `value` (bound and decoded values),
+//! `driver` (`Driver` and `Dialect`), `error` (database errors to store errors), `rows` (entities to values and back),
+//! `events`, `codec` (the outbox row format), `atomic` (the generic atomic writes), `list`
+//! (list queries), and one module per port: `resets`, `customers`, `outbox`, `limits`.
+//! Migrations belong to the driver crates (sqlx's migrator); `migrate` here only decides
+//! whether an old release's migration record may be adopted.
 
+pub mod atomic;
+pub mod codec;
 mod customers;
 mod driver;
+mod error;
+mod events;
 mod limits;
 mod list;
 mod migrate;
 mod outbox;
 mod resets;
-mod rows;
+pub mod rows;
+mod sql;
+mod value;
 
-pub use driver::{DbError, Dialect, Driver, Executor, Transaction, Ty, Typed, Val};
-pub use migrate::{Migration, migrate};
+pub use driver::{DbError, Dialect, Driver, Executor, Transaction};
+pub use error::{CUSTOMER_EMAIL_KEY, db};
+pub use events::insert_event;
+pub use migrate::{LegacyMigration, LegacyRecord, adoptable};
+pub use outbox::insert_outbox;
 pub use resets::PURGE_ENDED_RESETS;
+pub use sql::Sql;
+pub use value::{Ty, Typed, Val};
 
 use std::sync::Arc;
 
@@ -47,72 +64,5 @@ impl SqlStore {
     /// When the database cannot be reached.
     pub async fn ping(&self) -> anyhow::Result<()> {
         self.driver.ping().await
-    }
-}
-
-/// A `Table` a list query runs against: its name, selected columns and their types.
-pub(crate) struct Table {
-    pub name: &'static str,
-    pub columns: &'static str,
-    pub types: &'static [Ty],
-}
-
-impl SqlStore {
-    /// One page of `table`'s rows in `mode` matching `query`, decoded by `decode`, and the
-    /// count of all that match.
-    pub(crate) async fn page<F, S, T>(
-        &self,
-        table: &Table,
-        mode: pwreset_domain::Mode,
-        query: &pwreset_domain::ListQuery<F, S>,
-        decode: fn(Vec<Val>) -> anyhow::Result<T>,
-    ) -> Result<pwreset_domain::Page<T>, pwreset_domain::ports::StoreError>
-    where
-        F: pwreset_domain::Field + list::Column,
-        S: pwreset_domain::SortKey + list::Column,
-    {
-        let dialect = self.driver.dialect();
-        let mut count = list::Sql::new(&format!("SELECT count(*) FROM {}", table.name));
-        list::push_where(&mut count, dialect, mode, &query.filters);
-        let mut select = list::Sql::new(&format!("SELECT {} FROM {}", table.columns, table.name));
-        list::push_where(&mut select, dialect, mode, &query.filters);
-        select.push(&list::order_by(&query.sort));
-        let limit = select.bind(i64::from(query.page.size()));
-        let offset = select.bind(i64::try_from(query.page.offset()).unwrap_or(i64::MAX));
-        select.push(&format!(" LIMIT {limit} OFFSET {offset}"));
-
-        let mut conn = self.driver.connection().await.map_err(resets::db)?;
-        let total = count_rows(&mut *conn, count).await?;
-        let rows = conn
-            .fetch(&select.text, select.args, table.types)
-            .await
-            .map_err(resets::db)?;
-        let items = rows
-            .into_iter()
-            .map(decode)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(pwreset_domain::ports::StoreError::unexpected)?;
-        Ok(pwreset_domain::Page {
-            items,
-            record_count: total,
-            request: query.page,
-        })
-    }
-}
-
-/// Runs a `SELECT count(*)` statement.
-async fn count_rows(
-    ex: &mut dyn Executor,
-    sql: list::Sql,
-) -> Result<u64, pwreset_domain::ports::StoreError> {
-    let rows = ex
-        .fetch(&sql.text, sql.args, &[Ty::Int])
-        .await
-        .map_err(resets::db)?;
-    match rows.into_iter().next().and_then(|r| r.into_iter().next()) {
-        Some(Val::Int(n)) => Ok(u64::try_from(n).unwrap_or(0)),
-        other => Err(pwreset_domain::ports::StoreError::unexpected(
-            anyhow::anyhow!("count returned {other:?}"),
-        )),
     }
 }

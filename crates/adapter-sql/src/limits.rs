@@ -1,18 +1,34 @@
 //! `RateLimitStore` over SQL: one counter row per bucket key and window.
 
+use anyhow::anyhow;
 use async_trait::async_trait;
 use pwreset_domain::ports::{RateLimitStore, StoreError};
 use pwreset_domain::{Bucket, Timestamp};
 
 use crate::SqlStore;
-use crate::driver::{Ty, Val};
-use crate::list::Sql;
-use crate::resets::db;
+use crate::error::db;
+use crate::sql::Sql;
+use crate::value::{Ty, Val};
 
-fn count_of(rows: Vec<Vec<Val>>) -> u64 {
-    match rows.into_iter().next().and_then(|r| r.into_iter().next()) {
-        Some(Val::Int(n)) => u64::try_from(n).unwrap_or(0),
-        _ => 0,
+/// A stored count, which is never negative.
+fn count(n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n)
+        .map_err(|_| StoreError::unexpected(anyhow!("rate limit count {n} is negative")))
+}
+
+/// The count of a peek: no row is a window nobody hit yet.
+fn count_of(rows: &[Vec<Val>]) -> Result<u64, StoreError> {
+    match rows {
+        [] => Ok(0),
+        [row] => match row.as_slice() {
+            [Val::Int(n)] => count(*n),
+            other => Err(StoreError::unexpected(anyhow!(
+                "rate limit count is {other:?}"
+            ))),
+        },
+        _ => Err(StoreError::unexpected(anyhow!(
+            "several rate limit rows for one key and window"
+        ))),
     }
 }
 
@@ -37,10 +53,13 @@ impl RateLimitStore for SqlStore {
                 sql.push(", ");
             }
             counters.push((b.key.as_str(), start));
-            let k = sql.bind(b.key.as_str());
-            let w = sql.bind(start);
-            let e = sql.bind(start + b.limit.window);
-            sql.push(&format!("({k}, {w}, {e}, 1)"));
+            sql.push("(")
+                .push_binds([
+                    b.key.as_str().into(),
+                    start.into(),
+                    (start + b.limit.window).into(),
+                ])
+                .push(", 1)");
         }
         sql.push(
             " ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 \
@@ -48,14 +67,17 @@ impl RateLimitStore for SqlStore {
         );
         let mut conn = self.driver.connection().await.map_err(db)?;
         let rows = conn
-            .fetch(&sql.text, sql.args, &[Ty::Text, Ty::Time, Ty::Int])
+            .fetch(sql, &[Ty::Text, Ty::Time, Ty::Int])
             .await
             .map_err(db)?;
         let mut counted: Vec<(String, Timestamp, u64)> = Vec::with_capacity(rows.len());
         for row in rows {
-            if let [Val::Text(key), Val::Time(start), Val::Int(n)] = row.as_slice() {
-                counted.push((key.clone(), *start, u64::try_from(*n).unwrap_or(0)));
-            }
+            let [Val::Text(key), Val::Time(start), Val::Int(n)] = row.as_slice() else {
+                return Err(StoreError::unexpected(anyhow!(
+                    "rate limit upsert returned {row:?}"
+                )));
+            };
+            counted.push((key.clone(), *start, count(*n)?));
         }
         buckets
             .iter()
@@ -66,7 +88,7 @@ impl RateLimitStore for SqlStore {
                     .find(|(k, s, _)| *k == b.key && *s == start)
                     .map(|(_, _, n)| *n)
                     .ok_or_else(|| {
-                        StoreError::unexpected(anyhow::anyhow!(
+                        StoreError::unexpected(anyhow!(
                             "rate limit upsert returned no count for {}",
                             b.key
                         ))
@@ -79,16 +101,27 @@ impl RateLimitStore for SqlStore {
         let mut conn = self.driver.connection().await.map_err(db)?;
         let mut counts = Vec::with_capacity(buckets.len());
         for b in buckets {
-            let rows = conn
-                .fetch(
-                    "SELECT count FROM rate_limits WHERE key = $1 AND window_start = $2",
-                    vec![b.key.clone().into(), b.window_start(now).into()],
-                    &[Ty::Int],
-                )
-                .await
-                .map_err(db)?;
-            counts.push(count_of(rows));
+            let mut sql = Sql::new("SELECT count FROM rate_limits WHERE key = ");
+            sql.push_bind(b.key.as_str())
+                .push(" AND window_start = ")
+                .push_bind(b.window_start(now));
+            let rows = conn.fetch(sql, &[Ty::Int]).await.map_err(db)?;
+            counts.push(count_of(&rows)?);
         }
         Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_counter_is_zero_and_a_bad_one_an_error() {
+        assert_eq!(count_of(&[]).unwrap(), 0);
+        assert_eq!(count_of(&[vec![Val::Int(3)]]).unwrap(), 3);
+        assert!(count_of(&[vec![Val::Int(-1)]]).is_err());
+        assert!(count_of(&[vec![Val::Null(Ty::Int)]]).is_err());
+        assert!(count_of(&[vec![Val::Int(1)], vec![Val::Int(2)]]).is_err());
     }
 }

@@ -1,35 +1,81 @@
-//! Translation of the domain's typed list queries into SQL with bound parameters.
+//! Translation of the domain's typed list queries into SQL with bound parameters, and
+//! the paged select that runs them.
 
+use anyhow::anyhow;
+use pwreset_domain::ports::StoreError;
 use pwreset_domain::{
-    CustomerField, CustomerSort, Field, Filter, FilterValue, Mode, Predicate, ResetField,
-    ResetSort, Sort, SortKey,
+    CustomerField, CustomerSort, Field, Filter, FilterValue, ListQuery, Mode, Page, Predicate,
+    ResetField, ResetSort, Sort, SortKey,
 };
 
-use crate::driver::{Dialect, Val};
+use crate::SqlStore;
+use crate::driver::Dialect;
+use crate::error::db;
+use crate::sql::Sql;
+use crate::value::{Ty, Val};
 
-/// SQL text being assembled, with its arguments. Placeholders are `$n`.
-#[derive(Debug, Default)]
-pub(crate) struct Sql {
-    pub text: String,
-    pub args: Vec<Val>,
+/// A table a list query runs against: its name, selected columns and their types.
+pub(crate) struct Table {
+    pub name: &'static str,
+    pub columns: &'static str,
+    pub types: &'static [Ty],
 }
 
-impl Sql {
-    pub(crate) fn new(text: &str) -> Self {
-        Self {
-            text: text.to_owned(),
-            args: Vec::new(),
-        }
-    }
+impl SqlStore {
+    /// One page of `table`'s rows in `mode` matching `query`, decoded by `decode`, and the
+    /// count of all that match.
+    pub(crate) async fn page<F, S, T>(
+        &self,
+        table: &Table,
+        mode: Mode,
+        query: &ListQuery<F, S>,
+        decode: fn(Vec<Val>) -> anyhow::Result<T>,
+    ) -> Result<Page<T>, StoreError>
+    where
+        F: Field + Column,
+        S: SortKey + Column,
+    {
+        let dialect = self.driver.dialect();
+        let mut count = Sql::new("SELECT count(*) FROM ");
+        count.push(table.name);
+        push_where(&mut count, dialect, mode, &query.filters)?;
+        let mut select = Sql::new("SELECT ");
+        select.push(table.columns).push(" FROM ").push(table.name);
+        push_where(&mut select, dialect, mode, &query.filters)?;
+        select
+            .push(&order_by(&query.sort))
+            .push(" LIMIT ")
+            .push_bind(i64::from(query.page.size()))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(query.page.offset()).map_err(|_| {
+                StoreError::unexpected(anyhow!("page offset {} out of range", query.page.offset()))
+            })?);
 
-    /// Adds `v` as an argument and returns its placeholder.
-    pub(crate) fn bind(&mut self, v: impl Into<Val>) -> String {
-        self.args.push(v.into());
-        format!("${}", self.args.len())
-    }
-
-    pub(crate) fn push(&mut self, s: &str) {
-        self.text.push_str(s);
+        let mut conn = self.driver.connection().await.map_err(db)?;
+        let total = match conn.fetch(count, &[Ty::Int]).await.map_err(db)?.as_slice() {
+            [row] => match row.as_slice() {
+                [Val::Int(n)] => u64::try_from(*n)
+                    .map_err(|_| StoreError::unexpected(anyhow!("count returned {n}")))?,
+                other => return Err(StoreError::unexpected(anyhow!("count returned {other:?}"))),
+            },
+            other => {
+                return Err(StoreError::unexpected(anyhow!(
+                    "count returned {} rows",
+                    other.len()
+                )));
+            }
+        };
+        let rows = conn.fetch(select, table.types).await.map_err(db)?;
+        let items = rows
+            .into_iter()
+            .map(decode)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::unexpected)?;
+        Ok(Page {
+            items,
+            record_count: total,
+            request: query.page,
+        })
     }
 }
 
@@ -103,108 +149,141 @@ fn like_escape(s: &str) -> String {
     out
 }
 
-fn scalar(value: &FilterValue) -> Val {
+/// A value shape the query parser never pairs with the predicate: a bug, reported.
+fn impossible(col: &str, value: &FilterValue) -> StoreError {
+    StoreError::unexpected(anyhow!(
+        "filter on {col} has an impossible value shape {value:?}"
+    ))
+}
+
+fn scalar(col: &str, value: &FilterValue) -> Result<Val, StoreError> {
     match value {
-        FilterValue::Text(s) => Val::Text(s.clone()),
-        FilterValue::Id(u) => Val::Uuid(*u),
-        FilterValue::Time(t) => Val::Time(*t),
-        // Parsing pairs predicates with value shapes; other shapes never reach scalars.
-        _ => Val::Null(crate::driver::Ty::Text),
+        FilterValue::Text(s) => Ok(Val::Text(s.clone())),
+        FilterValue::Id(u) => Ok(Val::Uuid(*u)),
+        FilterValue::Time(t) => Ok(Val::Time(*t)),
+        other => Err(impossible(col, other)),
     }
 }
 
-fn list_vals(value: &FilterValue) -> Vec<Val> {
+fn text<'v>(col: &str, value: &'v FilterValue) -> Result<&'v str, StoreError> {
     match value {
+        FilterValue::Text(s) => Ok(s),
+        other => Err(impossible(col, other)),
+    }
+}
+
+fn list_vals(col: &str, value: &FilterValue) -> Result<Vec<Val>, StoreError> {
+    Ok(match value {
         FilterValue::TextList(v) => v.iter().cloned().map(Val::Text).collect(),
         FilterValue::IdList(v) => v.iter().copied().map(Val::Uuid).collect(),
         FilterValue::Digests(v) => v
             .iter()
             .map(|d| Val::Bytes(d.as_bytes().to_vec()))
             .collect(),
-        other => vec![scalar(other)],
-    }
+        other => vec![scalar(col, other)?],
+    })
 }
 
 /// Appends ` WHERE mode = .. AND <filters>` to `sql`.
-pub(crate) fn push_where<F: Field + Column>(
+fn push_where<F: Field + Column>(
     sql: &mut Sql,
-    dialect: Dialect,
+    dialect: &dyn Dialect,
     mode: Mode,
     filters: &[Filter<F>],
-) {
-    let m = sql.bind(mode.as_str());
-    sql.push(&format!(" WHERE mode = {m}"));
+) -> Result<(), StoreError> {
+    sql.push(" WHERE mode = ").push_bind(mode.as_str());
     for f in filters {
-        let col = f.field.column();
-        let cond = condition(sql, dialect, col, f);
         sql.push(" AND ");
-        sql.push(&cond);
+        push_condition(sql, dialect, f.field.column(), f)?;
     }
+    Ok(())
 }
 
-fn condition<F: Field>(sql: &mut Sql, dialect: Dialect, col: &str, f: &Filter<F>) -> String {
+fn push_condition<F: Field>(
+    sql: &mut Sql,
+    dialect: &dyn Dialect,
+    col: &str,
+    f: &Filter<F>,
+) -> Result<(), StoreError> {
     let flag = matches!(f.value, FilterValue::Flag(true));
-    let like = |sql: &mut Sql, pattern: String| {
-        let p = sql.bind(pattern);
-        format!("{col} LIKE {p} ESCAPE '\\'")
+    let compare = |sql: &mut Sql, op: &str| -> Result<(), StoreError> {
+        sql.push(col).push(op).push_bind(scalar(col, &f.value)?);
+        Ok(())
     };
-    let text = |v: &FilterValue| match v {
-        FilterValue::Text(s) => s.clone(),
-        _ => String::new(),
+    let like = |sql: &mut Sql, pattern: String| {
+        sql.push(col)
+            .push(" LIKE ")
+            .push_bind(pattern)
+            .push(" ESCAPE '\\'");
     };
     match f.predicate {
-        Predicate::Eq if matches!(f.value, FilterValue::Digests(_)) => in_list(sql, col, &f.value),
-        Predicate::Eq => format!("{col} = {}", sql.bind(scalar(&f.value))),
-        Predicate::NotEq => format!("{col} <> {}", sql.bind(scalar(&f.value))),
-        Predicate::Gt => format!("{col} > {}", sql.bind(scalar(&f.value))),
-        Predicate::Gteq => format!("{col} >= {}", sql.bind(scalar(&f.value))),
-        Predicate::Lt => format!("{col} < {}", sql.bind(scalar(&f.value))),
-        Predicate::Lteq => format!("{col} <= {}", sql.bind(scalar(&f.value))),
-        Predicate::Matches => {
-            let p = sql.bind(text(&f.value));
-            format!("{col} LIKE {p}")
+        Predicate::Eq if matches!(f.value, FilterValue::Digests(_)) => {
+            push_in_list(sql, col, &f.value)?;
         }
-        Predicate::Cont => like(sql, format!("%{}%", like_escape(&text(&f.value)))),
-        Predicate::Start => like(sql, format!("{}%", like_escape(&text(&f.value)))),
-        Predicate::End => like(sql, format!("%{}", like_escape(&text(&f.value)))),
-        Predicate::In => in_list(sql, col, &f.value),
-        Predicate::Null if flag => format!("{col} IS NULL"),
-        Predicate::Null => format!("{col} IS NOT NULL"),
-        Predicate::NotNull if flag => format!("{col} IS NOT NULL"),
-        Predicate::NotNull => format!("{col} IS NULL"),
-        Predicate::Present if flag => format!("({col} IS NOT NULL AND {col} <> '')"),
-        Predicate::Present => format!("({col} IS NULL OR {col} = '')"),
-        Predicate::Blank if flag => format!("({col} IS NULL OR {col} = '')"),
-        Predicate::Blank => format!("({col} IS NOT NULL AND {col} <> '')"),
+        Predicate::Eq => compare(sql, " = ")?,
+        Predicate::NotEq => compare(sql, " <> ")?,
+        Predicate::Gt => compare(sql, " > ")?,
+        Predicate::Gteq => compare(sql, " >= ")?,
+        Predicate::Lt => compare(sql, " < ")?,
+        Predicate::Lteq => compare(sql, " <= ")?,
+        Predicate::Matches => {
+            sql.push(col).push(" LIKE ").push_bind(text(col, &f.value)?);
+        }
+        Predicate::Cont => like(sql, format!("%{}%", like_escape(text(col, &f.value)?))),
+        Predicate::Start => like(sql, format!("{}%", like_escape(text(col, &f.value)?))),
+        Predicate::End => like(sql, format!("%{}", like_escape(text(col, &f.value)?))),
+        Predicate::In => push_in_list(sql, col, &f.value)?,
+        Predicate::Null | Predicate::NotNull | Predicate::Present | Predicate::Blank => {
+            let FilterValue::Flag(_) = f.value else {
+                return Err(impossible(col, &f.value));
+            };
+            let is_null = format!("{col} IS NULL");
+            let not_null = format!("{col} IS NOT NULL");
+            let blank = format!("({col} IS NULL OR {col} = '')");
+            let present = format!("({col} IS NOT NULL AND {col} <> '')");
+            sql.push(match (f.predicate, flag) {
+                (Predicate::Null, true) | (Predicate::NotNull, false) => &is_null,
+                (Predicate::Null | Predicate::NotNull, _) => &not_null,
+                (Predicate::Present, true) | (Predicate::Blank, false) => &present,
+                _ => &blank,
+            });
+        }
         Predicate::Jcont => {
             let FilterValue::Json(pairs) = &f.value else {
-                return "1 = 0".to_owned();
+                return Err(impossible(col, &f.value));
             };
-            let parts: Vec<String> = pairs
-                .iter()
-                .map(|(k, v)| {
-                    let kp = sql.bind(k.as_str());
-                    let vp = sql.bind(v.to_string());
-                    dialect.json_key_eq(col, &kp, &vp)
-                })
-                .collect();
-            format!("({})", parts.join(" AND "))
+            if pairs.is_empty() {
+                return Err(impossible(col, &f.value));
+            }
+            sql.push("(");
+            for (i, (k, v)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    sql.push(" AND ");
+                }
+                let kp = sql.bind(k.as_str());
+                let vp = sql.bind(v.to_string());
+                sql.push(&dialect.json_key_eq(col, &kp, &vp));
+            }
+            sql.push(")");
         }
     }
+    Ok(())
 }
 
-fn in_list(sql: &mut Sql, col: &str, value: &FilterValue) -> String {
-    let vals = list_vals(value);
+fn push_in_list(sql: &mut Sql, col: &str, value: &FilterValue) -> Result<(), StoreError> {
+    let vals = list_vals(col, value)?;
     if vals.is_empty() {
-        return "1 = 0".to_owned();
+        // `IN ()` is not SQL; an empty list matches nothing.
+        sql.push("1 = 0");
+    } else {
+        sql.push(col).push(" IN (").push_binds(vals).push(")");
     }
-    let ps: Vec<String> = vals.into_iter().map(|v| sql.bind(v)).collect();
-    format!("{col} IN ({})", ps.join(", "))
+    Ok(())
 }
 
 /// ` ORDER BY` the requested keys, then `created_at`, then `id`; NULLs last ascending and
 /// first descending on every database.
-pub(crate) fn order_by<S: SortKey + Column>(sorts: &[Sort<S>]) -> String {
+fn order_by<S: SortKey + Column>(sorts: &[Sort<S>]) -> String {
     let mut cols: Vec<(&str, bool)> = sorts
         .iter()
         .map(|s| (s.key.column(), s.descending))

@@ -1,102 +1,116 @@
-//! A small, dependency-free migration runner shared by the SQL drivers.
+//! Adopting a database that today's drivers did not migrate themselves.
 //!
-//! Migrations are SQL scripts compiled into the binary by each driver crate. They run in
-//! order inside one transaction (on Postgres under an advisory lock, so several instances
-//! starting together do not race), and each applied version is recorded in
-//! `pwreset_migrations` with a checksum: an applied script that later changes is an error,
-//! not a silent drift.
+//! Migrations run through sqlx's migrator (each driver crate owns its scripts and the
+//! `Migrator` built from them; sqlx checksums every applied script and, on Postgres, holds
+//! an advisory lock while it works). Releases before that recorded their migrations in a
+//! table of their own, `pwreset_migrations (version, name, checksum)`, with a 64-bit FNV-1a
+//! checksum. [`adoptable`] decides, from that record, which versions may be entered into
+//! sqlx's table as already applied; the drivers read the record and write the adoption.
 
-use crate::Dialect;
-use crate::driver::{Driver, Ty, Val};
-
-/// One migration script.
-#[derive(Debug, Clone, Copy)]
-pub struct Migration {
+/// A migration as the releases before sqlx's migrator recorded it: what they wrote into
+/// `pwreset_migrations` after running the script that is still embedded today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegacyMigration {
     pub version: i64,
     pub name: &'static str,
-    pub sql: &'static str,
+    /// The hex FNV-1a 64 checksum the old runner stored for this very script.
+    pub checksum: &'static str,
 }
 
-/// A driver's embedded schema, in order: `migrations![1 => "init", 2 => "outbox"]` is the
-/// files `migrations/0001_init.sql` and `migrations/0002_outbox.sql` of the crate that
-/// invokes it. Versions 1 to 9: the tenth needs a wider prefix here (a missing file is a
-/// compile error naming the path, never a silent skip).
-#[macro_export]
-macro_rules! migrations {
-    ($($version:literal => $name:literal),* $(,)?) => {
-        &[$($crate::Migration {
-            version: $version,
-            name: $name,
-            sql: include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/migrations/000",
-                $version,
-                "_",
-                $name,
-                ".sql"
-            )),
-        }),*]
-    };
+/// One row of `pwreset_migrations` as found in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyRecord {
+    pub version: i64,
+    pub name: String,
+    pub checksum: String,
 }
 
-fn checksum(sql: &str) -> String {
-    // FNV-1a 64: enough to notice an edited script; not a security boundary.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in sql.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
-/// Applies every migration not yet applied. Returns how many ran.
+/// The versions to adopt, in order, when the database holds `recorded`.
+///
+/// Every recorded row must be a migration the driver still embeds, with the same version,
+/// the same name and the very checksum the old runner stored for that script (so the
+/// schema is the one the embedded scripts make), and the recorded versions must be
+/// `1..=n` without a gap (the old runner applied them in order, all or nothing).
 ///
 /// # Errors
-/// When a script fails (nothing of it is kept) or an applied script has changed.
-pub async fn migrate(driver: &dyn Driver, migrations: &[Migration]) -> anyhow::Result<usize> {
-    let mut tx = driver.begin().await?;
-    if driver.dialect() == Dialect::Postgres {
-        tx.execute("SELECT pg_advisory_xact_lock(7324150001)", vec![])
-            .await?;
-    }
-    tx.script(
-        "CREATE TABLE IF NOT EXISTS pwreset_migrations (\
-         version BIGINT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL)",
-    )
-    .await?;
-    let applied = tx
-        .fetch(
-            "SELECT version, checksum FROM pwreset_migrations ORDER BY version",
-            vec![],
-            &[Ty::Int, Ty::Text],
-        )
-        .await?;
-    let mut ran = 0;
-    for m in migrations {
-        let sum = checksum(m.sql);
-        let done = applied
-            .iter()
-            .find(|row| row.first() == Some(&Val::Int(m.version)));
-        if let Some(row) = done {
-            if row.get(1) != Some(&Val::Text(sum.clone())) {
-                anyhow::bail!(
-                    "migration {} ({}) was changed after it was applied",
-                    m.version,
-                    m.name
-                );
-            }
-            continue;
+/// When a row is unknown (a database from another release or another program) or its name
+/// or checksum differs, or versions are missing.
+pub fn adoptable(recorded: &[LegacyRecord], known: &[LegacyMigration]) -> anyhow::Result<Vec<i64>> {
+    let mut versions = Vec::with_capacity(recorded.len());
+    for (i, row) in recorded.iter().enumerate() {
+        let Some(k) = known.iter().find(|k| k.version == row.version) else {
+            anyhow::bail!(
+                "pwreset_migrations records version {} ({}), which this release does not know",
+                row.version,
+                row.name
+            );
+        };
+        if k.name != row.name || k.checksum != row.checksum {
+            anyhow::bail!(
+                "pwreset_migrations records version {} as {:?} with checksum {}, but this \
+                 release's script {} is {:?} with checksum {}",
+                row.version,
+                row.name,
+                row.checksum,
+                k.version,
+                k.name,
+                k.checksum
+            );
         }
-        tx.script(m.sql)
-            .await
-            .map_err(|e| anyhow::anyhow!("migration {} ({}) failed: {e}", m.version, m.name))?;
-        tx.execute(
-            "INSERT INTO pwreset_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-            vec![m.version.into(), m.name.into(), sum.into()],
-        )
-        .await?;
-        ran += 1;
+        let expected = i64::try_from(i).unwrap_or(i64::MAX).saturating_add(1);
+        if row.version != expected {
+            anyhow::bail!(
+                "pwreset_migrations skips version {expected}: found {} next",
+                row.version
+            );
+        }
+        versions.push(row.version);
     }
-    tx.commit().await?;
-    Ok(ran)
+    Ok(versions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KNOWN: &[LegacyMigration] = &[
+        LegacyMigration {
+            version: 1,
+            name: "init",
+            checksum: "aa",
+        },
+        LegacyMigration {
+            version: 2,
+            name: "outbox",
+            checksum: "bb",
+        },
+    ];
+
+    fn row(version: i64, name: &str, checksum: &str) -> LegacyRecord {
+        LegacyRecord {
+            version,
+            name: name.into(),
+            checksum: checksum.into(),
+        }
+    }
+
+    #[test]
+    fn a_matching_record_is_adopted_in_order() {
+        let rows = [row(1, "init", "aa"), row(2, "outbox", "bb")];
+        assert_eq!(adoptable(&rows, KNOWN).unwrap(), vec![1, 2]);
+        assert_eq!(adoptable(&rows[..1], KNOWN).unwrap(), vec![1]);
+        assert!(adoptable(&[], KNOWN).unwrap().is_empty());
+    }
+
+    #[test]
+    fn unknown_renamed_changed_or_missing_versions_are_refused() {
+        for rows in [
+            vec![row(1, "init", "aa"), row(3, "later", "cc")],
+            vec![row(1, "first", "aa")],
+            vec![row(1, "init", "ab")],
+            vec![row(2, "outbox", "bb")],
+        ] {
+            assert!(adoptable(&rows, KNOWN).is_err(), "{rows:?}");
+        }
+    }
 }

@@ -1,4 +1,6 @@
-//! Column lists and the mapping between rows and domain entities.
+//! Column lists and the mapping between entities and rows: the values a statement binds
+//! for an entity, and the entity decoded from a row (an error, never a default, for a row
+//! that does not fit).
 
 use anyhow::{Context, anyhow};
 use pwreset_domain::{
@@ -7,13 +9,15 @@ use pwreset_domain::{
 };
 use uuid::Uuid;
 
-use crate::driver::{Ty, Val};
+use crate::value::{Ty, Val};
 
-pub(crate) const RESET_COLUMNS: &str = "id, mode, customer_id, customer_email, token_digest, \
+/// The columns of a reset that are read back; [`reset_values`] binds these and then
+/// `email_normalized`.
+pub const RESET_COLUMNS: &str = "id, mode, customer_id, customer_email, token_digest, \
     expires_at, reset_password_at, invalidated_at, failed_attempts, reference, \
     reference_origin, metadata, created_at, updated_at";
 
-pub(crate) const RESET_TYPES: &[Ty] = &[
+pub const RESET_TYPES: &[Ty] = &[
     Ty::Uuid,
     Ty::Text,
     Ty::Uuid,
@@ -30,10 +34,10 @@ pub(crate) const RESET_TYPES: &[Ty] = &[
     Ty::Time,
 ];
 
-pub(crate) const CUSTOMER_COLUMNS: &str = "id, mode, email, password_hash, reference, \
+pub const CUSTOMER_COLUMNS: &str = "id, mode, email, password_hash, reference, \
     reference_origin, metadata, created_at, updated_at";
 
-pub(crate) const CUSTOMER_TYPES: &[Ty] = &[
+pub const CUSTOMER_TYPES: &[Ty] = &[
     Ty::Uuid,
     Ty::Text,
     Ty::Text,
@@ -45,9 +49,9 @@ pub(crate) const CUSTOMER_TYPES: &[Ty] = &[
     Ty::Time,
 ];
 
-pub(crate) const EVENT_COLUMNS: &str = "id, reset_id, mode, kind, reason, client_ip, created_at";
+pub const EVENT_COLUMNS: &str = "id, reset_id, mode, kind, reason, client_ip, created_at";
 
-pub(crate) const EVENT_TYPES: &[Ty] = &[
+pub const EVENT_TYPES: &[Ty] = &[
     Ty::Uuid,
     Ty::Uuid,
     Ty::Text,
@@ -145,7 +149,11 @@ impl Cells {
     }
 }
 
-pub(crate) fn reset_from_row(row: Vec<Val>) -> anyhow::Result<PasswordReset> {
+/// Decodes a row selected with the reset column list.
+///
+/// # Errors
+/// When a column is missing, has an unexpected type, or holds a value the domain refuses.
+pub fn reset_from_row(row: Vec<Val>) -> anyhow::Result<PasswordReset> {
     let mut c = Cells(row.into_iter());
     Ok(PasswordReset {
         id: ResetId::from_uuid(c.uuid()?),
@@ -166,7 +174,11 @@ pub(crate) fn reset_from_row(row: Vec<Val>) -> anyhow::Result<PasswordReset> {
     })
 }
 
-pub(crate) fn customer_from_row(row: Vec<Val>) -> anyhow::Result<Customer> {
+/// Decodes a row selected with the customer column list.
+///
+/// # Errors
+/// When a column is missing, has an unexpected type, or holds a value the domain refuses.
+pub fn customer_from_row(row: Vec<Val>) -> anyhow::Result<Customer> {
     let mut c = Cells(row.into_iter());
     Ok(Customer {
         id: CustomerId::from_uuid(c.uuid()?),
@@ -181,7 +193,11 @@ pub(crate) fn customer_from_row(row: Vec<Val>) -> anyhow::Result<Customer> {
     })
 }
 
-pub(crate) fn event_from_row(row: Vec<Val>) -> anyhow::Result<ResetEvent> {
+/// Decodes a row selected with the event column list.
+///
+/// # Errors
+/// When a column is missing, has an unexpected type, or holds a value the domain refuses.
+pub fn event_from_row(row: Vec<Val>) -> anyhow::Result<ResetEvent> {
     let mut c = Cells(row.into_iter());
     Ok(ResetEvent {
         id: EventId::from_uuid(c.uuid()?),
@@ -200,10 +216,66 @@ pub(crate) fn event_from_row(row: Vec<Val>) -> anyhow::Result<ResetEvent> {
     })
 }
 
-pub(crate) fn text_of(r: Option<&Reference>) -> Val {
+pub fn text_of(r: Option<&Reference>) -> Val {
     r.map(|r| r.as_str().to_owned()).into()
 }
 
-pub(crate) fn json_of(m: Option<&Metadata>) -> Val {
+pub fn json_of(m: Option<&Metadata>) -> Val {
     m.map_or(Val::Null(Ty::Json), |m| Val::Json(m.to_value()))
+}
+
+/// The values of [`RESET_COLUMNS`] and then `email_normalized`, for an insert.
+#[must_use]
+pub fn reset_values(reset: &PasswordReset) -> Vec<Val> {
+    vec![
+        reset.id.as_uuid().into(),
+        reset.mode.as_str().into(),
+        reset.customer_id.as_uuid().into(),
+        reset.customer_email.as_str().into(),
+        Val::Bytes(reset.token_digest.as_bytes().to_vec()),
+        reset.expires_at.into(),
+        reset.reset_password_at.into(),
+        reset.invalidated_at.into(),
+        i64::from(reset.failed_attempts).into(),
+        text_of(reset.reference.as_ref()),
+        text_of(reset.reference_origin.as_ref()),
+        json_of(reset.metadata.as_ref()),
+        reset.created_at.into(),
+        reset.updated_at.into(),
+        reset.customer_email.normalized().into(),
+    ]
+}
+
+/// The values of [`EVENT_COLUMNS`].
+#[must_use]
+pub fn event_values(e: &ResetEvent) -> Vec<Val> {
+    vec![
+        e.id.as_uuid().into(),
+        e.reset_id.as_uuid().into(),
+        e.mode.as_str().into(),
+        e.kind.as_str().into(),
+        e.reason.clone().into(),
+        e.client_ip.map(|ip| ip.to_string()).into(),
+        e.created_at.into(),
+    ]
+}
+
+/// The values of [`CUSTOMER_COLUMNS`] and then `email_normalized`, for an insert.
+#[must_use]
+pub fn customer_values(c: &Customer) -> Vec<Val> {
+    vec![
+        c.id.as_uuid().into(),
+        c.mode.as_str().into(),
+        c.email.as_str().into(),
+        c.password_hash
+            .as_ref()
+            .map(|h| h.as_str().to_owned())
+            .into(),
+        text_of(c.reference.as_ref()),
+        text_of(c.reference_origin.as_ref()),
+        json_of(c.metadata.as_ref()),
+        c.created_at.into(),
+        c.updated_at.into(),
+        c.email.normalized().into(),
+    ]
 }

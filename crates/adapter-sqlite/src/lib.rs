@@ -13,9 +13,12 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::DateTime;
+use pwreset_adapter_sql::atomic;
 use pwreset_adapter_sql::{
-    DbError, Dialect, Driver, Executor, Migration, SqlStore, Transaction, Ty, Val,
+    CUSTOMER_EMAIL_KEY, DbError, Dialect, Driver, Executor, Sql, SqlStore, Transaction, Ty, Val,
 };
+use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
+use pwreset_domain::{EmailAddress, OutboxMessage, PasswordReset, ResetDraft, ResetEvent};
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
@@ -24,14 +27,9 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, Sqlite};
 use uuid::Uuid;
 
-/// The schema, in order. Applied at start-up and by `pwreset migrate`.
-pub const MIGRATIONS: &[Migration] = pwreset_adapter_sql::migrations![
-    1 => "init",
-    2 => "outbox",
-    3 => "rate_limits",
-    4 => "self_service",
-    5 => "customer_index",
-];
+mod migrations;
+
+pub use migrations::{migrate, migrator};
 
 /// An SQLite database file reached through an sqlx pool.
 #[derive(Debug, Clone)]
@@ -81,7 +79,7 @@ impl SqliteDriver {
 /// When the file cannot be opened or a migration fails.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
     let driver = SqliteDriver::connect(url, max_connections).await?;
-    pwreset_adapter_sql::migrate(&driver, MIGRATIONS).await?;
+    migrate(driver.pool()).await?;
     Ok(SqlStore::new(std::sync::Arc::new(driver)))
 }
 
@@ -112,19 +110,76 @@ fn bind(q: SqliteQuery, v: Val) -> SqliteQuery {
         Val::Bytes(b) => q.bind(b),
         Val::Int(i) => q.bind(i),
         Val::Json(j) => q.bind(j.to_string()),
+        // SQLite has no arrays; no statement of this driver binds one.
+        Val::Uuids(ids) => q.bind(
+            serde_json::Value::from(ids.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .to_string(),
+        ),
     }
 }
 
-fn build(sql: &str, args: Vec<Val>) -> SqliteQuery {
+fn build(sql: Sql) -> SqliteQuery {
+    let (text, args) = sql.into_parts();
     args.into_iter()
-        .fold(sqlx::query(AssertSqlSafe(render(sql))), bind)
+        .fold(sqlx::query(AssertSqlSafe(render(&text))), bind)
+}
+
+/// SQLite names the columns of a violated unique constraint (`UNIQUE constraint failed:
+/// customers.mode, customers.email_normalized`), not the constraint: these are the
+/// schema's unique constraints by their columns, under the names Postgres gives them.
+const UNIQUE_CONSTRAINTS: &[(&str, &str)] = &[
+    (
+        "customers.mode, customers.email_normalized",
+        CUSTOMER_EMAIL_KEY,
+    ),
+    ("customers.id", "customers_pkey"),
+    ("password_resets.id", "password_resets_pkey"),
+    (
+        "password_resets.token_digest",
+        "password_resets_token_digest_key",
+    ),
+    ("reset_events.id", "reset_events_pkey"),
+    ("outbox.id", "outbox_pkey"),
+    (
+        "rate_limits.key, rate_limits.window_start",
+        "rate_limits_pkey",
+    ),
+];
+
+/// The logical constraint a unique violation's message names (the columns themselves
+/// when the schema has no such constraint).
+fn unique_constraint(message: &str) -> String {
+    let columns = message
+        .split_once("failed: ")
+        .map_or(message, |(_, columns)| columns)
+        .trim();
+    UNIQUE_CONSTRAINTS
+        .iter()
+        .find(|(c, _)| *c == columns)
+        .map_or_else(
+            || format!("unique({columns})"),
+            |(_, name)| (*name).to_owned(),
+        )
 }
 
 fn err(e: sqlx::Error) -> DbError {
-    if let sqlx::Error::Database(d) = &e
-        && d.is_unique_violation()
-    {
-        return DbError::UniqueViolation;
+    if let sqlx::Error::Database(d) = &e {
+        match d.kind() {
+            sqlx::error::ErrorKind::UniqueViolation => {
+                return DbError::Unique {
+                    constraint: unique_constraint(d.message()),
+                };
+            }
+            sqlx::error::ErrorKind::NotNullViolation => {
+                let column = d.message().split_once("failed: ").map(|(_, c)| c.trim());
+                if let Some(column) = column {
+                    return DbError::NotNull {
+                        column: column.to_owned(),
+                    };
+                }
+            }
+            _ => {}
+        }
     }
     DbError::Other(anyhow::Error::new(e))
 }
@@ -163,8 +218,8 @@ fn decode(row: &sqlx::sqlite::SqliteRow, types: &[Ty]) -> anyhow::Result<Vec<Val
         .collect()
 }
 
-async fn execute(conn: &mut SqliteConnection, sql: &str, args: Vec<Val>) -> Result<u64, DbError> {
-    build(sql, args)
+async fn execute(conn: &mut SqliteConnection, sql: Sql) -> Result<u64, DbError> {
+    build(sql)
         .execute(conn)
         .await
         .map(|r| r.rows_affected())
@@ -173,11 +228,10 @@ async fn execute(conn: &mut SqliteConnection, sql: &str, args: Vec<Val>) -> Resu
 
 async fn fetch(
     conn: &mut SqliteConnection,
-    sql: &str,
-    args: Vec<Val>,
+    sql: Sql,
     types: &[Ty],
 ) -> Result<Vec<Vec<Val>>, DbError> {
-    let rows = build(sql, args).fetch_all(conn).await.map_err(err)?;
+    let rows = build(sql).fetch_all(conn).await.map_err(err)?;
     rows.iter()
         .map(|r| decode(r, types).map_err(DbError::Other))
         .collect()
@@ -191,38 +245,66 @@ impl<C> Executor for Exec<C>
 where
     C: std::ops::DerefMut<Target = SqliteConnection> + Send,
 {
-    async fn execute(&mut self, sql: &str, args: Vec<Val>) -> Result<u64, DbError> {
-        execute(&mut self.0, sql, args).await
+    async fn execute(&mut self, sql: Sql) -> Result<u64, DbError> {
+        execute(&mut self.0, sql).await
     }
-    async fn fetch(
-        &mut self,
-        sql: &str,
-        args: Vec<Val>,
-        types: &[Ty],
-    ) -> Result<Vec<Vec<Val>>, DbError> {
-        fetch(&mut self.0, sql, args, types).await
+    async fn fetch(&mut self, sql: Sql, types: &[Ty]) -> Result<Vec<Vec<Val>>, DbError> {
+        fetch(&mut self.0, sql, types).await
     }
 }
 
 #[async_trait]
 impl Transaction for Exec<sqlx::Transaction<'static, Sqlite>> {
-    async fn script(&mut self, sql: &str) -> Result<(), DbError> {
-        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
-            .execute(&mut *self.0)
-            .await
-            .map(drop)
-            .map_err(err)
-    }
-
     async fn commit(self: Box<Self>) -> Result<(), DbError> {
         self.0.commit().await.map_err(err)
     }
 }
 
+/// SQLite's dialect: its JSON expression; every atomic write is the generic transaction
+/// (`BEGIN IMMEDIATE`, so it never fails to upgrade its lock), and claims need no row
+/// lock because SQLite has one writer at a time.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteDialect;
+
+#[async_trait]
+impl Dialect for SqliteDialect {
+    fn json_key_eq(&self, column: &str, key: &str, value: &str) -> String {
+        format!("({column} -> {key}) = json({value})")
+    }
+
+    async fn create(
+        &self,
+        driver: &dyn Driver,
+        reset: &PasswordReset,
+        event: &ResetEvent,
+        outbox: &[OutboxMessage],
+    ) -> Result<(), StoreError> {
+        atomic::create(driver, reset, event, outbox).await
+    }
+
+    async fn create_for_email(
+        &self,
+        driver: &dyn Driver,
+        email: &EmailAddress,
+        draft: &ResetDraft,
+        event: &ResetEvent,
+    ) -> Result<Option<PasswordReset>, StoreError> {
+        atomic::create_for_email(driver, email, draft, event).await
+    }
+
+    async fn complete(
+        &self,
+        driver: &dyn Driver,
+        c: &Completion,
+    ) -> Result<CompletionOutcome, StoreError> {
+        atomic::complete(driver, c).await
+    }
+}
+
 #[async_trait]
 impl Driver for SqliteDriver {
-    fn dialect(&self) -> Dialect {
-        Dialect::Sqlite
+    fn dialect(&self) -> &dyn Dialect {
+        &SqliteDialect
     }
 
     async fn connection(&self) -> Result<Box<dyn Executor>, DbError> {
@@ -243,6 +325,24 @@ impl Driver for SqliteDriver {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unique_violations_are_named_like_the_postgres_constraints() {
+        assert_eq!(
+            super::unique_constraint(
+                "UNIQUE constraint failed: customers.mode, customers.email_normalized"
+            ),
+            pwreset_adapter_sql::CUSTOMER_EMAIL_KEY
+        );
+        assert_eq!(
+            super::unique_constraint("UNIQUE constraint failed: customers.id"),
+            "customers_pkey"
+        );
+        assert_eq!(
+            super::unique_constraint("UNIQUE constraint failed: t.a, t.b"),
+            "unique(t.a, t.b)"
+        );
+    }
+
     #[test]
     fn placeholders_become_numbered_question_marks() {
         assert_eq!(

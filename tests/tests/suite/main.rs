@@ -7,6 +7,9 @@
 //!   real HTTP; cases appear as `blackbox::postgres::<case>` and `blackbox::sqlite::<case>`.
 //! - `delivery`: mail through a real local SMTP server and signed webhooks to a real local
 //!   receiver, with the SMTP server down and back.
+//! - `upgrade`: databases written by the release before sqlx's migrator, opened by today's
+//!   code on each database: nothing lost, a second start changes nothing, concurrent starts
+//!   take turns.
 
 #![allow(
     clippy::unwrap_used,
@@ -45,3 +48,4 @@ macro_rules! per_backend {
 mod blackbox;
 mod delivery;
 mod storage;
+mod upgrade;

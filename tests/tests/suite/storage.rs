@@ -19,6 +19,7 @@ per_backend!(
     every: [
         customers_are_created_found_updated_and_deleted,
         customer_emails_are_unique_per_mode_after_normalization,
+        only_the_address_constraint_is_a_duplicate_email,
         a_reset_is_stored_with_its_digest_and_requested_event,
         a_new_reset_revokes_the_customers_earlier_outstanding_ones,
         creating_by_address_binds_the_stored_customer_or_writes_nothing,
@@ -45,7 +46,10 @@ per_backend!(
         purging_removes_ended_resets_old_trails_and_finished_messages,
         rate_limit_counters_count_per_window_without_losing_concurrent_hits,
     ],
-    sql_only: [deleting_a_customer_revoking_and_purging_find_resets_through_an_index],
+    sql_only: [
+        deleting_a_customer_revoking_and_purging_find_resets_through_an_index,
+        revocation_events_get_uuidv7_ids_of_their_time_however_many_are_revoked,
+    ],
 );
 
 /// A list query string parsed as the HTTP adapter does, with token filters digested as
@@ -211,6 +215,29 @@ async fn customer_emails_are_unique_per_mode_after_normalization(db: TestDb) {
     ));
 }
 
+async fn only_the_address_constraint_is_a_duplicate_email(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    // Another address under an id that is taken: a primary key violation, which is a
+    // bug to report, not a duplicate address to tell the caller about.
+    let mut same_id = customer(Mode::Test, "john@example.com", minutes(1));
+    same_id.id = jane.id;
+    match db.customers.create(&same_id).await {
+        Err(StoreError::Unexpected(e)) => {
+            // The cause names what clashed: the constraint on SQL, the id in memory.
+            let cause = format!("{e:#}");
+            let named = match db.backend {
+                pwreset_tests::Backend::Memory => cause.contains(&jane.id.to_string()),
+                _ => cause.contains("customers_pkey"),
+            };
+            assert!(named, "{cause}");
+        }
+        other => panic!(
+            "{:?}: expected an unexpected error, got {other:?}",
+            db.backend
+        ),
+    }
+}
+
 // ---- resets ----
 
 async fn a_reset_is_stored_with_its_digest_and_requested_event(db: TestDb) {
@@ -265,6 +292,133 @@ async fn a_new_reset_revokes_the_customers_earlier_outstanding_ones(db: TestDb) 
         .await
         .unwrap();
     assert_eq!(outcome, CompletionOutcome::NotApplied);
+}
+
+/// Makes every unused reset of `customer` outstanding again, as if no revocation had
+/// happened (no port does this; it sets up several outstanding resets at once).
+async fn unrevoke(db: &TestDb, customer: CustomerId) {
+    let sql = format!(
+        "UPDATE password_resets SET invalidated_at = NULL \
+         WHERE reset_password_at IS NULL AND customer_id = '{customer}'"
+    );
+    match db.backend {
+        pwreset_tests::Backend::Postgres => {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(db.url())
+                .await
+                .unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        pwreset_tests::Backend::Memory => {
+            panic!("unrevoke is SQL only: run this case on the SQL backends")
+        }
+        pwreset_tests::Backend::Sqlite => {
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(db.url())
+                .await
+                .unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Each of `revoked` has one `revoked` event at `at` for `reason`, whose id is a UUIDv7
+/// of that millisecond, so later than the reset's own id.
+async fn assert_revoked_at(db: &TestDb, revoked: &[ResetId], at: Timestamp, reason: &str) {
+    for id in revoked {
+        let events = db.resets.events(Mode::Test, *id).await.unwrap();
+        let at_that_time: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Revoked && e.created_at == at)
+            .collect();
+        assert_eq!(
+            at_that_time.len(),
+            1,
+            "{:?}: {id} at {at}: {events:?}",
+            db.backend
+        );
+        let e = at_that_time[0];
+        assert_eq!(e.reason.as_deref(), Some(reason));
+        let uuid = e.id.as_uuid();
+        assert_eq!(
+            uuid.get_version_num(),
+            7,
+            "{:?}: {uuid} is not v7",
+            db.backend
+        );
+        let (secs, nanos) = uuid.get_timestamp().expect("v7 has a timestamp").to_unix();
+        let millis = i64::try_from(secs).unwrap() * 1000 + i64::from(nanos / 1_000_000);
+        assert_eq!(millis, at.timestamp_millis(), "{uuid} is not of {at}");
+        assert!(uuid > id.as_uuid(), "{uuid} sorts before its reset {id}");
+    }
+}
+
+async fn revocation_events_get_uuidv7_ids_of_their_time_however_many_are_revoked(db: TestDb) {
+    let create_for_email = |c: &Customer, at: Timestamp| {
+        let store = db.resets.clone();
+        let (email, mode) = (c.email.clone(), c.mode);
+        async move {
+            let d = ResetDraft {
+                id: ResetId::new_at(at),
+                mode,
+                token_digest: digester().issue().1,
+                expires_at: at + TimeDelta::hours(1),
+                reference: None,
+                reference_origin: None,
+                metadata: None,
+                created_at: at,
+            };
+            let event = Caller::new(mode).event(d.id, EventKind::Requested, None, at);
+            store
+                .create_for_email(&email, &d, &event)
+                .await
+                .unwrap()
+                .expect("the customer exists")
+        }
+    };
+
+    // A few at a time (Postgres: within the statement's supply of ids).
+    let john = add_customer(&db, Mode::Test, "john@example.com", t0()).await;
+    let a = add_reset(&db, &john, minutes(1)).await.reset;
+    let b = add_reset(&db, &john, minutes(2)).await.reset;
+    assert_revoked_at(&db, &[a.id], minutes(2), "superseded").await;
+    unrevoke(&db, john.id).await;
+    let done = db
+        .resets
+        .complete(&completion(&b, minutes(3)))
+        .await
+        .unwrap();
+    assert!(matches!(done, CompletionOutcome::Completed(_)));
+    assert_revoked_at(&db, &[a.id], minutes(3), "password_changed").await;
+    unrevoke(&db, john.id).await;
+    create_for_email(&john, minutes(4)).await;
+    assert_revoked_at(&db, &[a.id], minutes(4), "superseded").await;
+
+    // Eight at once: more than any statement's supply of ids.
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let mut many = Vec::new();
+    for i in 0..8 {
+        many.push(add_reset(&db, &jane, minutes(10 + i)).await.reset.id);
+    }
+    unrevoke(&db, jane.id).await;
+    let newest = add_reset(&db, &jane, minutes(20)).await.reset;
+    assert_revoked_at(&db, &many, minutes(20), "superseded").await;
+    unrevoke(&db, jane.id).await;
+    let done = db
+        .resets
+        .complete(&completion(&newest, minutes(21)))
+        .await
+        .unwrap();
+    assert!(matches!(done, CompletionOutcome::Completed(_)));
+    assert_revoked_at(&db, &many, minutes(21), "password_changed").await;
+    unrevoke(&db, jane.id).await;
+    let made = create_for_email(&jane, minutes(22)).await;
+    assert_revoked_at(&db, &many, minutes(22), "superseded").await;
+    assert_eq!(find(&db, Mode::Test, made.id).await, Some(made));
 }
 
 async fn creating_by_address_binds_the_stored_customer_or_writes_nothing(db: TestDb) {

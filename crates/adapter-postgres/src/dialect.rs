@@ -1,0 +1,315 @@
+//! Postgres's dialect: the atomic writes as one statement each, of data-modifying CTEs.
+//!
+//! On a shared box every round trip costs two wake-ups and every commit an fsync wait, so
+//! the hot writes are one statement instead of a transaction of six or more: all CTEs see
+//! one snapshot and commit together. Each is the same write as the generic transactional
+//! form in `pwreset_adapter_sql::atomic` (the storage contract suite runs both).
+//!
+//! Revocation events get UUIDv7 ids made here, [`REVOCATION_IDS`] of them per statement,
+//! paired with the revoked resets by row number. Should more resets be revoked than ids
+//! were supplied, the surplus events would get a NULL id, which the primary key refuses:
+//! the statement fails as a whole (nothing written), and the write is done again in its
+//! transactional form, which makes one id per revoked reset.
+
+use async_trait::async_trait;
+use pwreset_adapter_sql::atomic::{self, one_reset, push_completion_update};
+use pwreset_adapter_sql::codec::{self, INSERT_COLUMNS};
+use pwreset_adapter_sql::rows::{
+    EVENT_COLUMNS, RESET_COLUMNS, RESET_TYPES, event_values, json_of, reset_values, text_of,
+};
+use pwreset_adapter_sql::{DbError, Dialect, Driver, Sql, Ty, Val, db};
+use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
+use pwreset_domain::{
+    CustomerId, EmailAddress, EventId, OutboxMessage, PasswordReset, ResetDraft, ResetEvent,
+    Timestamp,
+};
+
+/// Revocation event ids bound per statement. A customer normally has at most one
+/// outstanding reset (each new one revokes the others), so this is plenty; more only
+/// costs a fallback to the transactional form.
+pub const REVOCATION_IDS: usize = 4;
+
+/// Whether `e` is the failure of a statement that revoked more resets than it had ids for.
+fn ran_out_of_ids(e: &DbError) -> bool {
+    matches!(e, DbError::NotNull { column } if column == "reset_events.id")
+}
+
+/// The revocation of a customer's outstanding resets and its events, as two CTEs
+/// (`revoked`, `revoked_events`); the text pieces are placeholders or SQL expressions.
+struct Revocation<'a> {
+    mode: &'a str,
+    customer: &'a str,
+    /// A reset that stays (the one being completed).
+    keep: Option<&'a str>,
+    at: &'a str,
+    at_time: Timestamp,
+    reason: &'static str,
+    /// Extra condition on the revocation (` AND EXISTS (...)`), or empty.
+    only_if: &'a str,
+}
+
+impl Revocation<'_> {
+    /// The one spelling of a revocation on Postgres. A data-modifying CTE sees the
+    /// statement's snapshot, so a reset inserted by the same statement is never revoked.
+    fn push(&self, sql: &mut Sql) {
+        sql.push("revoked AS (UPDATE password_resets SET invalidated_at = ")
+            .push(self.at)
+            .push(", updated_at = ")
+            .push(self.at)
+            .push(" WHERE mode = ")
+            .push(self.mode)
+            .push(" AND customer_id = ")
+            .push(self.customer);
+        if let Some(keep) = self.keep {
+            sql.push(" AND id <> ").push(keep);
+        }
+        let ids: Vec<uuid::Uuid> = (0..REVOCATION_IDS)
+            .map(|_| EventId::new_at(self.at_time).as_uuid())
+            .collect();
+        sql.push(" AND reset_password_at IS NULL AND invalidated_at IS NULL")
+            .push(self.only_if)
+            .push(" RETURNING id), revoked_events AS (INSERT INTO reset_events (")
+            .push(EVENT_COLUMNS)
+            .push(") SELECT ids.id, r.id, ")
+            .push(self.mode)
+            .push(", 'revoked', ")
+            .push_bind(self.reason)
+            .push(", NULL, ")
+            .push(self.at)
+            .push(
+                " FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM revoked) r \
+                 LEFT JOIN unnest(",
+            )
+            .push_bind(Val::Uuids(ids))
+            .push("::uuid[]) WITH ORDINALITY AS ids(id, n) ON ids.n = r.n)");
+    }
+}
+
+/// Revocation, the reset, its event and the outbox messages in one statement.
+fn create_statement(reset: &PasswordReset, event: &ResetEvent, outbox: &[OutboxMessage]) -> Sql {
+    let mut sql = Sql::new("WITH ");
+    let mode = sql.bind(reset.mode.as_str());
+    let customer = sql.bind(reset.customer_id.as_uuid());
+    let at = sql.bind(reset.created_at);
+    Revocation {
+        mode: &mode,
+        customer: &customer,
+        keep: None,
+        at: &at,
+        at_time: reset.created_at,
+        reason: "superseded",
+        only_if: "",
+    }
+    .push(&mut sql);
+    sql.push(", new_reset AS (INSERT INTO password_resets (")
+        .push(RESET_COLUMNS)
+        .push(", email_normalized) VALUES (")
+        .push_binds(reset_values(reset))
+        .push("))");
+    for (i, m) in outbox.iter().enumerate() {
+        sql.push(&format!(", outbox_{i} AS (INSERT INTO outbox ("))
+            .push(INSERT_COLUMNS)
+            .push(") VALUES (");
+        codec::push_row(&mut sql, m);
+        sql.push("))");
+    }
+    sql.push(" INSERT INTO reset_events (")
+        .push(EVENT_COLUMNS)
+        .push(") VALUES (")
+        .push_binds(event_values(event))
+        .push(")");
+    sql
+}
+
+/// The customer found by mode and normalized address and, if there is one, revocation, the
+/// reset and its event for them; returns the customer's id and stored address, or no row.
+fn create_for_email_statement(email: &EmailAddress, draft: &ResetDraft, event: &ResetEvent) -> Sql {
+    let mut sql = Sql::new("WITH customer AS (SELECT id, email FROM customers WHERE mode = ");
+    let mode = sql.bind(draft.mode.as_str());
+    sql.push(&mode).push(" AND email_normalized = ");
+    let normalized = sql.bind(email.normalized());
+    sql.push(&normalized).push("), ");
+    let at = sql.bind(draft.created_at);
+    Revocation {
+        mode: &mode,
+        customer: "(SELECT id FROM customer)",
+        keep: None,
+        at: &at,
+        at_time: draft.created_at,
+        reason: "superseded",
+        only_if: "",
+    }
+    .push(&mut sql);
+    sql.push(", new_reset AS (INSERT INTO password_resets (")
+        .push(RESET_COLUMNS)
+        .push(", email_normalized) SELECT ")
+        .push_bind(draft.id.as_uuid())
+        .push(", ")
+        .push(&mode)
+        .push(", customer.id, customer.email, ")
+        .push_binds([
+            Val::Bytes(draft.token_digest.as_bytes().to_vec()),
+            draft.expires_at.into(),
+        ])
+        .push(", NULL, NULL, 0, ")
+        .push_binds([
+            text_of(draft.reference.as_ref()),
+            text_of(draft.reference_origin.as_ref()),
+            json_of(draft.metadata.as_ref()),
+        ])
+        .push(", ")
+        .push(&at)
+        .push(", ")
+        .push(&at)
+        .push(", ")
+        .push(&normalized)
+        .push(" FROM customer RETURNING id), requested AS (INSERT INTO reset_events (")
+        .push(EVENT_COLUMNS)
+        .push(") SELECT ")
+        .push_binds(event_values(event))
+        .push(" FROM new_reset) SELECT id, email FROM customer");
+    sql
+}
+
+/// The whole completion in one statement. Every write after the conditional update is
+/// gated on its row (`FROM done` / `EXISTS`), so a completion that loses a race, or finds
+/// the reset used, revoked, expired or exhausted, writes nothing; a concurrent completion
+/// of the same reset waits on the row lock and then matches nothing. Returns the used
+/// reset, or no row.
+fn complete_statement(c: &Completion) -> Sql {
+    let mut sql = Sql::new("WITH done AS (");
+    let binds = push_completion_update(&mut sql, c);
+    sql.push("), password AS (UPDATE customers SET password_hash = ")
+        .push_bind(c.password_hash.as_str())
+        .push(", updated_at = ")
+        .push(&binds.now)
+        .push(" WHERE mode = ")
+        .push(&binds.mode)
+        .push(" AND id = ");
+    let customer = sql.bind(c.customer_id.as_uuid());
+    sql.push(&customer)
+        .push(" AND EXISTS (SELECT 1 FROM done)), ");
+    Revocation {
+        mode: &binds.mode,
+        customer: &customer,
+        keep: Some(&binds.id),
+        at: &binds.now,
+        at_time: c.now,
+        reason: "password_changed",
+        only_if: " AND EXISTS (SELECT 1 FROM done)",
+    }
+    .push(&mut sql);
+    sql.push(", completed AS (INSERT INTO reset_events (")
+        .push(EVENT_COLUMNS)
+        .push(") SELECT ")
+        .push_binds(event_values(&c.event))
+        .push(" FROM done)");
+    for (i, m) in c.outbox.iter().enumerate() {
+        sql.push(&format!(", outbox_{i} AS (INSERT INTO outbox ("))
+            .push(INSERT_COLUMNS)
+            .push(") SELECT ");
+        codec::push_row(&mut sql, m);
+        sql.push(" FROM done)");
+    }
+    sql.push(" SELECT ").push(RESET_COLUMNS).push(" FROM done");
+    sql
+}
+
+/// Postgres: one-statement atomic writes, `->` on jsonb, and `SKIP LOCKED` claims.
+#[derive(Debug, Clone, Copy)]
+pub struct PgDialect;
+
+#[async_trait]
+impl Dialect for PgDialect {
+    fn json_key_eq(&self, column: &str, key: &str, value: &str) -> String {
+        format!("({column} -> {key}) = {value}::jsonb")
+    }
+
+    fn claim_lock(&self) -> &'static str {
+        " FOR UPDATE SKIP LOCKED"
+    }
+
+    async fn create(
+        &self,
+        driver: &dyn Driver,
+        reset: &PasswordReset,
+        event: &ResetEvent,
+        outbox: &[OutboxMessage],
+    ) -> Result<(), StoreError> {
+        let outcome = {
+            let mut conn = driver.connection().await.map_err(db)?;
+            conn.execute(create_statement(reset, event, outbox)).await
+        };
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(e) if ran_out_of_ids(&e) => atomic::create(driver, reset, event, outbox).await,
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    async fn create_for_email(
+        &self,
+        driver: &dyn Driver,
+        email: &EmailAddress,
+        draft: &ResetDraft,
+        event: &ResetEvent,
+    ) -> Result<Option<PasswordReset>, StoreError> {
+        let outcome = {
+            let mut conn = driver.connection().await.map_err(db)?;
+            conn.fetch(
+                create_for_email_statement(email, draft, event),
+                &[Ty::Uuid, Ty::Text],
+            )
+            .await
+        };
+        let rows = match outcome {
+            Ok(rows) => rows,
+            Err(e) if ran_out_of_ids(&e) => {
+                return atomic::create_for_email(driver, email, draft, event).await;
+            }
+            Err(e) => return Err(db(e)),
+        };
+        let (id, stored) = match rows.as_slice() {
+            [] => return Ok(None),
+            [row] => match row.as_slice() {
+                [Val::Uuid(id), Val::Text(stored)] => (*id, stored),
+                other => {
+                    return Err(StoreError::unexpected(anyhow::anyhow!(
+                        "customer lookup returned {other:?}"
+                    )));
+                }
+            },
+            _ => {
+                return Err(StoreError::unexpected(anyhow::anyhow!(
+                    "several customers have one address"
+                )));
+            }
+        };
+        let stored = EmailAddress::parse(stored).map_err(StoreError::unexpected)?;
+        Ok(Some(
+            draft
+                .clone()
+                .for_customer(CustomerId::from_uuid(id), stored),
+        ))
+    }
+
+    async fn complete(
+        &self,
+        driver: &dyn Driver,
+        c: &Completion,
+    ) -> Result<CompletionOutcome, StoreError> {
+        let outcome = {
+            let mut conn = driver.connection().await.map_err(db)?;
+            conn.fetch(complete_statement(c), RESET_TYPES).await
+        };
+        let rows = match outcome {
+            Ok(rows) => rows,
+            Err(e) if ran_out_of_ids(&e) => return atomic::complete(driver, c).await,
+            Err(e) => return Err(db(e)),
+        };
+        Ok(match one_reset(rows)? {
+            Some(done) => CompletionOutcome::Completed(Box::new(done)),
+            None => CompletionOutcome::NotApplied,
+        })
+    }
+}
