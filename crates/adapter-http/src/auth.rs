@@ -79,12 +79,6 @@ pub struct Verified {
     pub fingerprint: u64,
 }
 
-fn fnv64(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 /// HS256 signing and verification with one shared secret.
 #[derive(Clone)]
 pub struct JwtKey {
@@ -198,11 +192,14 @@ impl JwtKey {
             .pointer("/application/id")
             .and_then(|s| s.as_str())
             .unwrap_or_default();
-        let fingerprint = fnv64(&format!(
-            "{}|{}|{application}",
-            kind.as_str(),
-            organization.as_deref().unwrap_or_default()
-        ));
+        let fingerprint = pwreset_domain::fnv1a64(
+            format!(
+                "{}|{}|{application}",
+                kind.as_str(),
+                organization.as_deref().unwrap_or_default()
+            )
+            .as_bytes(),
+        );
         Ok(Verified {
             kind,
             mode,

@@ -52,17 +52,6 @@ fn parse_opt_ts(v: &Value) -> anyhow::Result<Option<Timestamp>> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect()
-}
-
 /// The reset as it stood, for webhook payloads. No token: only its digest exists.
 fn snapshot(r: &PasswordReset) -> Value {
     json!({
@@ -70,7 +59,7 @@ fn snapshot(r: &PasswordReset) -> Value {
         "mode": r.mode.as_str(),
         "customer_id": r.customer_id.to_string(),
         "customer_email": r.customer_email.as_str(),
-        "token_digest": hex(r.token_digest.as_bytes()),
+        "token_digest": r.token_digest.to_hex(),
         "expires_at": ts(&r.expires_at),
         "reset_password_at": opt_ts(r.reset_password_at.as_ref()),
         "invalidated_at": opt_ts(r.invalidated_at.as_ref()),
@@ -106,9 +95,7 @@ fn from_snapshot(v: &Value) -> anyhow::Result<PasswordReset> {
             .parse::<CustomerId>()
             .map_err(|_| anyhow!("snapshot customer_id"))?,
         customer_email: EmailAddress::parse(text(v, "customer_email")?)?,
-        token_digest: unhex(text(v, "token_digest")?)
-            .as_deref()
-            .and_then(TokenDigest::from_slice)
+        token_digest: TokenDigest::from_hex(text(v, "token_digest")?)
             .ok_or_else(|| anyhow!("snapshot token_digest"))?,
         expires_at: parse_ts(&v["expires_at"])?,
         reset_password_at: parse_opt_ts(&v["reset_password_at"])?,

@@ -278,20 +278,20 @@ pub struct Settings {
 
     /// Reset requests per target address, e.g. `3/15m,10/24h` (`off` to disable). Unknown
     /// addresses are counted exactly like known ones.
-    #[arg(long, env = "PWRESET_LIMIT_EMAIL", default_value = "3/15m,10/24h", value_parser = parse_limits, global = true)]
+    #[arg(long, env = "PWRESET_LIMIT_EMAIL", default_value_t = LimitList::defaults().per_email, value_parser = parse_limits, global = true)]
     pub limit_email: LimitList,
 
     /// Reset requests per API credential (`off` to disable).
-    #[arg(long, env = "PWRESET_LIMIT_CREDENTIAL", default_value = "10000/15m", value_parser = parse_limits, global = true)]
+    #[arg(long, env = "PWRESET_LIMIT_CREDENTIAL", default_value_t = LimitList::defaults().per_credential, value_parser = parse_limits, global = true)]
     pub limit_credential: LimitList,
 
     /// Reset requests per client address (`off` to disable).
-    #[arg(long, env = "PWRESET_LIMIT_CLIENT", default_value = "300/15m", value_parser = parse_limits, global = true)]
+    #[arg(long, env = "PWRESET_LIMIT_CLIENT", default_value_t = LimitList::defaults().per_client, value_parser = parse_limits, global = true)]
     pub limit_client: LimitList,
 
     /// Failed completions per customer across all their resets (`off` to disable). Each
     /// reset also dies after 5 failed completions, whatever this says.
-    #[arg(long, env = "PWRESET_LIMIT_CUSTOMER_FAILURES", default_value = "100/1h", value_parser = parse_limits, global = true)]
+    #[arg(long, env = "PWRESET_LIMIT_CUSTOMER_FAILURES", default_value_t = LimitList::defaults().failures_per_customer, value_parser = parse_limits, global = true)]
     pub limit_customer_failures: LimitList,
 
     /// Delay before the first retry of a failed delivery, in milliseconds; it doubles per
@@ -388,6 +388,50 @@ fn parse_lifetime(s: &str) -> Result<TimeDelta, String> {
 /// A list of `max/window` limits (empty when `off`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitList(pub Vec<pwreset_domain::Limit>);
+
+/// The domain's default limits as the settings spell them, so `--help` and the defaults
+/// come from one place (`pwreset_domain::RateLimits::default`).
+#[derive(Debug)]
+pub struct DefaultLimits {
+    pub per_email: LimitList,
+    pub per_credential: LimitList,
+    pub per_client: LimitList,
+    pub failures_per_customer: LimitList,
+}
+
+impl LimitList {
+    /// The defaults of every limit setting.
+    #[must_use]
+    pub fn defaults() -> DefaultLimits {
+        let d = pwreset_domain::RateLimits::default();
+        DefaultLimits {
+            per_email: LimitList(d.per_email),
+            per_credential: LimitList(d.per_credential.into_iter().collect()),
+            per_client: LimitList(d.per_client.into_iter().collect()),
+            failures_per_customer: LimitList(d.failures_per_customer.into_iter().collect()),
+        }
+    }
+}
+
+/// `3/15m,10/24h` (the largest whole unit of each window), or `off`: what `parse_limits`
+/// reads back.
+impl std::fmt::Display for LimitList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("off");
+        }
+        for (i, l) in self.0.iter().enumerate() {
+            let secs = l.window.num_seconds();
+            let (n, unit) = [(86_400, "d"), (3600, "h"), (60, "m")]
+                .into_iter()
+                .find(|(u, _)| secs % u == 0)
+                .map_or((secs, "s"), |(u, name)| (secs / u, name));
+            let sep = if i == 0 { "" } else { "," };
+            write!(f, "{sep}{}/{n}{unit}", l.max)?;
+        }
+        Ok(())
+    }
+}
 
 fn parse_limits(s: &str) -> Result<LimitList, String> {
     if s.trim() == "off" {
@@ -550,6 +594,18 @@ mod tests {
             Settings::defaults().rate_limits(),
             pwreset_domain::RateLimits::default()
         );
+        // What --help shows is what the parser reads back.
+        let d = LimitList::defaults();
+        assert_eq!(d.per_email.to_string(), "3/15m,10/1d");
+        for l in [
+            d.per_email,
+            d.per_credential,
+            d.per_client,
+            d.failures_per_customer,
+        ] {
+            assert_eq!(parse_limits(&l.to_string()), Ok(l));
+        }
+        assert_eq!(LimitList(Vec::new()).to_string(), "off");
     }
 
     #[test]

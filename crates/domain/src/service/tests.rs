@@ -265,11 +265,7 @@ async fn a_wrong_token_is_rejected_and_counted() {
 async fn the_stored_digest_presented_as_a_token_is_wrong() {
     let r = reset();
     // Whatever form the digest takes, it is not a token whose digest is itself.
-    let as_text: String = r.token_digest.as_bytes()[..32]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()[..43]
-        .to_owned();
+    let as_text = r.token_digest.to_hex()[..43].to_owned();
     let counted_reason = if ResetToken::parse(&as_text).is_ok() {
         "wrong"
     } else {
