@@ -159,7 +159,7 @@ async fn create_returns_the_token_once_in_a_json_api_document() {
     m.resets
         .expect_create_for_email()
         .times(1)
-        .returning(|_, d, _| {
+        .returning(|_, d, _, _, _| {
             Ok(Some(
                 d.clone().for_customer(customer().id, customer().email),
             ))

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use pwreset_domain::ports::{Completion, CompletionOutcome, ResetStore, StoreError};
 use pwreset_domain::{
-    DetailsPatch, EmailAddress, ListQuery, Mode, OutboxMessage, Page, PasswordReset, ResetDraft,
-    ResetEvent, ResetField, ResetId, ResetSort, Timestamp,
+    DetailsPatch, EmailAddress, ListQuery, Mode, OutboxComposer, OutboxMessage, Page,
+    PasswordReset, ResetDraft, ResetEvent, ResetField, ResetId, ResetSort, ResetToken, Timestamp,
 };
 
 use crate::MemoryStore;
@@ -78,6 +78,8 @@ impl ResetStore for MemoryStore {
         email: &EmailAddress,
         draft: &ResetDraft,
         event: &ResetEvent,
+        composer: OutboxComposer,
+        token: &ResetToken,
     ) -> Result<Option<PasswordReset>, StoreError> {
         let mut state = self.lock();
         let key = (draft.mode, email.normalized().to_owned());
@@ -91,7 +93,8 @@ impl ResetStore for MemoryStore {
         let reset = draft
             .clone()
             .for_customer(customer.id, customer.email.clone());
-        create(&mut state, &reset, event, &[])?;
+        let outbox = composer.requested(&reset, token, draft.created_at);
+        create(&mut state, &reset, event, &outbox)?;
         Ok(Some(reset))
     }
 

@@ -20,8 +20,8 @@ use pwreset_adapter_sql::rows::{
 use pwreset_adapter_sql::{DbError, Dialect, Driver, Sql, Ty, Val, db};
 use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
 use pwreset_domain::{
-    CustomerId, EmailAddress, EventId, OutboxMessage, PasswordReset, ResetDraft, ResetEvent,
-    Timestamp,
+    EmailAddress, EventId, OutboxComposer, OutboxMessage, PasswordReset, ResetDraft, ResetEvent,
+    ResetToken, Timestamp,
 };
 
 /// Revocation event ids bound per statement. A customer normally has at most one
@@ -219,6 +219,32 @@ fn complete_statement(c: &Completion) -> Sql {
 #[derive(Debug, Clone, Copy)]
 pub struct PgDialect;
 
+impl PgDialect {
+    /// `create_for_email` when messages depend on the customer: look them up, compose, then
+    /// `create`'s one statement.
+    async fn create_for_found_customer(
+        &self,
+        driver: &dyn Driver,
+        email: &EmailAddress,
+        draft: &ResetDraft,
+        event: &ResetEvent,
+        composer: OutboxComposer,
+        token: &ResetToken,
+    ) -> Result<Option<PasswordReset>, StoreError> {
+        let found = {
+            let mut conn = driver.connection().await.map_err(db)?;
+            atomic::customer_by_address(&mut *conn, draft.mode, email).await?
+        };
+        let Some((id, stored)) = found else {
+            return Ok(None);
+        };
+        let reset = draft.clone().for_customer(id, stored);
+        let outbox = composer.requested(&reset, token, draft.created_at);
+        self.create(driver, &reset, event, &outbox).await?;
+        Ok(Some(reset))
+    }
+}
+
 #[async_trait]
 impl Dialect for PgDialect {
     fn json_key_eq(&self, column: &str, key: &str, value: &str) -> String {
@@ -253,7 +279,16 @@ impl Dialect for PgDialect {
         email: &EmailAddress,
         draft: &ResetDraft,
         event: &ResetEvent,
+        composer: OutboxComposer,
+        token: &ResetToken,
     ) -> Result<Option<PasswordReset>, StoreError> {
+        if !composer.is_silent() {
+            // Messages are composed for the customer found, so look them up first (one
+            // round trip), then write everything in one statement, as `create` does.
+            return self
+                .create_for_found_customer(driver, email, draft, event, composer, token)
+                .await;
+        }
         let outcome = {
             let mut conn = driver.connection().await.map_err(db)?;
             conn.fetch(
@@ -265,32 +300,13 @@ impl Dialect for PgDialect {
         let rows = match outcome {
             Ok(rows) => rows,
             Err(e) if ran_out_of_ids(&e) => {
-                return atomic::create_for_email(driver, email, draft, event).await;
+                return atomic::create_for_email(driver, email, draft, event, composer, token)
+                    .await;
             }
             Err(e) => return Err(db(e)),
         };
-        let (id, stored) = match rows.as_slice() {
-            [] => return Ok(None),
-            [row] => match row.as_slice() {
-                [Val::Uuid(id), Val::Text(stored)] => (*id, stored),
-                other => {
-                    return Err(StoreError::unexpected(anyhow::anyhow!(
-                        "customer lookup returned {other:?}"
-                    )));
-                }
-            },
-            _ => {
-                return Err(StoreError::unexpected(anyhow::anyhow!(
-                    "several customers have one address"
-                )));
-            }
-        };
-        let stored = EmailAddress::parse(stored).map_err(StoreError::unexpected)?;
-        Ok(Some(
-            draft
-                .clone()
-                .for_customer(CustomerId::from_uuid(id), stored),
-        ))
+        Ok(atomic::found_customer(&rows)?
+            .map(|(id, stored)| draft.clone().for_customer(id, stored)))
     }
 
     async fn complete(

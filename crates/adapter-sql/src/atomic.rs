@@ -4,8 +4,8 @@
 
 use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
 use pwreset_domain::{
-    CustomerId, DetailsPatch, EmailAddress, EventId, EventKind, Mode, OutboxMessage, PasswordReset,
-    Patch, ResetDraft, ResetEvent, ResetId, Timestamp,
+    CustomerId, DetailsPatch, EmailAddress, EventId, EventKind, Mode, OutboxComposer,
+    OutboxMessage, PasswordReset, Patch, ResetDraft, ResetEvent, ResetId, ResetToken, Timestamp,
 };
 
 use crate::driver::{DbError, Driver, Executor};
@@ -166,26 +166,16 @@ pub async fn create(
     tx.commit().await.map_err(db)
 }
 
-/// `ResetStore::create_for_email` in one transaction: the lookup and the writes.
+/// The customer a `SELECT id, email FROM customers ...` found: its id and stored address,
+/// `None` for no row.
 ///
 /// # Errors
-/// When the database fails; nothing is written then.
-pub async fn create_for_email(
-    driver: &dyn Driver,
-    email: &EmailAddress,
-    draft: &ResetDraft,
-    event: &ResetEvent,
-) -> Result<Option<PasswordReset>, StoreError> {
-    let mut tx = driver.begin().await.map_err(db)?;
-    let mut sql = Sql::new("SELECT id, email FROM customers WHERE mode = ");
-    sql.push_bind(draft.mode.as_str())
-        .push(" AND email_normalized = ")
-        .push_bind(email.normalized());
-    let rows = tx.fetch(sql, &[Ty::Uuid, Ty::Text]).await.map_err(db)?;
-    let (id, stored) = match rows.as_slice() {
+/// When there are several rows or the row does not decode.
+pub fn found_customer(rows: &[Vec<Val>]) -> Result<Option<(CustomerId, EmailAddress)>, StoreError> {
+    let (id, stored) = match rows {
         [] => return Ok(None),
         [row] => match row.as_slice() {
-            [Val::Uuid(id), Val::Text(stored)] => (*id, stored.clone()),
+            [Val::Uuid(id), Val::Text(stored)] => (*id, stored),
             other => {
                 return Err(StoreError::unexpected(anyhow::anyhow!(
                     "customer lookup returned {other:?}"
@@ -198,10 +188,46 @@ pub async fn create_for_email(
             )));
         }
     };
-    let stored = EmailAddress::parse(&stored).map_err(StoreError::unexpected)?;
-    let reset = draft
-        .clone()
-        .for_customer(CustomerId::from_uuid(id), stored);
+    let stored = EmailAddress::parse(stored).map_err(StoreError::unexpected)?;
+    Ok(Some((CustomerId::from_uuid(id), stored)))
+}
+
+/// The id and stored address of the customer of `mode` whose normalized address is
+/// `email`'s.
+///
+/// # Errors
+/// When the database fails or the row does not decode.
+pub async fn customer_by_address(
+    ex: &mut dyn Executor,
+    mode: Mode,
+    email: &EmailAddress,
+) -> Result<Option<(CustomerId, EmailAddress)>, StoreError> {
+    let mut sql = Sql::new("SELECT id, email FROM customers WHERE mode = ");
+    sql.push_bind(mode.as_str())
+        .push(" AND email_normalized = ")
+        .push_bind(email.normalized());
+    let rows = ex.fetch(sql, &[Ty::Uuid, Ty::Text]).await.map_err(db)?;
+    found_customer(&rows)
+}
+
+/// `ResetStore::create_for_email` in one transaction: the lookup, then the writes with the
+/// messages `composer` makes for the customer found.
+///
+/// # Errors
+/// When the database fails; nothing is written then.
+pub async fn create_for_email(
+    driver: &dyn Driver,
+    email: &EmailAddress,
+    draft: &ResetDraft,
+    event: &ResetEvent,
+    composer: OutboxComposer,
+    token: &ResetToken,
+) -> Result<Option<PasswordReset>, StoreError> {
+    let mut tx = driver.begin().await.map_err(db)?;
+    let Some((id, stored)) = customer_by_address(&mut *tx, draft.mode, email).await? else {
+        return Ok(None);
+    };
+    let reset = draft.clone().for_customer(id, stored);
     revoke_outstanding(
         &mut *tx,
         reset.mode,
@@ -214,6 +240,8 @@ pub async fn create_for_email(
     .map_err(db)?;
     insert_reset(&mut *tx, &reset).await.map_err(db)?;
     insert_event(&mut *tx, event).await.map_err(db)?;
+    let outbox = composer.requested(&reset, token, draft.created_at);
+    insert_outbox(&mut *tx, &outbox).await.map_err(db)?;
     tx.commit().await.map_err(db)?;
     Ok(Some(reset))
 }

@@ -5,7 +5,9 @@ use crate::sql::Sql;
 use crate::value::{Ty, Val};
 use async_trait::async_trait;
 use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
-use pwreset_domain::{EmailAddress, OutboxMessage, PasswordReset, ResetDraft, ResetEvent};
+use pwreset_domain::{
+    EmailAddress, OutboxComposer, OutboxMessage, PasswordReset, ResetDraft, ResetEvent, ResetToken,
+};
 
 /// A database failure, with the constraint violations the stores act on told apart.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +87,8 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
 
     /// `ResetStore::create_for_email`: find the customer by address and, if there is one,
-    /// create the reset for them as [`create`](Dialect::create) does (no outbox).
+    /// create the reset for them as [`create`](Dialect::create) does, with the messages
+    /// `composer.requested` makes for it.
     ///
     /// # Errors
     /// When the database fails; nothing is written then.
@@ -95,6 +98,8 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         email: &EmailAddress,
         draft: &ResetDraft,
         event: &ResetEvent,
+        composer: OutboxComposer,
+        token: &ResetToken,
     ) -> Result<Option<PasswordReset>, StoreError>;
 
     /// `ResetStore::complete`: the conditional update, and only if it matched, the

@@ -18,7 +18,9 @@ use pwreset_adapter_sql::{
     CUSTOMER_EMAIL_KEY, DbError, Dialect, Driver, Executor, Sql, SqlStore, Transaction, Ty, Val,
 };
 use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
-use pwreset_domain::{EmailAddress, OutboxMessage, PasswordReset, ResetDraft, ResetEvent};
+use pwreset_domain::{
+    EmailAddress, OutboxComposer, OutboxMessage, PasswordReset, ResetDraft, ResetEvent, ResetToken,
+};
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
@@ -288,8 +290,10 @@ impl Dialect for SqliteDialect {
         email: &EmailAddress,
         draft: &ResetDraft,
         event: &ResetEvent,
+        composer: OutboxComposer,
+        token: &ResetToken,
     ) -> Result<Option<PasswordReset>, StoreError> {
-        atomic::create_for_email(driver, email, draft, event).await
+        atomic::create_for_email(driver, email, draft, event, composer, token).await
     }
 
     async fn complete(

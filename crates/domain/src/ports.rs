@@ -16,9 +16,9 @@ use chrono::TimeDelta;
 
 use crate::models::{
     Bucket, Customer, CustomerField, CustomerId, CustomerSort, DetailsPatch, EmailAddress,
-    ListQuery, Mode, Notification, OutboxId, OutboxMessage, Page, Password, PasswordHash,
-    PasswordReset, ResetDraft, ResetEvent, ResetField, ResetId, ResetSort, ResetToken, Timestamp,
-    TokenDigest,
+    ListQuery, Mode, Notification, OutboxComposer, OutboxId, OutboxMessage, Page, Password,
+    PasswordHash, PasswordReset, ResetDraft, ResetEvent, ResetField, ResetId, ResetSort,
+    ResetToken, Timestamp, TokenDigest,
 };
 
 /// The cause of an adapter failure that the domain cannot act on, kept for the logs.
@@ -121,9 +121,13 @@ pub trait ResetStore: Send + Sync + Debug {
     ) -> Result<(), StoreError>;
 
     /// Finds the customer of `draft.mode` whose normalized address is `email`'s and, if
-    /// there is one, creates the reset for them as [`ResetStore::create`] does with nothing
-    /// to enqueue. Returns the stored reset, or `None` (and writes nothing) when no
-    /// customer has the address. Lets a store do lookup and write in one round trip.
+    /// there is one, creates the reset for them (`draft.for_customer` with the customer's
+    /// id and *stored* address) as [`ResetStore::create`] does, enqueueing
+    /// `composer.requested(&reset, token, draft.created_at)`. Returns the stored reset, or
+    /// `None` (and writes nothing) when no customer has the address.
+    ///
+    /// How lookup and write are done is the store's business (one round trip when the
+    /// composer is silent, say); the use case only asks for a reset for an address.
     ///
     /// # Errors
     /// `Unexpected` on any failure; nothing is written then.
@@ -132,6 +136,8 @@ pub trait ResetStore: Send + Sync + Debug {
         email: &EmailAddress,
         draft: &ResetDraft,
         event: &ResetEvent,
+        composer: OutboxComposer,
+        token: &ResetToken,
     ) -> Result<Option<PasswordReset>, StoreError>;
 
     /// The reset with this id in this mode, if any.

@@ -373,8 +373,9 @@ async fn revocation_events_get_uuidv7_ids_of_their_time_however_many_are_revoked
                 created_at: at,
             };
             let event = Caller::new(mode).event(d.id, EventKind::Requested, None, at);
+            let (token, _) = digester().issue();
             store
-                .create_for_email(&email, &d, &event)
+                .create_for_email(&email, &d, &event, OutboxComposer::default(), &token)
                 .await
                 .unwrap()
                 .expect("the customer exists")
@@ -435,14 +436,20 @@ async fn creating_by_address_binds_the_stored_customer_or_writes_nothing(db: Tes
         metadata: Some(Metadata::parse(serde_json::json!({"k": "v"})).unwrap()),
         created_at: at,
     };
-    let create = |address: &str, d: ResetDraft| {
+    let (token, _) = digester().issue();
+    let create_with = |address: &str, d: ResetDraft, composer: OutboxComposer| {
         let store = db.resets.clone();
         let address = EmailAddress::parse(address).unwrap();
+        let token = token.clone();
         async move {
             let event = Caller::new(d.mode).event(d.id, EventKind::Requested, None, d.created_at);
-            store.create_for_email(&address, &d, &event).await.unwrap()
+            store
+                .create_for_email(&address, &d, &event, composer, &token)
+                .await
+                .unwrap()
         }
     };
+    let create = |address: &str, d: ResetDraft| create_with(address, d, OutboxComposer::default());
 
     // Found by its normalized form; bound to the stored customer and address.
     let d = draft(minutes(2));
@@ -481,6 +488,36 @@ async fn creating_by_address_binds_the_stored_customer_or_writes_nothing(db: Tes
         None,
         "a miss revokes nothing"
     );
+    assert!(
+        claim(&db, minutes(3)).await.is_empty(),
+        "a silent composer enqueues nothing"
+    );
+
+    // With mail and webhooks, the messages are composed for the customer found: the link
+    // goes to the stored address, never the typed one, in the same write.
+    let mailing = OutboxComposer::new(NotificationPlan::new(true, true));
+    let m = draft(minutes(4));
+    let made = create_with("JANE@example.COM", m.clone(), mailing)
+        .await
+        .unwrap();
+    let unknown = draft(minutes(5));
+    assert_eq!(
+        create_with("nobody@example.com", unknown, mailing).await,
+        None
+    );
+    let claimed = claim(&db, minutes(6)).await;
+    // Both are created in one millisecond, so either may be claimed first.
+    assert_eq!(claimed.len(), 2, "{claimed:?}");
+    assert!(claimed.iter().any(|c| matches!(
+        &c.payload,
+        Payload::Notification(Notification::ResetRequested { to, token: t, reset_id, .. })
+            if to.as_str() == "Jane@Example.com" && t == &token && *reset_id == made.id
+    )));
+    assert!(claimed.iter().any(|c| matches!(
+        &c.payload,
+        Payload::Notification(Notification::Webhook { topic: WebhookTopic::Create, reset })
+            if **reset == made
+    )));
 }
 
 async fn completing_marks_the_reset_used_sets_the_password_and_revokes_the_others(db: TestDb) {

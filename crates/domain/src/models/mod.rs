@@ -5,6 +5,7 @@
 //! raw, unchecked string. Secrets (`ResetToken`, `Password`, `PasswordHash`) redact
 //! themselves in `Debug` and have no `Display`.
 
+mod compose;
 mod customer;
 mod event;
 mod limits;
@@ -13,6 +14,7 @@ mod query;
 mod reset;
 mod values;
 
+pub use compose::{NotificationPlan, OutboxComposer};
 pub use customer::*;
 pub use event::*;
 pub use limits::*;

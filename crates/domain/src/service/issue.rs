@@ -4,8 +4,8 @@
 //! half of a self-service request ([`super::SelfService::fulfil`]).
 
 use super::Ports;
-use super::compose::OutboxComposer;
 use super::errors::RequestResetError;
+use crate::models::OutboxComposer;
 use crate::models::{
     Caller, EmailAddress, EventKind, Metadata, PasswordReset, Reference, ResetDraft, ResetId,
     ResetToken, TokenPolicy,
@@ -71,27 +71,14 @@ impl ResetIssuer {
             created_at: now,
         };
         let event = caller.event(draft.id, EventKind::Requested, None, now);
-        if self.composer.is_silent() {
-            // Nothing to enqueue, so nothing depends on the customer's stored record: the
-            // store may find the customer and write the reset in one step.
-            let reset = self
-                .ports
-                .resets
-                .create_for_email(&req.email, &draft, &event)
-                .await?
-                .ok_or(RequestResetError::UnknownCustomer)?;
-            return Ok(IssuedReset { reset, token });
-        }
-        let customer = self
+        // The store binds the reset to the customer it finds and composes the messages for
+        // them, so mail goes to the stored address, never to the one in the request.
+        let reset = self
             .ports
-            .customers
-            .find_by_email(caller.mode, &req.email)
+            .resets
+            .create_for_email(&req.email, &draft, &event, self.composer, &token)
             .await?
             .ok_or(RequestResetError::UnknownCustomer)?;
-        // Mail goes to the address stored for the customer, never to the one in the request.
-        let reset = draft.for_customer(customer.id, customer.email);
-        let outbox = self.composer.requested(&reset, &token, now);
-        self.ports.resets.create(&reset, &event, &outbox).await?;
         Ok(IssuedReset { reset, token })
     }
 }

@@ -3,7 +3,7 @@
 //! - [`SelfService`] (`self_service.rs`): a storefront's token-less request, queued as a
 //!   [`crate::models::Job`] and fulfilled by the outbox worker;
 //! - [`RateLimiter`] (`limiter.rs`): which counters a request touches, and the verdict;
-//! - [`OutboxComposer`] (`compose.rs`): the notifications each change enqueues;
+//! - [`OutboxComposer`] (in `models`): the notifications each change enqueues;
 //! - the issuer (`issue.rs`): token and reset creation, shared by the first two;
 //! - [`CustomerService`] (`customers.rs`): the customers whose passwords are reset;
 //! - [`DeliveryService`] (`delivery.rs`): one pass of the outbox worker.
@@ -11,7 +11,6 @@
 //! Each operation has its own error enum (`errors.rs` for resets): named business variants
 //! plus one opaque `Unexpected` carrying the cause for the logs.
 
-mod compose;
 mod customers;
 mod delivery;
 mod errors;
@@ -22,7 +21,7 @@ mod self_service;
 
 use std::sync::Arc;
 
-pub use compose::{NotificationPlan, OutboxComposer};
+pub use crate::models::{NotificationPlan, OutboxComposer};
 pub use customers::*;
 pub use delivery::*;
 pub use errors::*;

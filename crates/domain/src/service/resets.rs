@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use super::Ports;
-use super::compose::{NotificationPlan, OutboxComposer};
 use super::errors::{
     CompleteResetError, DeleteResetError, GetResetError, ListResetsError, RequestResetError,
     UpdateResetError,
@@ -20,6 +19,7 @@ use crate::models::{
     PasswordReset, RateLimits, ResetEvent, ResetField, ResetId, ResetSort, ResetState, ResetToken,
     Timestamp, TokenPolicy, TokenRejection,
 };
+use crate::models::{NotificationPlan, OutboxComposer};
 use crate::ports::{Completion, CompletionOutcome, OutboxStore, RateLimitStore};
 
 /// An attempt to complete a reset.

@@ -1,7 +1,9 @@
 //! What the outbox receives for each change to a reset, decided once by the
-//! [`NotificationPlan`] and written in the same atomic write as the change.
+//! [`NotificationPlan`] and written in the same atomic write as the change. Pure: the use
+//! cases call it, and so do storage adapters for a reset whose customer only they look up
+//! (`ResetStore::create_for_email`).
 
-use crate::models::{
+use super::{
     DetailsPatch, Notification, OutboxMessage, PasswordReset, ResetToken, Timestamp, WebhookTopic,
 };
 
@@ -138,5 +140,44 @@ impl OutboxComposer {
         } else {
             Vec::new()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{TOKEN, reset, t0};
+
+    #[test]
+    fn a_request_mails_the_link_to_the_resets_address_and_announces_it_by_webhook() {
+        let mut r = reset();
+        r.customer_email = crate::EmailAddress::parse("Stored@Example.com").unwrap();
+        let token = ResetToken::parse(TOKEN).unwrap();
+        let both = OutboxComposer::new(NotificationPlan::new(true, true));
+        let outbox = both.requested(&r, &token, t0());
+        assert_eq!(outbox.len(), 2);
+        assert!(matches!(
+            outbox[0].notification(),
+            Some(Notification::ResetRequested { to, token: t, expires_at, reset_id, .. })
+                if to.as_str() == "Stored@Example.com" && t.expose_secret() == TOKEN
+                    && *expires_at == r.expires_at && *reset_id == r.id
+        ));
+        assert!(matches!(
+            outbox[1].notification(),
+            Some(Notification::Webhook { topic: WebhookTopic::Create, reset }) if **reset == r
+        ));
+        assert!(outbox.iter().all(|m| m.created_at == t0()));
+
+        let mail_only = OutboxComposer::new(NotificationPlan::new(true, false));
+        assert_eq!(mail_only.requested(&r, &token, t0()).len(), 1);
+        let silent = OutboxComposer::default();
+        assert!(silent.is_silent());
+        assert!(silent.requested(&r, &token, t0()).is_empty());
+        assert!(
+            silent
+                .completed(&r, &DetailsPatch::default(), t0())
+                .is_empty()
+        );
+        assert!(silent.deleted(&r, t0()).is_empty());
     }
 }
