@@ -4,8 +4,8 @@
 
 use anyhow::{Context, anyhow};
 use pwreset_domain::{
-    CustomerId, EmailAddress, Job, Metadata, Mode, Notification, OutboxId, OutboxMessage,
-    PasswordReset, Payload, Reference, ResetId, ResetToken, Timestamp, TokenDigest, WebhookTopic,
+    EmailAddress, Job, Mode, Notification, OutboxId, OutboxMessage, PasswordReset, Payload,
+    ResetId, ResetToken, Timestamp, WebhookTopic,
 };
 use serde_json::{Value, json};
 
@@ -33,10 +33,6 @@ fn ts(t: &Timestamp) -> Value {
     json!(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
-fn opt_ts(t: Option<&Timestamp>) -> Value {
-    t.map_or(Value::Null, ts)
-}
-
 fn parse_ts(v: &Value) -> anyhow::Result<Timestamp> {
     let s = v
         .as_str()
@@ -44,75 +40,16 @@ fn parse_ts(v: &Value) -> anyhow::Result<Timestamp> {
     Ok(chrono::DateTime::parse_from_rfc3339(s)?.to_utc())
 }
 
-fn parse_opt_ts(v: &Value) -> anyhow::Result<Option<Timestamp>> {
-    if v.is_null() {
-        Ok(None)
-    } else {
-        parse_ts(v).map(Some)
-    }
-}
-
-/// The reset as it stood, for webhook payloads. No token: only its digest exists.
+/// The reset as it stood, for webhook payloads (its serde form). No token: only its
+/// digest exists.
 fn snapshot(r: &PasswordReset) -> Value {
-    json!({
-        "id": r.id.to_string(),
-        "mode": r.mode.as_str(),
-        "customer_id": r.customer_id.to_string(),
-        "customer_email": r.customer_email.as_str(),
-        "token_digest": r.token_digest.to_hex(),
-        "expires_at": ts(&r.expires_at),
-        "reset_password_at": opt_ts(r.reset_password_at.as_ref()),
-        "invalidated_at": opt_ts(r.invalidated_at.as_ref()),
-        "failed_attempts": r.failed_attempts,
-        "reference": r.reference.as_ref().map(Reference::as_str),
-        "reference_origin": r.reference_origin.as_ref().map(Reference::as_str),
-        "metadata": r.metadata.as_ref().map(Metadata::to_value),
-        "created_at": ts(&r.created_at),
-        "updated_at": ts(&r.updated_at),
-    })
+    // Plain data with string keys only: serializing it into a JSON value cannot fail.
+    serde_json::to_value(r).expect("a reset serializes to JSON")
 }
 
-fn text<'a>(v: &'a Value, key: &str) -> anyhow::Result<&'a str> {
-    v[key]
-        .as_str()
-        .ok_or_else(|| anyhow!("snapshot field {key} is missing"))
-}
-
-fn reference(v: &Value) -> anyhow::Result<Option<Reference>> {
-    v.as_str()
-        .map(Reference::parse)
-        .transpose()
-        .context("snapshot reference")
-}
-
+/// The reset a [`snapshot`] holds, every field checked again.
 fn from_snapshot(v: &Value) -> anyhow::Result<PasswordReset> {
-    Ok(PasswordReset {
-        id: text(v, "id")?.parse().map_err(|_| anyhow!("snapshot id"))?,
-        mode: text(v, "mode")?
-            .parse()
-            .map_err(|_| anyhow!("snapshot mode"))?,
-        customer_id: text(v, "customer_id")?
-            .parse::<CustomerId>()
-            .map_err(|_| anyhow!("snapshot customer_id"))?,
-        customer_email: EmailAddress::parse(text(v, "customer_email")?)?,
-        token_digest: TokenDigest::from_hex(text(v, "token_digest")?)
-            .ok_or_else(|| anyhow!("snapshot token_digest"))?,
-        expires_at: parse_ts(&v["expires_at"])?,
-        reset_password_at: parse_opt_ts(&v["reset_password_at"])?,
-        invalidated_at: parse_opt_ts(&v["invalidated_at"])?,
-        failed_attempts: v["failed_attempts"]
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| anyhow!("snapshot failed_attempts is missing or out of range"))?,
-        reference: reference(&v["reference"])?,
-        reference_origin: reference(&v["reference_origin"])?,
-        metadata: match &v["metadata"] {
-            Value::Null => None,
-            m => Some(Metadata::parse(m.clone())?),
-        },
-        created_at: parse_ts(&v["created_at"])?,
-        updated_at: parse_ts(&v["updated_at"])?,
-    })
+    serde_json::from_value(v.clone()).context("the webhook message's reset does not decode")
 }
 
 /// The columns an enqueued message sets; [`push_row`] binds their values.
@@ -267,6 +204,41 @@ pub fn message_from_row(row: Vec<Val>) -> anyhow::Result<OutboxMessage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pwreset_domain::{CustomerId, Metadata, Reference, TokenDigest};
+
+    #[test]
+    fn snapshots_written_by_the_previous_release_still_decode() {
+        // As the release before the serde form wrote them: millisecond RFC 3339 times.
+        let old = json!({
+            "id": "01a0c6a3-8a00-7000-8000-000000000001",
+            "mode": "live",
+            "customer_id": "01a0c6a3-8a00-7000-8000-000000000002",
+            "customer_email": "Jane@example.com",
+            "token_digest": "ab".repeat(32),
+            "expires_at": "2026-03-01T10:00:00.000Z",
+            "reset_password_at": null,
+            "invalidated_at": "2026-03-01T09:30:00.250Z",
+            "failed_attempts": 2,
+            "reference": "r",
+            "reference_origin": null,
+            "metadata": {"a": 1},
+            "created_at": "2026-03-01T09:00:00.000Z",
+            "updated_at": "2026-03-01T09:30:00.250Z",
+        });
+        let r = from_snapshot(&old).unwrap();
+        assert_eq!(r.customer_email.as_str(), "Jane@example.com");
+        assert_eq!(r.token_digest, TokenDigest::from_bytes([0xab; 32]));
+        assert_eq!(r.invalidated_at.unwrap().timestamp_subsec_millis(), 250);
+        assert_eq!(r.failed_attempts, 2);
+        assert_eq!(from_snapshot(&snapshot(&r)).unwrap(), r);
+        // Every field is checked again: a bad address or digest is an error, not a default.
+        let mut bad = old.clone();
+        bad["customer_email"] = json!("not an address");
+        assert!(from_snapshot(&bad).is_err());
+        let mut bad = old;
+        bad["token_digest"] = json!("abc");
+        assert!(from_snapshot(&bad).is_err());
+    }
 
     #[test]
     fn snapshots_round_trip() {

@@ -10,7 +10,10 @@ use super::{
 
 /// A request to reset one customer's password, identified by a single-use token of which
 /// only the keyed digest is kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its serde form (field names as here, RFC 3339 times, the digest in hex) is how a reset
+/// travels inside a stored webhook message; every field is checked again when read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PasswordReset {
     pub id: ResetId,
     pub mode: Mode,

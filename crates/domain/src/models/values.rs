@@ -28,6 +28,51 @@ pub fn to_millis(t: DateTime<Utc>) -> Timestamp {
     t.trunc_subsecs(3)
 }
 
+/// Serializes as its text and deserializes through its checking parser, so a stored or
+/// received value is validated exactly like one from a caller.
+macro_rules! serde_as_checked_text {
+    ($name:ident, $to_text:expr, $parse:expr) => {
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let to_text: fn(&$name) -> String = $to_text;
+                s.serialize_str(&to_text(self))
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                let parse: fn(&str) -> Option<$name> = $parse;
+                parse(&text).ok_or_else(|| {
+                    serde::de::Error::custom(concat!("not a valid ", stringify!($name)))
+                })
+            }
+        }
+    };
+}
+
+serde_as_checked_text!(EmailAddress, |e| e.as_str().to_owned(), |s| {
+    EmailAddress::parse(s).ok()
+});
+serde_as_checked_text!(Reference, |r| r.as_str().to_owned(), |s| Reference::parse(
+    s
+)
+.ok());
+serde_as_checked_text!(TokenDigest, TokenDigest::to_hex, TokenDigest::from_hex);
+
+impl Serialize for Metadata {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.as_map().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        Metadata::parse(value).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Which credentials a row belongs to. Commerce Layer keeps test and live data apart; so do
 /// we: every row carries its mode and every query is scoped by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
