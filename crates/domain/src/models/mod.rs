@@ -7,18 +7,22 @@
 
 mod compose;
 mod customer;
+mod email;
 mod event;
 mod limits;
 mod outbox;
 mod query;
 mod reset;
+mod secrets;
 mod values;
 
 pub use compose::{NotificationPlan, OutboxComposer};
 pub use customer::*;
+pub use email::*;
 pub use event::*;
 pub use limits::*;
 pub use outbox::*;
 pub use query::*;
 pub use reset::*;
+pub use secrets::*;
 pub use values::*;

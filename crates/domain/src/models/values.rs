@@ -1,13 +1,16 @@
-//! Validated value types. Each has a private representation and a checking constructor.
+//! Validated value types (mode, ids, references, metadata) and the time and hashing
+//! helpers everything shares. Each type has a private representation and a checking
+//! constructor; emails live in `email.rs`, secrets in `secrets.rs`.
 
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
-use unicode_normalization::UnicodeNormalization;
+
 use uuid::Uuid;
+
+use super::{EmailAddress, TokenDigest};
 
 /// A point in time, always UTC and always truncated to whole milliseconds, which is the
 /// precision of the wire format and of every storage adapter.
@@ -178,114 +181,6 @@ id_type!(
 #[error("not a valid id")]
 pub struct IdError;
 
-/// The longest email address accepted, in bytes (RFC 5321 path limit minus the brackets).
-pub const EMAIL_MAX_BYTES: usize = 254;
-
-/// A plausible email address, kept as given and in normalized form (NFKC, then lowercased)
-/// for matching. Mail goes to the stored customer's address, never to a submitted string.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct EmailAddress {
-    original: String,
-    normalized: String,
-}
-
-/// Why a text is not an acceptable email address.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EmailError {
-    #[error("email address is empty")]
-    Empty,
-    #[error("email address is longer than {EMAIL_MAX_BYTES} bytes")]
-    TooLong,
-    #[error("email address is not of the form local@domain.tld")]
-    Malformed,
-}
-
-/// Normalizes an email-like text the way stored addresses are normalized: NFKC, lowercase,
-/// NFKC again (lowercasing can denormalize). Used for matching, including filter values.
-#[must_use]
-pub fn normalize_email(s: &str) -> String {
-    let lowered: String = s.nfkc().collect::<String>().to_lowercase();
-    lowered.nfkc().collect()
-}
-
-impl EmailAddress {
-    /// Parses an address. Surrounding white space is trimmed; the rest must be one `@`
-    /// between a non-empty local part (at most 64 bytes) and a dotted domain, with no white
-    /// space or control characters anywhere.
-    ///
-    /// # Errors
-    /// Naming the first rule the address breaks.
-    pub fn parse(s: &str) -> Result<Self, EmailError> {
-        let original = s.trim();
-        if original.is_empty() {
-            return Err(EmailError::Empty);
-        }
-        if original.len() > EMAIL_MAX_BYTES {
-            return Err(EmailError::TooLong);
-        }
-        let normalized = normalize_email(original);
-        if normalized.len() > EMAIL_MAX_BYTES {
-            return Err(EmailError::TooLong);
-        }
-        let (local, domain) = normalized.split_once('@').ok_or(EmailError::Malformed)?;
-        let plausible = !local.is_empty()
-            && local.len() <= 64
-            && !domain.contains('@')
-            && domain.contains('.')
-            && !domain.starts_with('.')
-            && !domain.ends_with('.')
-            && !domain.contains("..")
-            && !normalized
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ',');
-        if !plausible {
-            return Err(EmailError::Malformed);
-        }
-        Ok(Self {
-            original: original.to_owned(),
-            normalized,
-        })
-    }
-
-    /// The address as the customer gave it (trimmed).
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.original
-    }
-
-    /// The normalized form used for uniqueness and matching.
-    #[must_use]
-    pub fn normalized(&self) -> &str {
-        &self.normalized
-    }
-
-    /// The normalized local part (before the `@`).
-    #[must_use]
-    pub fn local_part(&self) -> &str {
-        self.normalized.split('@').next().unwrap_or_default()
-    }
-
-    /// A form safe for logs: first character of the local part, then the domain.
-    #[must_use]
-    pub fn masked(&self) -> String {
-        let (local, domain) = self.normalized.split_once('@').unwrap_or(("", ""));
-        let first: String = local.chars().take(1).collect();
-        format!("{first}***@{domain}")
-    }
-}
-
-impl fmt::Debug for EmailAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EmailAddress({})", self.masked())
-    }
-}
-
-impl AsRef<str> for EmailAddress {
-    fn as_ref(&self) -> &str {
-        &self.original
-    }
-}
-
 /// The longest `reference` or `reference_origin`, in characters.
 pub const REFERENCE_MAX_CHARS: usize = 255;
 
@@ -384,176 +279,13 @@ impl Metadata {
     }
 }
 
-/// Number of characters in a reset token: 32 bytes in unpadded base64url.
-pub const TOKEN_LEN: usize = 43;
-
-/// A raw reset token: 43 characters of unpadded base64url encoding exactly 32 bytes.
-/// It is a secret: it exists only in memory and in the one response that hands it out,
-/// redacts itself in `Debug`, and has no `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ResetToken(String);
-
-/// The text is not a well-formed reset token.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("reset token is not 43 characters of base64url")]
-pub struct TokenFormatError;
-
-fn base64url_value(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'-' => Some(62),
-        b'_' => Some(63),
-        _ => None,
-    }
-}
-
-impl ResetToken {
-    /// Accepts exactly the canonical encoding of 32 bytes: 43 base64url characters whose
-    /// last character carries no stray bits, so every token has a single spelling.
-    ///
-    /// # Errors
-    /// When `s` is not such a string.
-    pub fn parse(s: &str) -> Result<Self, TokenFormatError> {
-        let bytes = s.as_bytes();
-        if bytes.len() != TOKEN_LEN {
-            return Err(TokenFormatError);
-        }
-        let mut last = 0;
-        for &b in bytes {
-            last = base64url_value(b).ok_or(TokenFormatError)?;
-        }
-        // 43 chars hold 258 bits; the 2 bits past the 256th must be zero.
-        if last & 0b11 != 0 {
-            return Err(TokenFormatError);
-        }
-        Ok(Self(s.to_owned()))
-    }
-
-    /// The raw token, for the single place that must see it (digesting, the create
-    /// response, the outbox message).
-    #[must_use]
-    pub fn expose_secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ResetToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ResetToken(<redacted>)")
-    }
-}
-
-/// A keyed digest (HMAC-SHA256) of a reset token: the only form in which a token is stored.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TokenDigest([u8; 32]);
-
-impl TokenDigest {
-    #[must_use]
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
-    /// From a stored value; `None` unless exactly 32 bytes.
-    #[must_use]
-    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
-        <[u8; 32]>::try_from(bytes).ok().map(Self)
-    }
-
-    #[must_use]
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// Lower-case hexadecimal, 64 characters: how digests travel in text (bucket keys,
-    /// webhook snapshots).
-    #[must_use]
-    pub fn to_hex(&self) -> String {
-        use fmt::Write as _;
-        self.0.iter().fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-    }
-
-    /// The digest written by [`TokenDigest::to_hex`]; `None` unless exactly 64 hex digits.
-    #[must_use]
-    pub fn from_hex(s: &str) -> Option<Self> {
-        if s.len() != 64 || !s.is_ascii() {
-            return None;
-        }
-        let mut bytes = [0u8; 32];
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        Some(Self(bytes))
-    }
-
-    /// Compares in constant time, so the comparison leaks nothing of how much matched.
-    #[must_use]
-    pub fn ct_eq(&self, other: &TokenDigest) -> bool {
-        self.0.ct_eq(&other.0).into()
-    }
-}
-
-impl fmt::Debug for TokenDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TokenDigest(")?;
-        for b in &self.0[..4] {
-            write!(f, "{b:02x}")?;
-        }
-        write!(f, "…)")
-    }
-}
-
-/// A new password as submitted: a secret until hashed. Checked by [`crate::PasswordPolicy`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
-
-impl Password {
-    #[must_use]
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    #[must_use]
-    pub fn expose_secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(<redacted>)")
-    }
-}
-
-/// A password hash in PHC string format (`$argon2id$v=19$...`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct PasswordHash(String);
-
-impl PasswordHash {
-    #[must_use]
-    pub fn new(phc: impl Into<String>) -> Self {
-        Self(phc.into())
-    }
-
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for PasswordHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PasswordHash(<redacted>)")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::{
+        EMAIL_MAX_BYTES, EmailAddress, EmailError, Password, PasswordHash, ResetToken, TOKEN_LEN,
+        TokenDigest, normalize_email,
+    };
     use proptest::prelude::*;
 
     #[test]
