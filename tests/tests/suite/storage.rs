@@ -135,6 +135,17 @@ async fn add_reset(db: &TestDb, c: &Customer, at: Timestamp) -> Issued {
     issued
 }
 
+/// How many events of `kind` the reset `id` has.
+async fn count_events(db: &TestDb, mode: Mode, id: ResetId, kind: EventKind) -> usize {
+    db.resets
+        .events(mode, id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == kind)
+        .count()
+}
+
 async fn find(db: &TestDb, mode: Mode, id: ResetId) -> Option<PasswordReset> {
     db.resets.find(mode, id).await.unwrap()
 }
@@ -783,14 +794,7 @@ async fn fifty_concurrent_completions_of_one_reset_yield_exactly_one_success(db:
         successes, 1,
         "exactly one of 50 concurrent completions may win"
     );
-    let completed_events = db
-        .resets
-        .events(Mode::Test, r.reset.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == EventKind::Completed)
-        .count();
+    let completed_events = count_events(&db, Mode::Test, r.reset.id, EventKind::Completed).await;
     assert_eq!(completed_events, 1);
 }
 
@@ -1546,14 +1550,7 @@ async fn failed_messages_wait_for_their_retry_then_die_without_their_secret(db: 
         "dead messages stay dead"
     );
     assert_eq!(pwreset_tests::outbox_secrets(&db).await, 0);
-    let dead = db
-        .resets
-        .events(Mode::Test, r.reset.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == EventKind::NotificationDead)
-        .count();
+    let dead = count_events(&db, Mode::Test, r.reset.id, EventKind::NotificationDead).await;
     assert_eq!(dead, 1);
 }
 
