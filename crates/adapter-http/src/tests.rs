@@ -159,11 +159,7 @@ async fn create_returns_the_token_once_in_a_json_api_document() {
     m.resets
         .expect_create_for_email()
         .times(1)
-        .returning(|_, d, _, _, _| {
-            Ok(Some(
-                d.clone().for_customer(customer().id, customer().email),
-            ))
-        });
+        .returning(|r| Ok(Some(r.for_customer(customer().id, customer().email).0)));
     let body = json!({"data": {"type": "customer_password_resets", "attributes": {"customer_email": "JANE@example.com", "reference": "crm-1"}, "relationships": {}}});
     let reply = call(m.state(), post("/api/customer_password_resets", &body)).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);

@@ -1,10 +1,11 @@
 //! `ResetStore` in memory.
 
 use async_trait::async_trait;
+use pwreset_domain::AddressedReset;
 use pwreset_domain::ports::{Completion, CompletionOutcome, ResetStore, StoreError};
 use pwreset_domain::{
-    DetailsPatch, EmailAddress, ListQuery, Mode, OutboxComposer, OutboxMessage, Page,
-    PasswordReset, ResetDraft, ResetEvent, ResetField, ResetId, ResetSort, ResetToken, Timestamp,
+    DetailsPatch, ListQuery, Mode, OutboxMessage, Page, PasswordReset, ResetEvent, ResetField,
+    ResetId, ResetSort, Timestamp,
 };
 
 use crate::MemoryStore;
@@ -75,14 +76,10 @@ impl ResetStore for MemoryStore {
 
     async fn create_for_email(
         &self,
-        email: &EmailAddress,
-        draft: &ResetDraft,
-        event: &ResetEvent,
-        composer: OutboxComposer,
-        token: &ResetToken,
+        request: &AddressedReset,
     ) -> Result<Option<PasswordReset>, StoreError> {
         let mut state = self.lock();
-        let key = (draft.mode, email.normalized().to_owned());
+        let key = (request.draft.mode, request.email.normalized().to_owned());
         let Some(customer) = state
             .emails
             .get(&key)
@@ -90,11 +87,8 @@ impl ResetStore for MemoryStore {
         else {
             return Ok(None);
         };
-        let reset = draft
-            .clone()
-            .for_customer(customer.id, customer.email.clone());
-        let outbox = composer.requested(&reset, token, draft.created_at);
-        create(&mut state, &reset, event, &outbox)?;
+        let (reset, outbox) = request.for_customer(customer.id, customer.email.clone());
+        create(&mut state, &reset, &request.event, &outbox)?;
         Ok(Some(reset))
     }
 

@@ -18,10 +18,10 @@ use pwreset_adapter_sql::rows::{
     EVENT_COLUMNS, RESET_COLUMNS, RESET_TYPES, event_values, json_of, reset_values, text_of,
 };
 use pwreset_adapter_sql::{DbError, Dialect, Driver, Sql, Ty, Val, db};
+use pwreset_domain::AddressedReset;
 use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
 use pwreset_domain::{
-    EmailAddress, EventId, OutboxComposer, OutboxMessage, PasswordReset, ResetDraft, ResetEvent,
-    ResetToken, Timestamp,
+    EmailAddress, EventId, OutboxMessage, PasswordReset, ResetDraft, ResetEvent, Timestamp,
 };
 
 /// Revocation event ids bound per statement. A customer normally has at most one
@@ -225,22 +225,17 @@ impl PgDialect {
     async fn create_for_found_customer(
         &self,
         driver: &dyn Driver,
-        email: &EmailAddress,
-        draft: &ResetDraft,
-        event: &ResetEvent,
-        composer: OutboxComposer,
-        token: &ResetToken,
+        request: &AddressedReset,
     ) -> Result<Option<PasswordReset>, StoreError> {
         let found = {
             let mut conn = driver.connection().await.map_err(db)?;
-            atomic::customer_by_address(&mut *conn, draft.mode, email).await?
+            atomic::customer_by_address(&mut *conn, request.draft.mode, &request.email).await?
         };
         let Some((id, stored)) = found else {
             return Ok(None);
         };
-        let reset = draft.clone().for_customer(id, stored);
-        let outbox = composer.requested(&reset, token, draft.created_at);
-        self.create(driver, &reset, event, &outbox).await?;
+        let (reset, outbox) = request.for_customer(id, stored);
+        self.create(driver, &reset, &request.event, &outbox).await?;
         Ok(Some(reset))
     }
 }
@@ -276,19 +271,19 @@ impl Dialect for PgDialect {
     async fn create_for_email(
         &self,
         driver: &dyn Driver,
-        email: &EmailAddress,
-        draft: &ResetDraft,
-        event: &ResetEvent,
-        composer: OutboxComposer,
-        token: &ResetToken,
+        request: &AddressedReset,
     ) -> Result<Option<PasswordReset>, StoreError> {
-        if !composer.is_silent() {
+        if !request.composer.is_silent() {
             // Messages are composed for the customer found, so look them up first (one
             // round trip), then write everything in one statement, as `create` does.
-            return self
-                .create_for_found_customer(driver, email, draft, event, composer, token)
-                .await;
+            return self.create_for_found_customer(driver, request).await;
         }
+        let AddressedReset {
+            email,
+            draft,
+            event,
+            ..
+        } = request;
         let outcome = {
             let mut conn = driver.connection().await.map_err(db)?;
             conn.fetch(
@@ -300,8 +295,7 @@ impl Dialect for PgDialect {
         let rows = match outcome {
             Ok(rows) => rows,
             Err(e) if ran_out_of_ids(&e) => {
-                return atomic::create_for_email(driver, email, draft, event, composer, token)
-                    .await;
+                return atomic::create_for_email(driver, request).await;
             }
             Err(e) => return Err(db(e)),
         };

@@ -2,10 +2,11 @@
 //! database. A [`crate::Dialect`] either uses these for its write methods or has a
 //! one-statement form of its own, and may fall back to these.
 
+use pwreset_domain::AddressedReset;
 use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
 use pwreset_domain::{
-    CustomerId, DetailsPatch, EmailAddress, EventId, EventKind, Mode, OutboxComposer,
-    OutboxMessage, PasswordReset, Patch, ResetDraft, ResetEvent, ResetId, ResetToken, Timestamp,
+    CustomerId, DetailsPatch, EmailAddress, EventId, EventKind, Mode, OutboxMessage, PasswordReset,
+    Patch, ResetEvent, ResetId, Timestamp,
 };
 
 use crate::driver::{DbError, Driver, Executor};
@@ -217,17 +218,14 @@ pub async fn customer_by_address(
 /// When the database fails; nothing is written then.
 pub async fn create_for_email(
     driver: &dyn Driver,
-    email: &EmailAddress,
-    draft: &ResetDraft,
-    event: &ResetEvent,
-    composer: OutboxComposer,
-    token: &ResetToken,
+    request: &AddressedReset,
 ) -> Result<Option<PasswordReset>, StoreError> {
     let mut tx = driver.begin().await.map_err(db)?;
-    let Some((id, stored)) = customer_by_address(&mut *tx, draft.mode, email).await? else {
+    let found = customer_by_address(&mut *tx, request.draft.mode, &request.email).await?;
+    let Some((id, stored)) = found else {
         return Ok(None);
     };
-    let reset = draft.clone().for_customer(id, stored);
+    let (reset, outbox) = request.for_customer(id, stored);
     revoke_outstanding(
         &mut *tx,
         reset.mode,
@@ -239,8 +237,7 @@ pub async fn create_for_email(
     .await
     .map_err(db)?;
     insert_reset(&mut *tx, &reset).await.map_err(db)?;
-    insert_event(&mut *tx, event).await.map_err(db)?;
-    let outbox = composer.requested(&reset, token, draft.created_at);
+    insert_event(&mut *tx, &request.event).await.map_err(db)?;
     insert_outbox(&mut *tx, &outbox).await.map_err(db)?;
     tx.commit().await.map_err(db)?;
     Ok(Some(reset))

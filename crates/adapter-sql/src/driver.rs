@@ -4,10 +4,9 @@
 use crate::sql::Sql;
 use crate::value::{Ty, Val};
 use async_trait::async_trait;
+use pwreset_domain::AddressedReset;
 use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
-use pwreset_domain::{
-    EmailAddress, OutboxComposer, OutboxMessage, PasswordReset, ResetDraft, ResetEvent, ResetToken,
-};
+use pwreset_domain::{OutboxMessage, PasswordReset, ResetEvent};
 
 /// A database failure, with the constraint violations the stores act on told apart.
 #[derive(Debug, thiserror::Error)]
@@ -87,19 +86,15 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
 
     /// `ResetStore::create_for_email`: find the customer by address and, if there is one,
-    /// create the reset for them as [`create`](Dialect::create) does, with the messages
-    /// `composer.requested` makes for it.
+    /// create the reset and messages `request.for_customer` makes, as
+    /// [`create`](Dialect::create) does.
     ///
     /// # Errors
     /// When the database fails; nothing is written then.
     async fn create_for_email(
         &self,
         driver: &dyn Driver,
-        email: &EmailAddress,
-        draft: &ResetDraft,
-        event: &ResetEvent,
-        composer: OutboxComposer,
-        token: &ResetToken,
+        request: &AddressedReset,
     ) -> Result<Option<PasswordReset>, StoreError>;
 
     /// `ResetStore::complete`: the conditional update, and only if it matched, the

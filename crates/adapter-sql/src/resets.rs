@@ -2,12 +2,13 @@
 //! driver's [`crate::Dialect`]'s; everything else is the same SQL on every database.
 
 use async_trait::async_trait;
+use pwreset_domain::AddressedReset;
+use pwreset_domain::OutboxMessage;
 use pwreset_domain::ports::{Completion, CompletionOutcome, ResetStore, StoreError};
 use pwreset_domain::{
-    DetailsPatch, EmailAddress, ListQuery, Mode, Page, PasswordReset, ResetDraft, ResetEvent,
-    ResetField, ResetId, ResetSort, Timestamp,
+    DetailsPatch, ListQuery, Mode, Page, PasswordReset, ResetEvent, ResetField, ResetId, ResetSort,
+    Timestamp,
 };
-use pwreset_domain::{OutboxComposer, OutboxMessage, ResetToken};
 
 use crate::SqlStore;
 use crate::atomic::{one_reset, push_details};
@@ -63,17 +64,10 @@ impl ResetStore for SqlStore {
 
     async fn create_for_email(
         &self,
-        email: &EmailAddress,
-        draft: &ResetDraft,
-        event: &ResetEvent,
-        composer: OutboxComposer,
-        token: &ResetToken,
+        request: &AddressedReset,
     ) -> Result<Option<PasswordReset>, StoreError> {
         let driver = &*self.driver;
-        driver
-            .dialect()
-            .create_for_email(driver, email, draft, event, composer, token)
-            .await
+        driver.dialect().create_for_email(driver, request).await
     }
 
     async fn find(&self, mode: Mode, id: ResetId) -> Result<Option<PasswordReset>, StoreError> {

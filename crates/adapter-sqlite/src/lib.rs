@@ -17,10 +17,9 @@ use pwreset_adapter_sql::atomic;
 use pwreset_adapter_sql::{
     CUSTOMER_EMAIL_KEY, DbError, Dialect, Driver, Executor, Sql, SqlStore, Transaction, Ty, Val,
 };
+use pwreset_domain::AddressedReset;
 use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
-use pwreset_domain::{
-    EmailAddress, OutboxComposer, OutboxMessage, PasswordReset, ResetDraft, ResetEvent, ResetToken,
-};
+use pwreset_domain::{OutboxMessage, PasswordReset, ResetEvent};
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
@@ -287,13 +286,9 @@ impl Dialect for SqliteDialect {
     async fn create_for_email(
         &self,
         driver: &dyn Driver,
-        email: &EmailAddress,
-        draft: &ResetDraft,
-        event: &ResetEvent,
-        composer: OutboxComposer,
-        token: &ResetToken,
+        request: &AddressedReset,
     ) -> Result<Option<PasswordReset>, StoreError> {
-        atomic::create_for_email(driver, email, draft, event, composer, token).await
+        atomic::create_for_email(driver, request).await
     }
 
     async fn complete(

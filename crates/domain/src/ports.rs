@@ -15,10 +15,10 @@ use async_trait::async_trait;
 use chrono::TimeDelta;
 
 use crate::models::{
-    Bucket, Customer, CustomerField, CustomerId, CustomerSort, DetailsPatch, EmailAddress,
-    ListQuery, Mode, Notification, OutboxComposer, OutboxId, OutboxMessage, Page, Password,
-    PasswordHash, PasswordReset, ResetDraft, ResetEvent, ResetField, ResetId, ResetSort,
-    ResetToken, Timestamp, TokenDigest,
+    AddressedReset, Bucket, Customer, CustomerField, CustomerId, CustomerSort, DetailsPatch,
+    EmailAddress, ListQuery, Mode, Notification, OutboxId, OutboxMessage, Page, Password,
+    PasswordHash, PasswordReset, ResetEvent, ResetField, ResetId, ResetSort, ResetToken, Timestamp,
+    TokenDigest,
 };
 
 /// The cause of an adapter failure that the domain cannot act on, kept for the logs.
@@ -120,11 +120,11 @@ pub trait ResetStore: Send + Sync + Debug {
         outbox: &[OutboxMessage],
     ) -> Result<(), StoreError>;
 
-    /// Finds the customer of `draft.mode` whose normalized address is `email`'s and, if
-    /// there is one, creates the reset for them (`draft.for_customer` with the customer's
-    /// id and *stored* address) as [`ResetStore::create`] does, enqueueing
-    /// `composer.requested(&reset, token, draft.created_at)`. Returns the stored reset, or
-    /// `None` (and writes nothing) when no customer has the address.
+    /// Finds the customer of `request.draft.mode` whose normalized address is
+    /// `request.email`'s and, if there is one, creates the reset and the messages
+    /// [`AddressedReset::for_customer`] makes for them (their id and *stored* address) as
+    /// [`ResetStore::create`] does. Returns the stored reset, or `None` (and writes nothing)
+    /// when no customer has the address.
     ///
     /// How lookup and write are done is the store's business (one round trip when the
     /// composer is silent, say); the use case only asks for a reset for an address.
@@ -133,11 +133,7 @@ pub trait ResetStore: Send + Sync + Debug {
     /// `Unexpected` on any failure; nothing is written then.
     async fn create_for_email(
         &self,
-        email: &EmailAddress,
-        draft: &ResetDraft,
-        event: &ResetEvent,
-        composer: OutboxComposer,
-        token: &ResetToken,
+        request: &AddressedReset,
     ) -> Result<Option<PasswordReset>, StoreError>;
 
     /// The reset with this id in this mode, if any.

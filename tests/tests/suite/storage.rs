@@ -386,7 +386,13 @@ async fn revocation_events_get_uuidv7_ids_of_their_time_however_many_are_revoked
             let event = Caller::new(mode).event(d.id, EventKind::Requested, None, at);
             let (token, _) = digester().issue();
             store
-                .create_for_email(&email, &d, &event, OutboxComposer::default(), &token)
+                .create_for_email(&AddressedReset::new(
+                    email,
+                    d,
+                    event,
+                    OutboxComposer::default(),
+                    token,
+                ))
                 .await
                 .unwrap()
                 .expect("the customer exists")
@@ -455,7 +461,7 @@ async fn creating_by_address_binds_the_stored_customer_or_writes_nothing(db: Tes
         async move {
             let event = Caller::new(d.mode).event(d.id, EventKind::Requested, None, d.created_at);
             store
-                .create_for_email(&address, &d, &event, composer, &token)
+                .create_for_email(&AddressedReset::new(address, d, event, composer, token))
                 .await
                 .unwrap()
         }

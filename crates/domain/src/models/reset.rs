@@ -5,7 +5,8 @@ use chrono::TimeDelta;
 use unicode_normalization::UnicodeNormalization;
 
 use super::{
-    CustomerId, EmailAddress, Metadata, Mode, Password, Reference, ResetId, Timestamp, TokenDigest,
+    CustomerId, EmailAddress, Metadata, Mode, OutboxComposer, OutboxMessage, Password, Reference,
+    ResetEvent, ResetId, ResetToken, Timestamp, TokenDigest,
 };
 
 /// A request to reset one customer's password, identified by a single-use token of which
@@ -73,6 +74,53 @@ impl ResetDraft {
             created_at: self.created_at,
             updated_at: self.created_at,
         }
+    }
+}
+
+/// A reset to create for whichever customer of `draft.mode` has `email` (see
+/// `ResetStore::create_for_email`): the draft, its `requested` event, and what to enqueue
+/// once the store knows the customer.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AddressedReset {
+    pub email: EmailAddress,
+    pub draft: ResetDraft,
+    pub event: ResetEvent,
+    pub composer: OutboxComposer,
+    pub token: ResetToken,
+}
+
+impl AddressedReset {
+    #[must_use]
+    pub fn new(
+        email: EmailAddress,
+        draft: ResetDraft,
+        event: ResetEvent,
+        composer: OutboxComposer,
+        token: ResetToken,
+    ) -> Self {
+        Self {
+            email,
+            draft,
+            event,
+            composer,
+            token,
+        }
+    }
+
+    /// The reset bound to the customer a store found (their id and *stored* address) and
+    /// the outbox messages to write with it.
+    #[must_use]
+    pub fn for_customer(
+        &self,
+        customer_id: CustomerId,
+        stored_email: EmailAddress,
+    ) -> (PasswordReset, Vec<OutboxMessage>) {
+        let reset = self.draft.clone().for_customer(customer_id, stored_email);
+        let outbox = self
+            .composer
+            .requested(&reset, &self.token, self.draft.created_at);
+        (reset, outbox)
     }
 }
 

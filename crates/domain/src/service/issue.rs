@@ -7,8 +7,8 @@ use super::Ports;
 use super::errors::RequestResetError;
 use crate::models::OutboxComposer;
 use crate::models::{
-    Caller, EmailAddress, EventKind, Metadata, PasswordReset, Reference, ResetDraft, ResetId,
-    ResetToken, TokenPolicy,
+    AddressedReset, Caller, EmailAddress, EventKind, Metadata, PasswordReset, Reference,
+    ResetDraft, ResetId, ResetToken, TokenPolicy,
 };
 
 /// A request to start a reset for the customer with `email`.
@@ -73,10 +73,11 @@ impl ResetIssuer {
         let event = caller.event(draft.id, EventKind::Requested, None, now);
         // The store binds the reset to the customer it finds and composes the messages for
         // them, so mail goes to the stored address, never to the one in the request.
+        let request = AddressedReset::new(req.email, draft, event, self.composer, token.clone());
         let reset = self
             .ports
             .resets
-            .create_for_email(&req.email, &draft, &event, self.composer, &token)
+            .create_for_email(&request)
             .await?
             .ok_or(RequestResetError::UnknownCustomer)?;
         Ok(IssuedReset { reset, token })

@@ -90,9 +90,10 @@ async fn requesting_a_reset_for_a_known_email_stores_a_digest_and_returns_the_to
     m.resets.expect_create().never();
     m.resets
         .expect_create_for_email()
-        .withf(|email, d, e, composer, token| {
-            composer.is_silent()
-                && token.expose_secret() == TOKEN
+        .withf(|r| {
+            let (email, d, e) = (&r.email, &r.draft, &r.event);
+            r.composer.is_silent()
+                && r.token.expose_secret() == TOKEN
                 && email.normalized() == "jane@example.com"
                 && d.mode == Mode::Test
                 && d.token_digest == digest_of(TOKEN)
@@ -103,11 +104,7 @@ async fn requesting_a_reset_for_a_known_email_stores_a_digest_and_returns_the_to
                 && e.reset_id == d.id
         })
         .times(1)
-        .returning(|_, d, _, _, _| {
-            Ok(Some(
-                d.clone().for_customer(customer().id, customer().email),
-            ))
-        });
+        .returning(|r| Ok(Some(r.for_customer(customer().id, customer().email).0)));
     let issued = m
         .resets()
         .request(
@@ -144,7 +141,7 @@ async fn requesting_a_reset_for_an_unknown_email_fails_without_writing() {
     m.resets
         .expect_create_for_email()
         .times(1)
-        .returning(|_, _, _, _, _| Ok(None));
+        .returning(|_| Ok(None));
     m.resets.expect_create().never();
     let err = m
         .resets()
@@ -159,7 +156,7 @@ async fn storage_failures_while_requesting_are_unexpected() {
     let mut m = Mocks::new();
     m.resets
         .expect_create_for_email()
-        .returning(|_, _, _, _, _| Err(boom()));
+        .returning(|_| Err(boom()));
     let err = m
         .resets()
         .request(&caller(), new_reset())
@@ -824,17 +821,13 @@ async fn with_mail_and_webhooks_a_request_has_the_store_compose_for_the_customer
     m.resets.expect_create().never();
     m.resets
         .expect_create_for_email()
-        .withf(|email, _, _, composer, token| {
-            email.normalized() == "jane@example.com"
-                && composer.plan() == plan()
-                && token.expose_secret() == TOKEN
+        .withf(|r| {
+            r.email.normalized() == "jane@example.com"
+                && r.composer.plan() == plan()
+                && r.token.expose_secret() == TOKEN
         })
         .times(1)
-        .returning(|_, d, _, _, _| {
-            Ok(Some(
-                d.clone().for_customer(customer().id, customer().email),
-            ))
-        });
+        .returning(|r| Ok(Some(r.for_customer(customer().id, customer().email).0)));
     let service = ResetService::new(m.ports(), TokenPolicy::default(), PasswordPolicy::default())
         .with_notifications(plan());
     let issued = service
@@ -847,9 +840,7 @@ async fn with_mail_and_webhooks_a_request_has_the_store_compose_for_the_customer
     assert_eq!(issued.reset.customer_email.as_str(), "jane@example.com");
 
     let mut m = Mocks::new();
-    m.resets
-        .expect_create_for_email()
-        .returning(|_, _, _, _, _| Ok(None));
+    m.resets.expect_create_for_email().returning(|_| Ok(None));
     let err = ResetService::new(m.ports(), TokenPolicy::default(), PasswordPolicy::default())
         .with_notifications(plan())
         .request(&caller(), new_reset())
@@ -1087,9 +1078,7 @@ async fn requests_under_every_limit_go_ahead() {
     m.digester
         .expect_fingerprint()
         .returning(|_| TokenDigest::from_bytes([5; 32]));
-    m.resets
-        .expect_create_for_email()
-        .returning(|_, _, _, _, _| Ok(None));
+    m.resets.expect_create_for_email().returning(|_| Ok(None));
     let mut store = MockRateLimitStore::new();
     store.expect_hit().returning(|b, _| Ok(vec![1; b.len()]));
     let err = limited(m, store)
@@ -1105,7 +1094,7 @@ async fn with_every_request_limit_off_the_limit_store_is_not_touched() {
     m.resets
         .expect_create_for_email()
         .times(1)
-        .returning(|_, _, _, _, _| Ok(None));
+        .returning(|_| Ok(None));
     let mut store = MockRateLimitStore::new();
     store.expect_hit().never();
     let off = RateLimits {
@@ -1203,14 +1192,14 @@ async fn fulfilling_creates_a_reset_with_its_mail_only_for_a_customer() {
     let mut m = Mocks::new();
     m.resets
         .expect_create_for_email()
-        .withf(|_, d, _, composer, _| {
-            d.reference_origin.as_ref().map(Reference::as_str) == Some("self_service")
-                && composer.plan().mail
+        .withf(|r| {
+            r.draft.reference_origin.as_ref().map(Reference::as_str) == Some("self_service")
+                && r.composer.plan().mail
         })
         .times(2)
-        .returning(|e, d, _, _, _| {
-            Ok((e.normalized() == "jane@example.com")
-                .then(|| d.clone().for_customer(customer().id, customer().email)))
+        .returning(|r| {
+            Ok((r.email.normalized() == "jane@example.com")
+                .then(|| r.for_customer(customer().id, customer().email).0))
         });
     let service = self_service(m, MockOutboxStore::new());
     let known = service
@@ -1294,11 +1283,7 @@ async fn the_worker_runs_self_service_jobs_with_the_service_it_was_built_with() 
     m.resets
         .expect_create_for_email()
         .times(1)
-        .returning(|_, d, _, _, _| {
-            Ok(Some(
-                d.clone().for_customer(customer().id, customer().email),
-            ))
-        });
+        .returning(|r| Ok(Some(r.for_customer(customer().id, customer().email).0)));
     let mut with = outbox();
     let id = job.id;
     with.expect_delivered()
