@@ -151,20 +151,32 @@ pub async fn create(
     outbox: &[OutboxMessage],
 ) -> Result<(), StoreError> {
     let mut tx = driver.begin().await.map_err(db)?;
+    write_new_reset(&mut *tx, reset, event, outbox)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)
+}
+
+/// Inside the caller's transaction: revoke the customer's outstanding resets (superseded
+/// by `reset`), then insert `reset`, its event and its messages.
+async fn write_new_reset(
+    ex: &mut dyn Executor,
+    reset: &PasswordReset,
+    event: &ResetEvent,
+    outbox: &[OutboxMessage],
+) -> Result<(), DbError> {
     revoke_outstanding(
-        &mut *tx,
+        ex,
         reset.mode,
         reset.customer_id,
         None,
         reset.created_at,
         "superseded",
     )
-    .await
-    .map_err(db)?;
-    insert_reset(&mut *tx, reset).await.map_err(db)?;
-    insert_event(&mut *tx, event).await.map_err(db)?;
-    insert_outbox(&mut *tx, outbox).await.map_err(db)?;
-    tx.commit().await.map_err(db)
+    .await?;
+    insert_reset(ex, reset).await?;
+    insert_event(ex, event).await?;
+    insert_outbox(ex, outbox).await
 }
 
 /// The customer a `SELECT id, email FROM customers ...` found: its id and stored address,
@@ -226,19 +238,9 @@ pub async fn create_for_email(
         return Ok(None);
     };
     let (reset, outbox) = request.for_customer(id, stored);
-    revoke_outstanding(
-        &mut *tx,
-        reset.mode,
-        reset.customer_id,
-        None,
-        reset.created_at,
-        "superseded",
-    )
-    .await
-    .map_err(db)?;
-    insert_reset(&mut *tx, &reset).await.map_err(db)?;
-    insert_event(&mut *tx, &request.event).await.map_err(db)?;
-    insert_outbox(&mut *tx, &outbox).await.map_err(db)?;
+    write_new_reset(&mut *tx, &reset, &request.event, &outbox)
+        .await
+        .map_err(db)?;
     tx.commit().await.map_err(db)?;
     Ok(Some(reset))
 }
