@@ -406,6 +406,15 @@ mod tests {
             reset.state(expires + TimeDelta::seconds(1), &policy),
             ResetState::Expired
         );
+        // Millisecond precision: a second-precision comparison would pass the line above.
+        assert_eq!(
+            reset.state(expires + TimeDelta::milliseconds(1), &policy),
+            ResetState::Expired
+        );
+        assert_eq!(
+            reset.state(expires - TimeDelta::milliseconds(1), &policy),
+            ResetState::Outstanding
+        );
     }
 
     #[test]
@@ -441,6 +450,25 @@ mod tests {
             Err(PasswordRejection::ContainsEmail)
         );
         assert!(PasswordPolicy::new(7).is_err());
+    }
+
+    #[test]
+    fn length_is_counted_after_nfkc_on_inputs_that_nfkc_changes() {
+        // Hand-computed, not derived from the implementation:
+        let p = PasswordPolicy::default();
+        let email = EmailAddress::parse("zq@example.com").unwrap();
+        // "ﬃ" (U+FB03) is one code point that NFKC expands to "ffi": 3 + 5 = 8, accepted,
+        // although the text as typed has 6 code points.
+        assert_eq!("\u{FB03}abcde".chars().count(), 6);
+        assert!(p.check(&Password::new("\u{FB03}abcde"), &email).is_ok());
+        // "e" + COMBINING ACUTE (2 code points) composes to "é" (1): 7 typed pairs are 14
+        // code points as typed but 7 after NFKC, too short.
+        let combining = "e\u{301}".repeat(7);
+        assert_eq!(combining.chars().count(), 14);
+        assert_eq!(
+            p.check(&Password::new(combining), &email),
+            Err(PasswordRejection::TooShort { min: 8 })
+        );
     }
 
     #[derive(Debug)]
