@@ -422,6 +422,9 @@ mod tests {
         let policy = TokenPolicy::default();
         let now = to_millis(Utc::now());
         let mut r = reset_expiring_at(now + TimeDelta::hours(1));
+        // The cap is exactly five: four failures leave the reset usable, five kill it.
+        r.failed_attempts = 4;
+        assert_eq!(r.state(now, &policy), ResetState::Outstanding);
         r.failed_attempts = 5;
         assert_eq!(r.state(now, &policy), ResetState::Exhausted);
         r.invalidated_at = Some(now);
