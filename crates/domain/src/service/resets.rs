@@ -142,6 +142,12 @@ impl ResetService {
         self.issuer.composer.plan()
     }
 
+    /// The rules a new password must meet.
+    #[must_use]
+    pub fn password_policy(&self) -> &PasswordPolicy {
+        &self.passwords
+    }
+
     #[must_use]
     pub fn token_policy(&self) -> &TokenPolicy {
         &self.issuer.tokens
