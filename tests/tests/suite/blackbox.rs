@@ -936,6 +936,10 @@ async fn password_hashing_never_stalls_other_requests(db: TestDb) {
 }
 
 /// A page request as a browser without JavaScript sends it.
+/// The anti-forgery key the black-box browser holds, and its cookie.
+const PAGE_FORM_KEY: &str = "00112233445566778899aabbccddeeff";
+const PAGE_FORM_COOKIE: &str = "pwreset_form=00112233445566778899aabbccddeeff";
+
 async fn page(
     addr: SocketAddr,
     method: &str,
@@ -943,16 +947,27 @@ async fn page(
     cookie: Option<&str>,
     form: Option<&str>,
 ) -> Response {
-    let cookie = cookie.map(|c| format!("pwreset_reset={c}"));
-    let mut headers: Vec<(&str, &str)> = vec![("Accept", "text/html")];
-    if let Some(c) = &cookie {
-        headers.push(("Cookie", c));
-    }
+    // Like a browser that got its anti-forgery key from an earlier page: the form cookie
+    // on every request, the same key in every form it posts, and `Origin: null` as
+    // browsers send from a no-referrer page.
+    let cookie = match cookie {
+        Some(c) => format!("{PAGE_FORM_COOKIE}; pwreset_reset={c}"),
+        None => PAGE_FORM_COOKIE.to_owned(),
+    };
+    let mut headers: Vec<(&str, &str)> = vec![("Accept", "text/html"), ("Cookie", &cookie)];
+    let form = form.map(|f| format!("{f}&csrf={PAGE_FORM_KEY}"));
     if form.is_some() {
         headers.push(("Content-Type", "application/x-www-form-urlencoded"));
-        headers.push(("Origin", "http://pwreset.test"));
+        headers.push(("Origin", "null"));
     }
-    let res = send(addr, method, target, &headers, form.map(str::as_bytes)).await;
+    let res = send(
+        addr,
+        method,
+        target,
+        &headers,
+        form.as_deref().map(str::as_bytes),
+    )
+    .await;
     assert_eq!(
         res.header("cache-control"),
         Some("no-store"),
@@ -988,6 +1003,12 @@ async fn a_customer_resets_a_password_on_the_hosted_pages(db: TestDb) {
     assert!(
         form.body
             .contains(r#"<input id="email" name="email" type="email""#)
+    );
+    assert!(
+        form.body
+            .contains(&format!(r#"name="csrf" value="{PAGE_FORM_KEY}""#)),
+        "the form carries the browser's key: {}",
+        form.body
     );
     let sent = page(
         addr,

@@ -37,6 +37,10 @@ pub const TOKEN_COOKIE: &str = "pwreset_reset";
 /// How long the token cookie lives, in seconds.
 pub const TOKEN_COOKIE_MAX_AGE: u32 = 900;
 
+/// The cookie holding this browser's anti-forgery key, which every form also carries in
+/// its `csrf` field (double submit): a form posted from another site cannot know it.
+pub const FORM_COOKIE: &str = "pwreset_form";
+
 /// How the pages are served.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -8,7 +8,7 @@ use minijinja::Value;
 use pwreset_domain::service::{CompleteReset, CompleteResetError, RequestResetError};
 use pwreset_domain::{Caller, EmailAddress, Password, PasswordRejection, RateLimited, ResetId};
 
-use super::{Pages, TOKEN_COOKIE, TOKEN_COOKIE_MAX_AGE};
+use super::{FORM_COOKIE, Pages, TOKEN_COOKIE, TOKEN_COOKIE_MAX_AGE};
 use crate::ApiState;
 
 /// What a handler answers with: a page, or a redirect.
@@ -98,13 +98,78 @@ impl<'a> View<'a> {
     }
 }
 
-/// Whether a form was sent from a page of another site: an `Origin` that is present and
-/// not ours (`null` included).
-fn cross_site(pages: &Pages, req: &HttpRequest) -> bool {
-    req.headers().get(header::ORIGIN).is_some_and(|o| {
+/// The value of cookie `name`, if any.
+fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim_matches('"').to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// This browser's anti-forgery key for the forms a page shows: the form cookie's when it
+/// is well formed (so several tabs agree), a fresh random one otherwise (`fresh`: the
+/// response must set the cookie).
+struct FormKey {
+    value: String,
+    fresh: bool,
+}
+
+impl FormKey {
+    fn of(req: &HttpRequest) -> Self {
+        match cookie(req, FORM_COOKIE).filter(|v| form_key_shape(v)) {
+            Some(value) => Self {
+                value,
+                fresh: false,
+            },
+            None => Self {
+                value: uuid::Uuid::new_v4().simple().to_string(),
+                fresh: true,
+            },
+        }
+    }
+
+    /// Sets the cookie on `res` when the key is new.
+    fn set_on(&self, pages: &Pages, res: &mut HttpResponse) {
+        if self.fresh {
+            let secure = if pages.https { "; Secure" } else { "" };
+            set_cookie(
+                res,
+                &format!(
+                    "{FORM_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=86400{secure}",
+                    self.value
+                ),
+            );
+        }
+    }
+}
+
+/// 32 lowercase hex digits, as [`FormKey::of`] makes them.
+fn form_key_shape(v: &str) -> bool {
+    v.len() == 32
+        && v.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Whether a posted form did not come from one of our pages: an `Origin` of another site,
+/// or a `csrf` field that is missing or differs from the form cookie. Browsers send
+/// `Origin: null` for a form on a page with `Referrer-Policy: no-referrer` (ours), so
+/// `null` alone proves nothing either way; the key decides.
+fn forged(pages: &Pages, req: &HttpRequest, fields: &BTreeMap<String, String>) -> bool {
+    let foreign_origin = req.headers().get(header::ORIGIN).is_some_and(|o| {
         !o.to_str()
-            .is_ok_and(|o| o.eq_ignore_ascii_case(&pages.origin))
-    })
+            .is_ok_and(|o| o == "null" || o.eq_ignore_ascii_case(&pages.origin))
+    });
+    let key_matches = match (cookie(req, FORM_COOKIE), fields.get("csrf")) {
+        (Some(c), Some(f)) if form_key_shape(&c) => {
+            bool::from(subtle::ConstantTimeEq::ct_eq(c.as_bytes(), f.as_bytes()))
+        }
+        _ => false,
+    };
+    foreign_origin || !key_matches
 }
 
 /// The fields of a form body; `None` when it is not a form or too large.
@@ -139,10 +204,16 @@ pub(crate) async fn forgot_form(
     if state.self_service.is_none() {
         return view.not_found();
     }
-    forgot_page(&view, StatusCode::OK, "", false)
+    forgot_page(&view, &FormKey::of(&req), StatusCode::OK, "", false)
 }
 
-fn forgot_page(view: &View<'_>, status: StatusCode, email: &str, invalid: bool) -> HttpResponse {
+fn forgot_page(
+    view: &View<'_>,
+    key: &FormKey,
+    status: StatusCode,
+    email: &str,
+    invalid: bool,
+) -> HttpResponse {
     let error = if invalid {
         view.text("email_invalid")
     } else {
@@ -151,8 +222,11 @@ fn forgot_page(view: &View<'_>, status: StatusCode, email: &str, invalid: bool) 
     let values = BTreeMap::from([
         ("email", Value::from(email)),
         ("email_error", Value::from(error)),
+        ("csrf", Value::from(key.value.as_str())),
     ]);
-    view.page(status, "forgot.html", values)
+    let mut res = view.page(status, "forgot.html", values);
+    key.set_on(view.pages, &mut res);
+    res
 }
 
 /// `POST /forgot-password`: the self-service request; one answer for every address.
@@ -166,15 +240,15 @@ pub(crate) async fn forgot_submit(
     let Some(service) = &state.self_service else {
         return view.not_found();
     };
-    if cross_site(&pages, &req) {
+    let mut fields = form(&req, payload, state.body_limit)
+        .await
+        .unwrap_or_default();
+    if forged(&pages, &req, &fields) {
         return view.forbidden();
     }
-    let raw = form(&req, payload, state.body_limit)
-        .await
-        .and_then(|mut f| f.remove("email"))
-        .unwrap_or_default();
+    let raw = fields.remove("email").unwrap_or_default();
     let Ok(email) = EmailAddress::parse(raw.trim()) else {
-        return forgot_page(&view, StatusCode::OK, raw.trim(), true);
+        return forgot_page(&view, &FormKey::of(&req), StatusCode::OK, raw.trim(), true);
     };
     let mut caller = Caller::new(pages.mode);
     caller.client_ip = client(&state, &req);
@@ -214,14 +288,7 @@ fn set_cookie(res: &mut HttpResponse, cookie: &str) {
 
 /// The token from the cookie, if any.
 fn cookie_token(req: &HttpRequest) -> Option<String> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == TOKEN_COOKIE)
-        .map(|(_, value)| value.trim_matches('"').to_owned())
-        .filter(|v| !v.is_empty())
+    cookie(req, TOKEN_COOKIE)
 }
 
 /// `GET /reset-password`: with a token (the mailed link), move it into the cookie and
@@ -263,6 +330,7 @@ pub(crate) async fn reset_form(
         Ok(reset) => reset_page(
             &view,
             &state,
+            &FormKey::of(&req),
             StatusCode::OK,
             id,
             reset.customer_email.as_str(),
@@ -277,6 +345,7 @@ pub(crate) async fn reset_form(
 fn reset_page(
     view: &View<'_>,
     state: &ApiState,
+    key: &FormKey,
     status: StatusCode,
     id: ResetId,
     username: &str,
@@ -302,8 +371,11 @@ fn reset_page(
             Value::from(view.text("password_hint").replace("{min}", &min)),
         ),
         ("password_error", Value::from(error)),
+        ("csrf", Value::from(key.value.as_str())),
     ]);
-    view.page(status, "reset.html", values)
+    let mut res = view.page(status, "reset.html", values);
+    key.set_on(view.pages, &mut res);
+    res
 }
 
 /// The page for a failed check or completion: every token failure is the one invalid
@@ -331,7 +403,10 @@ pub(crate) async fn reset_submit(
     payload: web::Payload,
 ) -> HttpResponse {
     let view = View::new(&pages, &req);
-    if cross_site(&pages, &req) {
+    let mut fields = form(&req, payload, state.body_limit)
+        .await
+        .unwrap_or_default();
+    if forged(&pages, &req, &fields) {
         return view.forbidden();
     }
     let Some(id) = query(&req)
@@ -340,10 +415,7 @@ pub(crate) async fn reset_submit(
     else {
         return view.invalid();
     };
-    let password = form(&req, payload, state.body_limit)
-        .await
-        .and_then(|mut f| f.remove("password"))
-        .unwrap_or_default();
+    let password = fields.remove("password").unwrap_or_default();
     let attempt = CompleteReset::new(cookie_token(&req), Password::new(password));
     let ip = client(&state, &req);
     match state.resets.complete_link(ip, id, attempt).await {
@@ -359,6 +431,7 @@ pub(crate) async fn reset_submit(
                 Ok(Some(reset)) => reset_page(
                     &view,
                     &state,
+                    &FormKey::of(&req),
                     StatusCode::UNPROCESSABLE_ENTITY,
                     id,
                     reset.customer_email.as_str(),

@@ -195,15 +195,37 @@ fn get(uri: &str) -> test::TestRequest {
     test::TestRequest::get().uri(uri)
 }
 
+/// The anti-forgery key the test browser holds, in its cookie and in every form it posts.
+const FORM_KEY: &str = "0123456789abcdef0123456789abcdef";
+
+/// A form post as our own page sends it: the form cookie and the `csrf` field agree.
 fn post_form(uri: &str, body: &str) -> test::TestRequest {
-    test::TestRequest::post()
+    post_form_keyed(uri, body, Some(FORM_KEY), Some(FORM_KEY))
+}
+
+/// A form post with the given form cookie and `csrf` field (either may be absent).
+fn post_form_keyed(
+    uri: &str,
+    body: &str,
+    cookie: Option<&str>,
+    field: Option<&str>,
+) -> test::TestRequest {
+    let body = match field {
+        Some(k) => format!("{body}&csrf={k}"),
+        None => body.to_owned(),
+    };
+    let req = test::TestRequest::post()
         .uri(uri)
         .insert_header(("content-type", "application/x-www-form-urlencoded"))
-        .set_payload(body.to_owned())
+        .set_payload(body);
+    match cookie {
+        Some(k) => req.insert_header(("cookie", format!("pwreset_form={k}"))),
+        None => req,
+    }
 }
 
 fn with_token(req: test::TestRequest, token: &str) -> test::TestRequest {
-    req.insert_header(("cookie", format!("other=1; pwreset_reset={token}")))
+    req.append_header(("cookie", format!("other=1; pwreset_reset={token}")))
 }
 
 fn form_uri() -> String {
@@ -337,7 +359,6 @@ async fn forms_sent_from_another_site_are_refused() {
     let app = setup.app().await;
     for origin in [
         "https://evil.test",
-        "null",
         "http://pwreset.test:8080",
         "https://pwreset.test",
     ] {
@@ -354,6 +375,98 @@ async fn forms_sent_from_another_site_are_refused() {
             assert!(res.body.contains(r#"id="forbidden""#), "{}", res.body);
         }
     }
+    // Without the anti-forgery key, or with another one, a form is refused whatever its
+    // Origin: `null` (what browsers send from our no-referrer pages) or none at all.
+    let other = "ffffffffffffffffffffffffffffffff";
+    for (cookie, field) in [
+        (None, None),
+        (Some(FORM_KEY), None),
+        (None, Some(FORM_KEY)),
+        (Some(FORM_KEY), Some(other)),
+        (Some("not-a-key"), Some("not-a-key")),
+    ] {
+        for origin in [None, Some("null")] {
+            for req in [
+                post_form_keyed(
+                    "/forgot-password",
+                    "email=jane%40example.com",
+                    cookie,
+                    field,
+                ),
+                with_token(
+                    post_form_keyed(&form_uri(), "password=a+fine+new+password", cookie, field),
+                    TOKEN,
+                ),
+            ] {
+                let req = match origin {
+                    Some(o) => req.insert_header(("origin", o)),
+                    None => req,
+                };
+                let res = call(&app, req).await;
+                assert_eq!(
+                    res.status,
+                    StatusCode::FORBIDDEN,
+                    "{cookie:?} {field:?} {origin:?}"
+                );
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_form_with_its_key_is_accepted_from_a_no_referrer_page() {
+    // Browsers send `Origin: null` for a form on a page with `Referrer-Policy:
+    // no-referrer`; with the matching key the request goes through.
+    let mut outbox = MockOutboxStore::new();
+    outbox.expect_enqueue().times(1).returning(|_| Ok(()));
+    let app = Setup::new().with_self_service(outbox).app().await;
+    let res = call(
+        &app,
+        post_form("/forgot-password", "email=jane%40example.com").insert_header(("origin", "null")),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(res.body.contains(r#"id="sent""#), "{}", res.body);
+}
+
+#[actix_web::test]
+async fn form_pages_carry_a_key_in_a_strict_cookie_and_the_form() {
+    let app = Setup::new()
+        .with_self_service(MockOutboxStore::new())
+        .app()
+        .await;
+    let res = call(&app, get("/forgot-password")).await;
+    let cookie = res
+        .headers
+        .get_all("set-cookie")
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("pwreset_form="))
+        .expect("a form cookie")
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let key = &cookie["pwreset_form=".len().."pwreset_form=".len() + 32];
+    assert!(
+        res.body.contains(&format!(r#"name="csrf" value="{key}""#)),
+        "{}",
+        res.body
+    );
+    // A browser that already holds a key keeps it: no new cookie, the same key in the form.
+    let again = call(
+        &app,
+        get("/forgot-password").insert_header(("cookie", format!("pwreset_form={FORM_KEY}"))),
+    )
+    .await;
+    assert!(
+        again
+            .headers
+            .get_all("set-cookie")
+            .all(|c| !c.to_str().unwrap_or("").starts_with("pwreset_form=")),
+        "the key is not replaced"
+    );
+    assert!(again.body.contains(&format!(r#"value="{FORM_KEY}""#)));
 }
 
 // ---- the reset link ----
