@@ -7,6 +7,8 @@
 //! - [`jsonapi`]: query parameters, request documents and resource rendering;
 //! - `routes`: one handler per operation, thin: parse at the edge, call the use case,
 //!   render;
+//! - [`pages`]: the hosted customer pages (forgot password, reset link, password changed),
+//!   mounted with [`pages::configure`];
 //! - [`configure`]: mounts everything with the media-type and security-header middleware.
 
 pub mod auth;
@@ -14,6 +16,7 @@ pub mod error;
 pub mod jsonapi;
 mod middleware;
 pub mod openapi;
+pub mod pages;
 pub mod query;
 mod routes;
 

@@ -1,8 +1,10 @@
-//! Composing messages from templates.
+//! Composing messages from templates, rendered by minijinja: `.html` templates with HTML
+//! autoescaping, `.txt` templates as written.
 
 use std::path::Path;
 
 use anyhow::Context;
+use minijinja::{Environment, Value, context};
 use pwreset_domain::Notification;
 
 const RESET_TXT: &str = include_str!("../templates/reset.txt");
@@ -10,8 +12,9 @@ const RESET_HTML: &str = include_str!("../templates/reset.html");
 const CHANGED_TXT: &str = include_str!("../templates/changed.txt");
 const CHANGED_HTML: &str = include_str!("../templates/changed.html");
 
-/// Message templates. Text templates start with a `Subject: ...` line. Placeholders:
-/// `{{email}}`, `{{link}}`, `{{expires_at}}` (reset), `{{changed_at}}` (notice).
+/// Message templates, in minijinja's (Jinja) syntax. Text templates start with a
+/// `Subject: ...` line. Values: `{{email}}`, `{{link}}`, `{{expires_at}}` (reset),
+/// `{{changed_at}}` (notice); in HTML templates they are escaped.
 #[derive(Debug, Clone)]
 pub struct Templates {
     pub reset_text: String,
@@ -36,7 +39,8 @@ impl Templates {
     /// `changed.html` found in `dir` taking their place.
     ///
     /// # Errors
-    /// When a file exists but cannot be read, or a text template lacks its subject line.
+    /// When a file exists but cannot be read or does not parse, or a text template lacks
+    /// its subject line.
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let mut t = Self::default();
         for (name, slot) in [
@@ -54,35 +58,41 @@ impl Templates {
                 }
             }
         }
+        t.environment()?;
         Ok(t)
     }
+
+    /// The four templates in one environment, by file name (which picks the escaping).
+    fn environment(&self) -> anyhow::Result<Environment<'static>> {
+        let mut env = Environment::new();
+        // Mails keep their last newline, as written.
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .keep_trailing_newline(true)
+                .build()?,
+        );
+        for (name, source) in [
+            (RESET_TEXT, &self.reset_text),
+            (RESET_HTML_NAME, &self.reset_html),
+            (CHANGED_TEXT, &self.changed_text),
+            (CHANGED_HTML_NAME, &self.changed_html),
+        ] {
+            env.add_template_owned(name, source.clone())
+                .with_context(|| format!("mail template {name} does not parse"))?;
+        }
+        Ok(env)
+    }
 }
+
+const RESET_TEXT: &str = "reset.txt";
+const RESET_HTML_NAME: &str = "reset.html";
+const CHANGED_TEXT: &str = "changed.txt";
+const CHANGED_HTML_NAME: &str = "changed.html";
 
 fn split_subject(text: &str) -> Option<(&str, &str)> {
     let (first, rest) = text.split_once('\n')?;
     let subject = first.strip_prefix("Subject:")?.trim();
     Some((subject, rest.trim_start_matches(['\r', '\n'])))
-}
-
-fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-fn fill(template: &str, values: &[(&str, &str)], html: bool) -> String {
-    let mut out = template.to_owned();
-    for (key, value) in values {
-        let v = if html {
-            escape_html(value)
-        } else {
-            (*value).to_owned()
-        };
-        out = out.replace(&format!("{{{{{key}}}}}"), &v);
-    }
-    out
 }
 
 /// A composed message. Its `Debug` shows only the message id: the bodies and the link hold
@@ -111,24 +121,35 @@ impl std::fmt::Debug for Mail {
 /// Builds messages from notifications.
 #[derive(Debug, Clone)]
 pub struct Composer {
-    templates: Templates,
+    env: Environment<'static>,
     link: String,
 }
 
 impl Composer {
     /// `link` is the reset link template with `{id}` and `{token}` placeholders, e.g.
     /// `https://shop.example.com/reset-password?id={id}&token={token}`.
-    #[must_use]
-    pub fn new(templates: Templates, link: impl Into<String>) -> Self {
-        Self {
-            templates,
+    ///
+    /// # Errors
+    /// When a template does not parse.
+    pub fn new(templates: &Templates, link: impl Into<String>) -> anyhow::Result<Self> {
+        Ok(Self {
+            env: templates.environment()?,
             link: link.into(),
-        }
+        })
+    }
+
+    fn render(&self, name: &str, values: &Value) -> anyhow::Result<String> {
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(values))
+            .with_context(|| format!("mail template {name} does not render"))
     }
 
     /// The message for `notification`, or `None` for notifications that are not mail.
-    #[must_use]
-    pub fn compose(&self, notification: &Notification, key: &str) -> Option<Mail> {
+    ///
+    /// # Errors
+    /// When a template does not render (for example a filter applied to the wrong value).
+    pub fn compose(&self, notification: &Notification, key: &str) -> anyhow::Result<Option<Mail>> {
         let stamp = |t: &pwreset_domain::Timestamp| t.format("%Y-%m-%d %H:%M UTC").to_string();
         let (to, text, html, link) = match notification {
             Notification::ResetRequested {
@@ -142,38 +163,38 @@ impl Composer {
                     .link
                     .replace("{id}", &reset_id.to_string())
                     .replace("{token}", token.expose_secret());
-                let values = [
-                    ("email", to.as_str()),
-                    ("link", link.as_str()),
-                    ("expires_at", &stamp(expires_at)),
-                ];
+                let values = context! {
+                    email => to.as_str(),
+                    link => link.as_str(),
+                    expires_at => stamp(expires_at),
+                };
                 (
                     to,
-                    fill(&self.templates.reset_text, &values, false),
-                    fill(&self.templates.reset_html, &values, true),
+                    self.render(RESET_TEXT, &values)?,
+                    self.render(RESET_HTML_NAME, &values)?,
                     Some(link),
                 )
             }
             Notification::PasswordChanged { to, at, .. } => {
-                let values = [("email", to.as_str()), ("changed_at", &stamp(at))];
+                let values = context! { email => to.as_str(), changed_at => stamp(at) };
                 (
                     to,
-                    fill(&self.templates.changed_text, &values, false),
-                    fill(&self.templates.changed_html, &values, true),
+                    self.render(CHANGED_TEXT, &values)?,
+                    self.render(CHANGED_HTML_NAME, &values)?,
                     None,
                 )
             }
-            Notification::Webhook { .. } => return None,
+            Notification::Webhook { .. } => return Ok(None),
         };
         let (subject, body) = split_subject(&text).unwrap_or(("Your account", text.as_str()));
-        Some(Mail {
+        Ok(Some(Mail {
             to: to.as_str().to_owned(),
             subject: subject.to_owned(),
             text: body.to_owned(),
             html,
             message_id: format!("<{key}@pwreset>"),
             link,
-        })
+        }))
     }
 }
 
@@ -198,17 +219,29 @@ mod tests {
     #[test]
     fn reset_mail_carries_the_link_and_goes_to_the_stored_address() {
         let c = Composer::new(
-            Templates::default(),
+            &Templates::default(),
             "https://shop.test/reset?id={id}&token={token}",
-        );
-        let m = c.compose(&reset_mail(), "k1").unwrap();
+        )
+        .unwrap();
+        let m = c.compose(&reset_mail(), "k1").unwrap().unwrap();
         assert_eq!(m.to, "Jane@Example.com");
         assert_eq!(m.subject, "Reset your password");
         let link = m.link.clone().unwrap();
         assert!(link.starts_with("https://shop.test/reset?id="));
         assert!(link.ends_with(&format!("&token={}", "A".repeat(43))));
         assert!(m.text.contains(&link));
-        assert!(m.html.contains(&link.replace('&', "&amp;")));
+        // In HTML the link is escaped (`&` and `/` as entities), which a mail client undoes.
+        let escaped = link.replace('&', "&amp;").replace('/', "&#x2f;");
+        assert!(
+            m.html.contains(&format!("href=\"{escaped}\"")),
+            "{}",
+            m.html
+        );
+        assert!(
+            !m.html.contains("{{"),
+            "every placeholder is filled: {}",
+            m.html
+        );
         assert!(m.text.contains("2026-01-01 12:00 UTC"));
         assert_eq!(m.message_id, "<k1@pwreset>");
         let debug = format!("{m:?}");
@@ -229,13 +262,49 @@ mod tests {
         )
         .unwrap();
         let t = Templates::load(&dir).unwrap();
-        let m = Composer::new(t, "x/{token}")
+        let m = Composer::new(&t, "x/{token}")
+            .unwrap()
             .compose(&reset_mail(), "k")
+            .unwrap()
             .unwrap();
         assert_eq!(m.subject, "Hi Jane@Example.com");
         assert!(m.text.starts_with("Go: x/AAAA"));
         std::fs::write(dir.join("changed.txt"), "no subject").unwrap();
         assert!(Templates::load(&dir).is_err());
+        std::fs::write(dir.join("changed.txt"), "Subject: x\n\n{% if %}").unwrap();
+        let err = Templates::load(&dir).unwrap_err();
+        assert!(format!("{err:#}").contains("does not parse"), "{err:#}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn values_are_escaped_in_html_and_left_as_written_in_text() {
+        let templates = Templates {
+            reset_text: "Subject: For {{ email }}\n\n{{ link }}\n".to_owned(),
+            reset_html: "<a href=\"{{ link }}\">{{ email }}</a>".to_owned(),
+            ..Templates::default()
+        };
+        let m = Composer::new(&templates, "https://x.test/r?id={id}&token=<b>{token}")
+            .unwrap()
+            .compose(&reset_mail(), "k")
+            .unwrap()
+            .unwrap();
+        assert!(m.text.contains("&token=<b>AAAA"), "{}", m.text);
+        assert!(m.text.ends_with('\n'), "the trailing newline is kept");
+        assert!(m.html.contains("&amp;token=&lt;b&gt;AAAA"), "{}", m.html);
+        assert!(!m.html.contains("<b>"), "{}", m.html);
+        let changed = Notification::PasswordChanged {
+            reset_id: ResetId::new_at(chrono::Utc::now()),
+            mode: Mode::Test,
+            to: EmailAddress::parse("a@b.test").unwrap(),
+            at: chrono::Utc::now(),
+        };
+        let m = Composer::new(&Templates::default(), "x")
+            .unwrap()
+            .compose(&changed, "k")
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.subject, "Your password was changed");
+        assert!(m.text.contains("a@b.test") && m.html.contains("a@b.test"));
     }
 }

@@ -179,7 +179,7 @@ impl SmtpMailer {
     async fn send(&self, notification: &Notification, key: &str) -> anyhow::Result<()> {
         let mail = self
             .composer
-            .compose(notification, key)
+            .compose(notification, key)?
             .ok_or_else(|| anyhow!("{} is not a mail notification", notification.name()))?;
         let message = message(&self.from, &mail)?;
         self.transport

@@ -62,6 +62,23 @@ pub struct TokenArgs {
     pub ttl: TimeDelta,
 }
 
+/// The mode of the resets the forgot-password page requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PagesMode {
+    Live,
+    Test,
+}
+
+impl PagesMode {
+    #[must_use]
+    pub fn mode(self) -> pwreset_domain::Mode {
+        match self {
+            PagesMode::Live => pwreset_domain::Mode::Live,
+            PagesMode::Test => pwreset_domain::Mode::Test,
+        }
+    }
+}
+
 /// How reset tokens reach the customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Delivery {
@@ -250,6 +267,31 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_SELF_SERVICE", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     pub self_service: bool,
 
+    /// Serve the customer pages: /forgot-password (with PWRESET_SELF_SERVICE=true),
+    /// /reset-password (the mailed link) and /reset-password/done.
+    #[arg(long, env = "PWRESET_PAGES", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub pages: bool,
+
+    /// The mode the forgot-password page requests resets in (pages have no credentials).
+    /// The reset page finds a reset in either mode.
+    #[arg(
+        long,
+        env = "PWRESET_PAGES_MODE",
+        value_enum,
+        default_value = "live",
+        global = true
+    )]
+    pub pages_mode: PagesMode,
+
+    /// Where the "Password changed" page's sign-in button leads; no button without it.
+    #[arg(long, env = "PWRESET_SIGNIN_URL", global = true)]
+    pub signin_url: Option<String>,
+
+    /// A directory whose files override the pages' built-in templates (`<name>.html`),
+    /// texts (`<lang>.json`, a new file adds a language) and style sheet (`pages.css`).
+    #[arg(long, env = "PWRESET_PAGE_TEMPLATES", global = true)]
+    pub page_templates: Option<PathBuf>,
+
     /// Endpoint for Commerce Layer style webhooks (create, reset_password, destroy).
     #[arg(long, env = "PWRESET_WEBHOOK_URL", global = true)]
     pub webhook_url: Option<String>,
@@ -344,6 +386,10 @@ impl std::fmt::Debug for Settings {
             .field("mail_templates", &self.mail_templates)
             .field("mail_preview", &self.mail_preview)
             .field("self_service", &self.self_service)
+            .field("pages", &self.pages)
+            .field("pages_mode", &self.pages_mode)
+            .field("signin_url", &self.signin_url)
+            .field("page_templates", &self.page_templates)
             .field("webhook_url", &redacted(self.webhook_url.as_ref()))
             .field("webhook_secret", &redacted(self.webhook_secret.as_ref()))
             .field("retention", &self.retention)

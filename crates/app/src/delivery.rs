@@ -69,7 +69,7 @@ pub fn notifications(settings: &Settings, public_base: &str) -> anyhow::Result<N
         .reset_link
         .clone()
         .unwrap_or_else(|| format!("{public_base}/reset-password?id={{id}}&token={{token}}"));
-    let composer = Composer::new(templates, link);
+    let composer = Composer::new(&templates, link).context("PWRESET_MAIL_TEMPLATES")?;
     let smtp = settings
         .smtp_url
         .as_deref()

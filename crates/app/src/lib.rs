@@ -19,6 +19,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use pwreset_adapter_crypto::{Argon2Hasher, CommonPasswordList, HmacDigester};
+use pwreset_adapter_http::pages::{Pages, PagesConfig};
 use pwreset_adapter_http::{ApiState, JwtKey, Readiness, Renderer};
 use pwreset_adapter_sql::SqlStore;
 use pwreset_domain::ports::SystemClock;
@@ -175,6 +176,15 @@ impl Application {
             notifications.router,
             self_service.clone(),
         );
+        let pages = if settings.pages {
+            let mut config = PagesConfig::new(settings.pages_mode.mode(), public_base.clone());
+            config.signin_url.clone_from(&settings.signin_url);
+            config.templates.clone_from(&settings.page_templates);
+            let pages = Pages::new(config).context("PWRESET_PAGE_TEMPLATES")?;
+            Some(web::Data::new(pages))
+        } else {
+            None
+        };
         let jwt = JwtKey::new(secrets::jwt_secret(settings)?).context("PWRESET_JWT_SECRET")?;
         let state = web::Data::new(ApiState {
             resets: services.resets,
@@ -192,6 +202,11 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(
                     pwreset_adapter_http::request_log,
                 ))
+                .configure(|cfg| {
+                    if let Some(pages) = &pages {
+                        pwreset_adapter_http::pages::configure(pages.clone())(cfg);
+                    }
+                })
                 .configure(pwreset_adapter_http::configure(state.clone()))
         })
         .shutdown_timeout(30)

@@ -259,6 +259,12 @@ impl PasswordPolicy {
         })
     }
 
+    /// The fewest characters a password may have.
+    #[must_use]
+    pub fn min_chars(&self) -> usize {
+        self.min_chars
+    }
+
     /// Also refuse passwords on `list`.
     #[must_use]
     pub fn with_common_passwords(mut self, list: std::sync::Arc<dyn CommonPasswords>) -> Self {

@@ -4,6 +4,8 @@
 //!   [`crate::models::Job`] and fulfilled by the outbox worker;
 //! - [`RateLimiter`] (`limiter.rs`): which counters a request touches, and the verdict;
 //! - [`OutboxComposer`] (in `models`): the notifications each change enqueues;
+//! - links (`links.rs`): [`ResetService::check_link`] and [`ResetService::complete_link`],
+//!   a reset link opened in a browser, found in either mode;
 //! - the issuer (`issue.rs`): token and reset creation, shared by the first two;
 //! - [`CustomerService`] (`customers.rs`): the customers whose passwords are reset;
 //! - [`DeliveryService`] (`delivery.rs`): one pass of the outbox worker.
@@ -16,6 +18,7 @@ mod delivery;
 mod errors;
 mod issue;
 mod limiter;
+mod links;
 mod resets;
 mod self_service;
 

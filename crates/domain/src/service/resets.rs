@@ -142,12 +142,18 @@ impl ResetService {
         self.issuer.composer.plan()
     }
 
+    /// The rules a new password must meet.
+    #[must_use]
+    pub fn password_policy(&self) -> &PasswordPolicy {
+        &self.passwords
+    }
+
     #[must_use]
     pub fn token_policy(&self) -> &TokenPolicy {
         &self.issuer.tokens
     }
 
-    fn ports(&self) -> &Ports {
+    pub(super) fn ports(&self) -> &Ports {
         &self.issuer.ports
     }
 
@@ -193,26 +199,7 @@ impl ResetService {
             .await?
             .ok_or(E::NotFound)?;
         let now = ports.now();
-        // Would this attempt, if it failed too, go over the customer's failure limit?
-        match self.limiter.check_failures(reset.customer_id, now).await {
-            Ok(()) => {}
-            Err(LimitError::Store(e)) => return Err(e.into()),
-            Err(LimitError::Exceeded(r)) => {
-                // Leave a trace on the reset: this is what an attack looks like.
-                let event = caller.event(
-                    reset.id,
-                    EventKind::CompletionFailed,
-                    Some("throttled"),
-                    now,
-                );
-                ports
-                    .resets
-                    .record_failure(caller.mode, reset.id, false, &event)
-                    .await?;
-                return Err(E::RateLimited(r));
-            }
-        }
-
+        self.guard_failures(caller, &reset, now).await?;
         if let Err(rejection) = self.check_token(&reset, req.token.as_deref(), now) {
             return Err(self.reject(caller, &reset, rejection).await);
         }
@@ -248,7 +235,34 @@ impl ResetService {
         }
     }
 
-    fn check_token(
+    /// Whether this attempt, if it failed too, would go over the customer's failure limit;
+    /// a refusal leaves a `throttled` trace on the reset (what an attack looks like).
+    pub(super) async fn guard_failures(
+        &self,
+        caller: &Caller,
+        reset: &PasswordReset,
+        now: Timestamp,
+    ) -> Result<(), CompleteResetError> {
+        match self.limiter.check_failures(reset.customer_id, now).await {
+            Ok(()) => Ok(()),
+            Err(LimitError::Store(e)) => Err(e.into()),
+            Err(LimitError::Exceeded(r)) => {
+                let event = caller.event(
+                    reset.id,
+                    EventKind::CompletionFailed,
+                    Some("throttled"),
+                    now,
+                );
+                self.ports()
+                    .resets
+                    .record_failure(caller.mode, reset.id, false, &event)
+                    .await?;
+                Err(CompleteResetError::RateLimited(r))
+            }
+        }
+    }
+
+    pub(super) fn check_token(
         &self,
         reset: &PasswordReset,
         presented: Option<&str>,
@@ -280,7 +294,7 @@ impl ResetService {
     }
 
     /// Records a failed completion and returns the caller's (uniform) error.
-    async fn reject(
+    pub(super) async fn reject(
         &self,
         caller: &Caller,
         reset: &PasswordReset,

@@ -1165,6 +1165,182 @@ async fn a_customer_with_too_many_failures_cannot_complete_and_failures_are_coun
     ));
 }
 
+// ---- links opened in a browser ----
+
+/// Mocks whose store holds `r` in its own mode only, and writes nothing unless told.
+fn stored_in_its_mode(r: PasswordReset) -> Mocks {
+    let mut m = Mocks::new();
+    m.resets
+        .expect_find()
+        .returning(move |mode, id| Ok((mode == r.mode && id == r.id).then(|| r.clone())));
+    m
+}
+
+#[tokio::test]
+async fn checking_a_link_with_its_token_finds_the_reset_in_any_mode_and_writes_nothing() {
+    for mode in [Mode::Test, Mode::Live] {
+        let mut r = reset();
+        r.mode = mode;
+        let mut m = stored_in_its_mode(r);
+        m.resets.expect_record_failure().never();
+        m.resets.expect_complete().never();
+        m.hasher.expect_hash().never();
+        let mut store = MockRateLimitStore::new();
+        store.expect_peek().returning(|_, _| Ok(vec![0]));
+        store.expect_hit().never();
+        let found = limited(m, store)
+            .check_link(None, reset().id, Some(TOKEN))
+            .await
+            .unwrap();
+        assert_eq!(found.mode, mode);
+        assert_eq!(found.customer_email.as_str(), "jane@example.com");
+    }
+}
+
+#[tokio::test]
+async fn checking_a_link_with_a_bad_token_counts_a_failure_like_a_completion() {
+    let ip: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+    for (token, reason) in [
+        (None, "missing"),
+        (Some("not-a-token"), "malformed"),
+        (Some(OTHER_TOKEN), "wrong"),
+    ] {
+        let mut m = stored_in_its_mode(reset());
+        m.resets
+            .expect_record_failure()
+            .withf(move |mode, _, count, e| {
+                *mode == Mode::Test
+                    && *count
+                    && e.kind == EventKind::CompletionFailed
+                    && e.reason.as_deref() == Some(reason)
+                    && e.client_ip == Some(ip)
+            })
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
+        let mut store = MockRateLimitStore::new();
+        store.expect_peek().returning(|_, _| Ok(vec![0]));
+        store
+            .expect_hit()
+            .withf(|b, _| b[0].key == format!("complete:failures:{}", customer().id))
+            .times(1)
+            .returning(|_, _| Ok(vec![1]));
+        let err = limited(m, store)
+            .check_link(Some(ip), reset().id, token)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, CompleteResetError::InvalidToken(r) if r.as_str() == reason),
+            "{err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn checking_a_used_revoked_or_unknown_link_fails_as_a_completion_would() {
+    let mut used = reset();
+    used.reset_password_at = Some(t0());
+    let m = stored_in_its_mode(used).expect_failure("used", false);
+    let err = m
+        .resets()
+        .check_link(None, reset().id, Some(TOKEN))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        CompleteResetError::InvalidToken(TokenRejection::Used)
+    ));
+
+    let mut exhausted = reset();
+    exhausted.failed_attempts = 5;
+    let m = stored_in_its_mode(exhausted).expect_failure("exhausted", false);
+    let err = m
+        .resets()
+        .check_link(None, reset().id, Some(TOKEN))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        CompleteResetError::InvalidToken(TokenRejection::Exhausted)
+    ));
+
+    let mut m = Mocks::new();
+    m.resets.expect_find().times(2).returning(|_, _| Ok(None));
+    m.resets.expect_record_failure().never();
+    let err = m
+        .resets()
+        .check_link(None, reset().id, Some(TOKEN))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CompleteResetError::NotFound));
+
+    let mut m = Mocks::new();
+    m.resets.expect_find().returning(|_, _| Err(boom()));
+    let err = m
+        .resets()
+        .check_link(None, reset().id, Some(TOKEN))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CompleteResetError::Unexpected(_)));
+}
+
+#[tokio::test]
+async fn checking_a_link_of_a_throttled_customer_leaves_a_trace_and_is_refused() {
+    let m = stored_in_its_mode(reset()).expect_failure("throttled", false);
+    let mut store = MockRateLimitStore::new();
+    store.expect_peek().returning(|_, _| Ok(vec![100]));
+    store.expect_hit().never();
+    let err = limited(m, store)
+        .check_link(None, reset().id, Some(TOKEN))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CompleteResetError::RateLimited(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn completing_a_link_completes_in_the_mode_of_its_reset() {
+    let mut r = reset();
+    r.mode = Mode::Live;
+    let mut m = stored_in_its_mode(r);
+    m.hasher
+        .expect_hash()
+        .times(1)
+        .returning(|_| Ok(PasswordHash::new("$argon2id$hash")));
+    m.resets
+        .expect_complete()
+        .withf(|c| c.mode == Mode::Live && c.token_digest == digest_of(TOKEN))
+        .times(1)
+        .returning(|_| {
+            let mut r = reset();
+            r.mode = Mode::Live;
+            r.reset_password_at = Some(t0());
+            Ok(CompletionOutcome::Completed(Box::new(r)))
+        });
+    let done = m
+        .resets()
+        .complete_link(
+            None,
+            reset().id,
+            completion(Some(TOKEN), "a fine new password"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.reset_password_at, Some(t0()));
+
+    let mut m = Mocks::new();
+    m.resets.expect_find().returning(|_, _| Ok(None));
+    m.resets.expect_complete().never();
+    let err = m
+        .resets()
+        .complete_link(
+            None,
+            reset().id,
+            completion(Some(TOKEN), "a fine new password"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CompleteResetError::NotFound));
+}
+
 // ---- self-service ----
 
 fn self_service(m: Mocks, outbox: MockOutboxStore) -> SelfService {

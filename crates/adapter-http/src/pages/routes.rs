@@ -1,0 +1,395 @@
+//! The page handlers: parse the form or link, call one use case, render a page.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use minijinja::Value;
+use pwreset_domain::service::{CompleteReset, CompleteResetError, RequestResetError};
+use pwreset_domain::{Caller, EmailAddress, Password, PasswordRejection, RateLimited, ResetId};
+
+use super::{Pages, TOKEN_COOKIE, TOKEN_COOKIE_MAX_AGE};
+use crate::ApiState;
+
+/// What a handler answers with: a page, or a redirect.
+type Values = BTreeMap<&'static str, Value>;
+
+/// A page and the language it is in.
+struct View<'a> {
+    pages: &'a Pages,
+    lang: &'a str,
+}
+
+impl<'a> View<'a> {
+    fn new(pages: &'a Pages, req: &HttpRequest) -> Self {
+        let accept = req
+            .headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok());
+        Self {
+            lang: pages.renderer.language(accept),
+            pages,
+        }
+    }
+
+    fn text(&self, key: &str) -> String {
+        self.pages
+            .renderer
+            .texts(self.lang)
+            .get(key)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Template `name` with `values`, as a `status` HTML response.
+    fn page(&self, status: StatusCode, name: &str, values: Values) -> HttpResponse {
+        match self.pages.renderer.render(name, self.lang, values) {
+            Ok(html) => HttpResponse::build(status)
+                .content_type("text/html; charset=utf-8")
+                .body(html),
+            Err(e) => {
+                tracing::error!(error = %e, template = name, "page template failed");
+                HttpResponse::InternalServerError()
+                    .content_type("text/plain; charset=utf-8")
+                    .body("Something went wrong.")
+            }
+        }
+    }
+
+    /// The generic message page, `id` naming its heading, texts `<key>_title/_body`.
+    fn message(&self, status: StatusCode, id: &'static str, key: &str) -> HttpResponse {
+        let values = BTreeMap::from([
+            ("id", Value::from(id)),
+            ("title", Value::from(self.text(&format!("{key}_title")))),
+            ("body", Value::from(self.text(&format!("{key}_body")))),
+        ]);
+        self.page(status, "message.html", values)
+    }
+
+    fn not_found(&self) -> HttpResponse {
+        self.message(StatusCode::NOT_FOUND, "not-found", "not_found")
+    }
+
+    fn forbidden(&self) -> HttpResponse {
+        self.message(StatusCode::FORBIDDEN, "forbidden", "forbidden")
+    }
+
+    fn unexpected(&self, error: &dyn std::fmt::Display) -> HttpResponse {
+        tracing::error!(error = %error, "page request failed");
+        self.message(StatusCode::INTERNAL_SERVER_ERROR, "error", "error")
+    }
+
+    fn throttled(&self, limited: &RateLimited) -> HttpResponse {
+        let millis = limited.retry_after.num_milliseconds().max(0);
+        let seconds = u64::try_from((millis + 999) / 1000).unwrap_or(1).max(1);
+        let mut res = self.message(StatusCode::TOO_MANY_REQUESTS, "throttled", "throttled");
+        if let Ok(v) = header::HeaderValue::from_str(&seconds.to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        res
+    }
+
+    /// "This link is no longer valid": one page, the same bytes for every cause; it also
+    /// drops the token cookie.
+    fn invalid(&self) -> HttpResponse {
+        let mut res = self.page(StatusCode::GONE, "invalid.html", Values::new());
+        set_cookie(&mut res, &token_cookie(self.pages, "", 0));
+        res
+    }
+}
+
+/// Whether a form was sent from a page of another site: an `Origin` that is present and
+/// not ours (`null` included).
+fn cross_site(pages: &Pages, req: &HttpRequest) -> bool {
+    req.headers().get(header::ORIGIN).is_some_and(|o| {
+        !o.to_str()
+            .is_ok_and(|o| o.eq_ignore_ascii_case(&pages.origin))
+    })
+}
+
+/// The fields of a form body; `None` when it is not a form or too large.
+async fn form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Option<BTreeMap<String, String>> {
+    let body = crate::routes::read_body(req, payload, limit).await.ok()?;
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+        .ok()
+        .map(|pairs| pairs.into_iter().rev().collect())
+}
+
+fn query(req: &HttpRequest) -> BTreeMap<String, String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+        .map(|pairs| pairs.into_iter().rev().collect())
+        .unwrap_or_default()
+}
+
+fn client(state: &ApiState, req: &HttpRequest) -> Option<std::net::IpAddr> {
+    crate::client_ip(req, &state.trusted_proxies)
+}
+
+/// `GET /forgot-password`: the email form (404 unless self-service is on).
+pub(crate) async fn forgot_form(
+    state: web::Data<ApiState>,
+    pages: web::Data<Pages>,
+    req: HttpRequest,
+) -> HttpResponse {
+    let view = View::new(&pages, &req);
+    if state.self_service.is_none() {
+        return view.not_found();
+    }
+    forgot_page(&view, StatusCode::OK, "", false)
+}
+
+fn forgot_page(view: &View<'_>, status: StatusCode, email: &str, invalid: bool) -> HttpResponse {
+    let error = if invalid {
+        view.text("email_invalid")
+    } else {
+        String::new()
+    };
+    let values = BTreeMap::from([
+        ("email", Value::from(email)),
+        ("email_error", Value::from(error)),
+    ]);
+    view.page(status, "forgot.html", values)
+}
+
+/// `POST /forgot-password`: the self-service request; one answer for every address.
+pub(crate) async fn forgot_submit(
+    state: web::Data<ApiState>,
+    pages: web::Data<Pages>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let view = View::new(&pages, &req);
+    let Some(service) = &state.self_service else {
+        return view.not_found();
+    };
+    if cross_site(&pages, &req) {
+        return view.forbidden();
+    }
+    let raw = form(&req, payload, state.body_limit)
+        .await
+        .and_then(|mut f| f.remove("email"))
+        .unwrap_or_default();
+    let Ok(email) = EmailAddress::parse(raw.trim()) else {
+        return forgot_page(&view, StatusCode::OK, raw.trim(), true);
+    };
+    let mut caller = Caller::new(pages.mode);
+    caller.client_ip = client(&state, &req);
+    match service.request(&caller, email).await {
+        Ok(()) => view.page(StatusCode::OK, "sent.html", Values::new()),
+        Err(RequestResetError::RateLimited(r)) => view.throttled(&r),
+        // Self-service requests never look the customer up; kept for the match.
+        Err(RequestResetError::UnknownCustomer) => {
+            view.page(StatusCode::OK, "sent.html", Values::new())
+        }
+        Err(RequestResetError::Unexpected(e)) => view.unexpected(&format!("{e:#}")),
+    }
+}
+
+/// Whether `token` can travel in a cookie unchanged: what a token looks like (base64url),
+/// so nothing else can be smuggled into the header.
+fn cookie_safe(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 128
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn token_cookie(pages: &Pages, token: &str, max_age: u32) -> String {
+    let secure = if pages.https { "; Secure" } else { "" };
+    format!(
+        "{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/reset-password; Max-Age={max_age}{secure}"
+    )
+}
+
+fn set_cookie(res: &mut HttpResponse, cookie: &str) {
+    if let Ok(v) = header::HeaderValue::from_str(cookie) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// The token from the cookie, if any.
+fn cookie_token(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == TOKEN_COOKIE)
+        .map(|(_, value)| value.trim_matches('"').to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// `GET /reset-password`: with a token (the mailed link), move it into the cookie and
+/// redirect to the URL without it; without one, show the form if the cookie's token is
+/// valid, the invalid-link page otherwise.
+pub(crate) async fn reset_form(
+    state: web::Data<ApiState>,
+    pages: web::Data<Pages>,
+    req: HttpRequest,
+) -> HttpResponse {
+    let view = View::new(&pages, &req);
+    let mut params = query(&req);
+    let id = params.get("id").and_then(|raw| raw.parse::<ResetId>().ok());
+    if let Some(token) = params.remove("token") {
+        let location = id.map_or_else(
+            || "/reset-password".to_owned(),
+            |id| format!("/reset-password?id={id}"),
+        );
+        let mut res = HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, location))
+            .finish();
+        if cookie_safe(&token) {
+            set_cookie(
+                &mut res,
+                &token_cookie(&pages, &token, TOKEN_COOKIE_MAX_AGE),
+            );
+        }
+        return res;
+    }
+    let Some(id) = id else {
+        return view.invalid();
+    };
+    let token = cookie_token(&req);
+    match state
+        .resets
+        .check_link(client(&state, &req), id, token.as_deref())
+        .await
+    {
+        Ok(reset) => reset_page(
+            &view,
+            &state,
+            StatusCode::OK,
+            id,
+            reset.customer_email.as_str(),
+            None,
+        ),
+        Err(e) => completion_failure(&view, &e),
+    }
+}
+
+/// The new-password form; `error` in words next to the field. The password is never
+/// sent back.
+fn reset_page(
+    view: &View<'_>,
+    state: &ApiState,
+    status: StatusCode,
+    id: ResetId,
+    username: &str,
+    error: Option<&PasswordRejection>,
+) -> HttpResponse {
+    let min = state.resets.password_policy().min_chars().to_string();
+    let error = match error {
+        None => String::new(),
+        Some(PasswordRejection::TooShort { min }) => view
+            .text("password_too_short")
+            .replace("{min}", &min.to_string()),
+        Some(PasswordRejection::TooLong { max }) => view
+            .text("password_too_long")
+            .replace("{max}", &max.to_string()),
+        Some(PasswordRejection::ContainsEmail) => view.text("password_contains_email"),
+        Some(PasswordRejection::Common) => view.text("password_common"),
+    };
+    let values = BTreeMap::from([
+        ("reset_id", Value::from(id.to_string())),
+        ("username", Value::from(username)),
+        (
+            "password_hint",
+            Value::from(view.text("password_hint").replace("{min}", &min)),
+        ),
+        ("password_error", Value::from(error)),
+    ]);
+    view.page(status, "reset.html", values)
+}
+
+/// The page for a failed check or completion: every token failure is the one invalid
+/// page.
+fn completion_failure(view: &View<'_>, e: &CompleteResetError) -> HttpResponse {
+    match e {
+        CompleteResetError::NotFound | CompleteResetError::InvalidToken(_) => {
+            if let CompleteResetError::InvalidToken(reason) = e {
+                tracing::info!(reason = reason.as_str(), "reset link refused");
+            }
+            view.invalid()
+        }
+        CompleteResetError::RateLimited(r) => view.throttled(r),
+        CompleteResetError::PasswordRejected(_) | CompleteResetError::Unexpected(_) => {
+            view.unexpected(e)
+        }
+    }
+}
+
+/// `POST /reset-password?id=..`: completes the reset with the cookie's token.
+pub(crate) async fn reset_submit(
+    state: web::Data<ApiState>,
+    pages: web::Data<Pages>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let view = View::new(&pages, &req);
+    if cross_site(&pages, &req) {
+        return view.forbidden();
+    }
+    let Some(id) = query(&req)
+        .get("id")
+        .and_then(|raw| raw.parse::<ResetId>().ok())
+    else {
+        return view.invalid();
+    };
+    let password = form(&req, payload, state.body_limit)
+        .await
+        .and_then(|mut f| f.remove("password"))
+        .unwrap_or_default();
+    let attempt = CompleteReset::new(cookie_token(&req), Password::new(password));
+    let ip = client(&state, &req);
+    match state.resets.complete_link(ip, id, attempt).await {
+        Ok(_) => {
+            let mut res = HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/reset-password/done"))
+                .finish();
+            set_cookie(&mut res, &token_cookie(&pages, "", 0));
+            res
+        }
+        Err(CompleteResetError::PasswordRejected(rejection)) => {
+            match state.resets.find_link(id).await {
+                Ok(Some(reset)) => reset_page(
+                    &view,
+                    &state,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    id,
+                    reset.customer_email.as_str(),
+                    Some(&rejection),
+                ),
+                Ok(None) => view.invalid(),
+                Err(e) => view.unexpected(&e),
+            }
+        }
+        Err(e) => completion_failure(&view, &e),
+    }
+}
+
+/// `GET /reset-password/done`: "Password changed", with a sign-in button when configured.
+pub(crate) async fn changed(pages: web::Data<Pages>, req: HttpRequest) -> HttpResponse {
+    let view = View::new(&pages, &req);
+    let values = BTreeMap::from([(
+        "signin_url",
+        Value::from(pages.signin_url.clone().unwrap_or_default()),
+    )]);
+    view.page(StatusCode::OK, "changed.html", values)
+}
+
+/// `GET /assets/pages.css`.
+pub(crate) async fn style(pages: web::Data<Pages>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .body(pages.renderer.style.clone())
+}
+
+/// A page path with a method it does not support.
+pub(crate) async fn method_not_allowed(pages: web::Data<Pages>, req: HttpRequest) -> HttpResponse {
+    View::new(&pages, &req).message(StatusCode::METHOD_NOT_ALLOWED, "not-found", "not_found")
+}
