@@ -28,6 +28,7 @@ per_backend!(
     digest_keys_rotate_without_breaking_outstanding_tokens,
     links_come_from_configuration_never_from_the_host_header,
     password_hashing_never_stalls_other_requests,
+    a_customer_resets_a_password_on_the_hosted_pages,
 );
 
 const JSONAPI: &str = "application/vnd.api+json";
@@ -932,4 +933,180 @@ async fn password_hashing_never_stalls_other_requests(db: TestDb) {
         "/health took {worst:?} while passwords were being hashed"
     );
     f.app.stop().await;
+}
+
+/// A page request as a browser without JavaScript sends it.
+async fn page(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    cookie: Option<&str>,
+    form: Option<&str>,
+) -> Response {
+    let cookie = cookie.map(|c| format!("pwreset_reset={c}"));
+    let mut headers: Vec<(&str, &str)> = vec![("Accept", "text/html")];
+    if let Some(c) = &cookie {
+        headers.push(("Cookie", c));
+    }
+    if form.is_some() {
+        headers.push(("Content-Type", "application/x-www-form-urlencoded"));
+        headers.push(("Origin", "http://pwreset.test"));
+    }
+    let res = send(addr, method, target, &headers, form.map(str::as_bytes)).await;
+    assert_eq!(
+        res.header("cache-control"),
+        Some("no-store"),
+        "{method} {target}"
+    );
+    assert!(
+        res.header("content-security-policy")
+            .is_some_and(|c| c.starts_with("default-src 'none'")),
+        "{method} {target}"
+    );
+    res
+}
+
+async fn a_customer_resets_a_password_on_the_hosted_pages(db: TestDb) {
+    use pwreset_domain::ports::PasswordHasher as _;
+
+    let sink = pwreset_tests::sinks::SmtpSink::smtp("127.0.0.1:0").await;
+    let f = start_with(&db, |s| {
+        s.delivery = pwreset_app::config::Delivery::Mail;
+        s.self_service = true;
+        s.smtp_url = Some(format!("smtp://{}?tls=none", sink.addr));
+        s.public_url = Some("http://pwreset.test".into());
+        s.pages_mode = pwreset_app::config::PagesMode::Test;
+    })
+    .await;
+    let addr = f.app.addr;
+    let customer: pwreset_domain::CustomerId =
+        f.customer("Jane.Doe@Example.com").await.parse().unwrap();
+
+    // Forgot password: the form, then the request.
+    let form = page(addr, "GET", "/forgot-password", None, None).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(
+        form.body
+            .contains(r#"<input id="email" name="email" type="email""#)
+    );
+    let sent = page(
+        addr,
+        "POST",
+        "/forgot-password",
+        None,
+        Some("email=jane.doe%40example.com"),
+    )
+    .await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    assert!(sent.body.contains(r#"id="sent""#), "{}", sent.body);
+
+    // The mail's link, opened: the token moves to a cookie and leaves the address.
+    let mail = sink.wait_for(1, std::time::Duration::from_secs(10)).await[0].text();
+    let start = mail
+        .find("http://pwreset.test/reset-password?id=")
+        .unwrap_or_else(|| panic!("no link in {mail}"));
+    let link: String = mail[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    let target = link.trim_start_matches("http://pwreset.test");
+    let token = target.split("&token=").nth(1).unwrap().to_owned();
+    assert_eq!(token.len(), 43, "{link}");
+    let opened = page(addr, "GET", target, None, None).await;
+    assert_eq!(opened.status, 303, "{}", opened.body);
+    let location = opened.header("location").unwrap().to_owned();
+    assert!(location.starts_with("/reset-password?id=") && !location.contains(&token));
+    let cookie = opened.header("set-cookie").unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert_eq!(
+        cookie.split(';').next(),
+        Some(format!("pwreset_reset={token}").as_str())
+    );
+
+    // The form, then a weak password, then a good one.
+    let shown = page(addr, "GET", &location, Some(&token), None).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert!(
+        shown
+            .body
+            .contains(r#"readonly value="Jane.Doe@Example.com""#),
+        "{}",
+        shown.body
+    );
+    let weak = page(
+        addr,
+        "POST",
+        &location,
+        Some(&token),
+        Some("username=x&password=short"),
+    )
+    .await;
+    assert_eq!(weak.status, 422, "{}", weak.body);
+    assert!(
+        weak.body.contains(r#"id="password-error">Too short"#),
+        "{}",
+        weak.body
+    );
+    let password = "a brand new hosted passphrase";
+    let done = page(
+        addr,
+        "POST",
+        &location,
+        Some(&token),
+        Some("password=a+brand+new+hosted+passphrase"),
+    )
+    .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.header("location"), Some("/reset-password/done"));
+    assert!(done.header("set-cookie").unwrap().contains("Max-Age=0"));
+    let changed = page(addr, "GET", "/reset-password/done", None, None).await;
+    assert!(changed.body.contains(r#"id="changed""#), "{}", changed.body);
+
+    // The link is spent: the form and a second completion get the invalid page.
+    let again = page(
+        addr,
+        "POST",
+        &location,
+        Some(&token),
+        Some("password=another+fine+passphrase"),
+    )
+    .await;
+    assert_eq!(again.status, 410, "{}", again.body);
+    assert!(again.body.contains(r#"id="invalid""#));
+    let reopened = page(addr, "GET", &location, Some(&token), None).await;
+    assert_eq!((reopened.status, &reopened.body), (410, &again.body));
+
+    // The stored password is the new one.
+    let stored = db
+        .customers
+        .find(pwreset_domain::Mode::Test, customer)
+        .await
+        .unwrap()
+        .unwrap();
+    let hash = stored.password_hash.unwrap();
+    let hasher = pwreset_adapter_crypto::Argon2Hasher::owasp_minimum();
+    assert!(
+        hasher
+            .verify(&pwreset_domain::Password::new(password), &hash)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !hasher
+            .verify(&pwreset_domain::Password::new("an old password 1"), &hash)
+            .await
+            .unwrap()
+    );
+
+    // No answer after the redirect, and no log line, carries the token.
+    for res in [&shown, &weak, &done, &changed, &again, &reopened] {
+        assert!(!res.body.contains(&token));
+        assert!(res.headers.iter().all(|(_, v)| !v.contains(&token)));
+    }
+    assert!(!logs::text().contains(&token), "the token is in the log");
+    f.app.stop().await;
+    sink.stop();
 }
