@@ -87,6 +87,9 @@ PWRESET_URL="$url" \
   timeout --kill-after=10 360 node journey.mjs
 status=$?
 set -e
-(( status == 0 )) || die "the browser journey failed (status $status): see the lines above"
+if (( status != 0 )); then
+  kill -0 "$server_pid" 2>/dev/null || echo "browser: the pwreset server is no longer running" >&2
+  die "the browser journey failed (status $status): see the lines above"
+fi
 
 temp_server_stop_checked
