@@ -46,6 +46,12 @@ fuzz:
     cargo build -p pwreset-app
     bash fuzz/run.sh target/debug/pwreset
 
+# The hosted pages in headless Chromium with JavaScript off (builds first; installs Debian's
+# chromium when missing). Screenshots in target/browser-screenshots/.
+browser:
+    cargo build -p pwreset-app
+    bash browser/run.sh target/debug/pwreset
+
 # Everything CI runs.
 ci:
     bash .ci/run

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The real-browser check of the hosted pages (browser/journey.mjs) against a fresh pwreset.
+#
+# Usage: browser/run.sh [path-to-pwreset-binary]
+#   The binary defaults to target/debug/pwreset under the repository root. It is not built
+#   here: build it first (cargo build -p pwreset-app).
+#
+# Installs Debian's chromium with apt-get when /usr/bin/chromium is missing (playwright's own
+# browser download cannot work here: playwright-core drives the system Chromium), runs
+# `npm ci` when needed, starts `pwreset serve` on a free loopback port with a throwaway data
+# dir (SQLite), mail delivery to an SMTP sink on another loopback port (the sink lives in
+# journey.mjs), self-service and a sign-in URL; mints a live integration token, drives the
+# journey in headless Chromium, then stops the server with SIGTERM (it must exit 0 quietly).
+# Screenshots go to target/browser-screenshots/, the reset form at 1280 px to
+# docs/reset-page.png. The journey is bounded (4 min inside, 6 min here); on failure the
+# server log tail is printed and the exit status is non-zero.
+set -euo pipefail
+
+browser_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo_root="$(dirname "$browser_dir")"
+
+# shellcheck source=../scripts/temp-server.sh
+source "$repo_root/scripts/temp-server.sh"
+die() { temp_server_die "$@"; }
+temp_server_name=browser
+
+bin="${1:-$repo_root/target/debug/pwreset}"
+case "$bin" in
+  /*) ;;
+  *) bin="$PWD/$bin" ;;
+esac
+
+chromium="${CHROMIUM:-/usr/bin/chromium}"
+if [[ ! -x "$chromium" ]]; then
+  command -v apt-get >/dev/null 2>&1 || die "$chromium is missing and there is no apt-get to install Debian's chromium"
+  sudo=()
+  (( EUID == 0 )) || sudo=(sudo)
+  echo "browser: $chromium is missing: installing Debian's chromium package with apt-get"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq chromium >/dev/null
+  [[ -x "$chromium" ]] || die "apt-get install chromium did not provide $chromium"
+fi
+command -v sqlite3 >/dev/null 2>&1 || die "sqlite3 is required (it reads the stored password hash) but was not found on PATH"
+
+command -v node >/dev/null 2>&1 || die "node is required (>= 20) but was not found on PATH"
+command -v npm >/dev/null 2>&1 || die "npm is required but was not found on PATH"
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+(( node_major >= 20 )) || die "node >= 20 is required, found $(node --version)"
+
+cd "$browser_dir"
+# npm ci rewrites node_modules/.package-lock.json, so it doubles as the install stamp.
+if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  echo "browser: installing dependencies (npm ci)"
+  npm ci --no-audit --no-fund
+fi
+
+smtp_port="$(temp_server_free_port)"
+signin_url="https://shop.example/account/sign-in"
+export PWRESET_DELIVERY=mail
+export PWRESET_SELF_SERVICE=true
+export PWRESET_SMTP_URL="smtp://127.0.0.1:$smtp_port?tls=none"
+export PWRESET_SIGNIN_URL="$signin_url"
+export PWRESET_OUTBOX_POLL_MS=200
+# Access lines are logged at INFO: the journey checks that none carries the token.
+export PWRESET_LOG=info
+
+temp_server_start browser "$bin"
+
+integration_token="$("$bin" token --kind integration --mode live)" || die "pwreset token --kind integration --mode live failed"
+[[ -n "$integration_token" ]] || die "pwreset token printed nothing"
+
+shots="$repo_root/target/browser-screenshots"
+rm -rf "$shots"
+mkdir -p "$shots"
+
+set +e
+PWRESET_URL="$url" \
+  BROWSER_SMTP_PORT="$smtp_port" \
+  BROWSER_SIGNIN_URL="$signin_url" \
+  BROWSER_INTEGRATION_TOKEN="$integration_token" \
+  BROWSER_DB="$PWRESET_DATA_DIR/pwreset.db" \
+  BROWSER_SERVER_LOG="$tmp/server.log" \
+  BROWSER_PROFILE="$tmp/chromium-profile" \
+  BROWSER_SHOTS="$shots" \
+  BROWSER_DOCS_PICTURE="$repo_root/docs/reset-page.png" \
+  CHROMIUM="$chromium" \
+  timeout --kill-after=10 360 node journey.mjs
+status=$?
+set -e
+if (( status != 0 )); then
+  kill -0 "$server_pid" 2>/dev/null || echo "browser: the pwreset server is no longer running" >&2
+  die "the browser journey failed (status $status): see the lines above"
+fi
+
+temp_server_stop_checked
