@@ -282,11 +282,13 @@ step('d. POST /forgot-password: "we sent a link", the same bytes as for an unkno
   assert.equal(chain.length, 1, 'the POST was redirected')
   const source = await checkPage(res, page)
   assert.ok(await page.locator('#sent').isVisible(), 'no visible #sent element')
-  // The same answer for an address with no account (no oracle). Same Origin as a browser.
+  // The same answer for an address with no account (no oracle), posted as a browser with
+  // a form key of its own would (the key in the cookie and in the form, Origin: null).
+  const key = '0123456789abcdef0123456789abcdef'
   const other = await fetch(`${BASE}/forgot-password`, {
     method: 'POST',
-    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: BASE, 'Accept-Language': 'en-US,en;q=0.9' },
-    body: new URLSearchParams({ email: `nobody.${stamp}@example.com` }),
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: 'null', Cookie: `pwreset_form=${key}`, 'Accept-Language': 'en-US,en;q=0.9' },
+    body: new URLSearchParams({ email: `nobody.${stamp}@example.com`, csrf: key }),
     redirect: 'manual',
   })
   assert.equal(other.status, 200)
@@ -326,9 +328,15 @@ step('f. the mailed link: 303, HttpOnly cookie, the token leaves the address bar
   const rest = attrs.slice(1).map((a) => a.toLowerCase()).sort()
   assert.deepEqual(rest, ['httponly', 'max-age=900', 'path=/reset-password', 'samesite=strict'], `cookie attributes: ${setCookie[0]}`)
   // cookies() with no URL: a URL would filter by the cookie's path.
+  // The jar also holds the form key (pwreset_form, from the forgot page); both are
+  // HttpOnly and SameSite=Strict.
   const jars = await context.cookies()
-  assert.equal(jars.length, 1, `cookies: ${jars.map((c) => `${c.name} ${c.path}`)}`)
-  const [jar] = jars
+  assert.deepEqual(jars.map((c) => c.name).sort(), ['pwreset_form', 'pwreset_reset'], `cookies: ${jars.map((c) => `${c.name} ${c.path}`)}`)
+  const formKey = jars.find((c) => c.name === 'pwreset_form')
+  assert.equal(formKey.httpOnly, true)
+  assert.equal(formKey.sameSite, 'Strict')
+  assert.ok(!formKey.value.includes(state.token), 'the form key carries the token')
+  const jar = jars.find((c) => c.name === 'pwreset_reset')
   assert.equal(jar.name, 'pwreset_reset')
   assert.equal(jar.httpOnly, true)
   assert.equal(jar.sameSite, 'Strict')
@@ -445,7 +453,7 @@ step('h. a good password: 303 to the done page, the cookie cleared, "Password ch
   assert.match(setCookie[0], /^pwreset_reset=[^;]*;/)
   assert.match(setCookie[0], /;\s*Max-Age=0\b/i)
   assert.match(setCookie[0], /;\s*Path=\/reset-password\b/i)
-  assert.deepEqual(await context.cookies(), [], 'the browser still holds the reset cookie')
+  assert.deepEqual((await context.cookies()).map((c) => c.name), ['pwreset_form'], 'the browser still holds the reset cookie')
   assert.equal(done.status(), 200)
   assert.equal(page.url(), `${BASE}/reset-password/done`)
   await checkPage(done, page)
@@ -485,7 +493,7 @@ step('j. the same mailed link again: "This link is no longer valid" (410), same 
   await axe('invalid', (p) => p.goto(`${BASE}/reset-password?id=${state.id}`))
 })
 
-step('k. a cross-site POST is refused with 403', async () => {
+step('k. a cross-site POST, or one without the form key, is refused with 403', async () => {
   const res = await fetch(`${BASE}/forgot-password`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: 'https://attacker.example' },
@@ -500,6 +508,14 @@ step('k. a cross-site POST is refused with 403', async () => {
     redirect: 'manual',
   })
   assert.equal(res2.status, 403)
+  // Origin: null (what the browser itself sends from these pages) without the form key.
+  const res3 = await fetch(`${BASE}/forgot-password`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: 'null' },
+    body: new URLSearchParams({ email: EMAIL }),
+    redirect: 'manual',
+  })
+  assert.equal(res3.status, 403, 'a form without its key was accepted')
 })
 
 step('l. throttled: the forgot form answers 429 with Retry-After once an address is over its limit', async () => {
