@@ -30,17 +30,26 @@ case "$bin" in
   *) bin="$PWD/$bin" ;;
 esac
 
+# Installs Debian package $1 with apt-get, saying so; dies naming what to do without apt-get.
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || die "$2 is missing and there is no apt-get to install Debian's $1 package: install it"
+  local sudo=()
+  (( EUID == 0 )) || sudo=(sudo)
+  echo "browser: $2 is missing: installing Debian's $1 package with apt-get"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$1" >/dev/null
+}
+
 chromium="${CHROMIUM:-/usr/bin/chromium}"
 if [[ ! -x "$chromium" ]]; then
-  command -v apt-get >/dev/null 2>&1 || die "$chromium is missing and there is no apt-get to install Debian's chromium"
-  sudo=()
-  (( EUID == 0 )) || sudo=(sudo)
-  echo "browser: $chromium is missing: installing Debian's chromium package with apt-get"
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq chromium >/dev/null
+  apt_install chromium "$chromium"
   [[ -x "$chromium" ]] || die "apt-get install chromium did not provide $chromium"
 fi
-command -v sqlite3 >/dev/null 2>&1 || die "sqlite3 is required (it reads the stored password hash) but was not found on PATH"
+# sqlite3 reads the stored password hash, to check the new password is the one stored.
+if ! command -v sqlite3 >/dev/null 2>&1; then
+  apt_install sqlite3 sqlite3
+  command -v sqlite3 >/dev/null 2>&1 || die "apt-get install sqlite3 did not provide sqlite3"
+fi
 
 command -v node >/dev/null 2>&1 || die "node is required (>= 20) but was not found on PATH"
 command -v npm >/dev/null 2>&1 || die "npm is required but was not found on PATH"
