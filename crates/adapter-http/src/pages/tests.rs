@@ -304,6 +304,14 @@ async fn asking_for_a_link_answers_the_same_bytes_for_any_address() {
     assert_eq!(known.status, StatusCode::OK);
     known.assert_page_headers(false);
     assert!(known.body.contains(r#"id="sent""#), "{}", known.body);
+    // A way back to the form, for a typo in the address.
+    assert!(
+        known
+            .body
+            .contains(r#"<a id="again" href="/forgot-password">"#),
+        "{}",
+        known.body
+    );
     assert!(known.body.contains("If an account exists for that address"));
     assert_eq!((unknown.status, &unknown.body), (known.status, &known.body));
 }
