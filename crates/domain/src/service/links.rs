@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::errors::{CompleteResetError, GetResetError};
 use super::resets::{CompleteReset, ResetService};
-use crate::models::{Caller, Mode, PasswordReset, ResetId};
+use crate::models::{Caller, EventKind, Mode, PasswordReset, ResetId, TokenRejection};
 
 impl ResetService {
     /// The reset a link names, looked up in every mode: a link opened in a browser carries
@@ -26,9 +26,11 @@ impl ResetService {
     }
 
     /// Checks a link's token before its page shows the new-password form, with the checks
-    /// and the accounting of [`Self::complete`]: the same failure limit, and a failed check
-    /// recorded and counted exactly like a failed completion, so the page is no free
-    /// guessing oracle. A valid token is never consumed and the reset is not written.
+    /// and the accounting of [`Self::complete`]: the same failure limit, and a wrong or
+    /// malformed token recorded and counted exactly like a failed completion, so the page is
+    /// no free guessing oracle. No token at all is recorded but not counted (see
+    /// [`Self::complete_link`]). A valid token is never consumed and the reset is not
+    /// written.
     /// `client_ip` is the browser's address, for the trail; the reset is found in either
     /// mode ([`Self::find_link`]). Returns the reset, whose stored address the form shows.
     ///
@@ -52,7 +54,10 @@ impl ResetService {
         let caller = link_caller(reset.mode, client_ip);
         let now = self.ports().now();
         self.guard_failures(&caller, &reset, now).await?;
-        if let Err(rejection) = self.check_token(&reset, token, now) {
+        let Some(token) = token else {
+            return Err(self.without_token(&caller, &reset, now).await);
+        };
+        if let Err(rejection) = self.check_token(&reset, Some(token), now) {
             return Err(self.reject(&caller, &reset, rejection).await);
         }
         Ok(reset)
@@ -60,6 +65,12 @@ impl ResetService {
 
     /// [`Self::complete`] for a link opened in a browser: the reset is found in either mode
     /// ([`Self::find_link`]) and completed in its own.
+    ///
+    /// A request without a token (the token cookie never arrived: a mail scanner that
+    /// follows the link without keeping cookies, an expired cookie, or anyone who only
+    /// knows a reset's id) fails with `InvalidToken(Missing)`, recorded as an event but not
+    /// counted: nothing was guessed, and counting it would let anyone who knows an id use
+    /// up a customer's reset and their failure limit without credentials.
     ///
     /// # Errors
     /// As [`Self::complete`].
@@ -69,12 +80,42 @@ impl ResetService {
         id: ResetId,
         req: CompleteReset,
     ) -> Result<PasswordReset, CompleteResetError> {
-        let mode = match self.find_link(id).await {
-            Ok(Some(reset)) => reset.mode,
+        let reset = match self.find_link(id).await {
+            Ok(Some(reset)) => reset,
             Ok(None) | Err(GetResetError::NotFound) => return Err(CompleteResetError::NotFound),
             Err(GetResetError::Unexpected(e)) => return Err(CompleteResetError::Unexpected(e)),
         };
-        self.complete(&link_caller(mode, client_ip), id, req).await
+        let caller = link_caller(reset.mode, client_ip);
+        if req.token.is_none() {
+            let now = self.ports().now();
+            return Err(self.without_token(&caller, &reset, now).await);
+        }
+        self.complete(&caller, id, req).await
+    }
+
+    /// Records that a link was used without a token, without counting an attempt.
+    async fn without_token(
+        &self,
+        caller: &Caller,
+        reset: &PasswordReset,
+        now: crate::models::Timestamp,
+    ) -> CompleteResetError {
+        let rejection = TokenRejection::Missing;
+        let event = caller.event(
+            reset.id,
+            EventKind::CompletionFailed,
+            Some(rejection.as_str()),
+            now,
+        );
+        match self
+            .ports()
+            .resets
+            .record_failure(caller.mode, reset.id, false, &event)
+            .await
+        {
+            Ok(()) => CompleteResetError::InvalidToken(rejection),
+            Err(e) => e.into(),
+        }
     }
 }
 

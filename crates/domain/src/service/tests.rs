@@ -1190,7 +1190,6 @@ async fn checking_a_link_with_its_token_finds_the_reset_in_any_mode_and_writes_n
 async fn checking_a_link_with_a_bad_token_counts_a_failure_like_a_completion() {
     let ip: std::net::IpAddr = "198.51.100.7".parse().unwrap();
     for (token, reason) in [
-        (None, "missing"),
         (Some("not-a-token"), "malformed"),
         (Some(OTHER_TOKEN), "wrong"),
     ] {
@@ -1219,6 +1218,45 @@ async fn checking_a_link_with_a_bad_token_counts_a_failure_like_a_completion() {
             .unwrap_err();
         assert!(
             matches!(&err, CompleteResetError::InvalidToken(r) if r.as_str() == reason),
+            "{err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_link_used_without_its_token_is_recorded_but_never_counted() {
+    // Knowing a reset's id is not a guess: a link scanner without cookies, or anyone with
+    // the id, must not use up the reset or the customer's failure limit.
+    for complete in [false, true] {
+        let mut m = stored_in_its_mode(reset());
+        m.resets
+            .expect_record_failure()
+            .withf(|_, _, count, e| {
+                !*count
+                    && e.kind == EventKind::CompletionFailed
+                    && e.reason.as_deref() == Some("missing")
+            })
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
+        m.resets.expect_complete().never();
+        m.hasher.expect_hash().never();
+        let mut store = MockRateLimitStore::new();
+        store.expect_peek().returning(|_, _| Ok(vec![0]));
+        store.expect_hit().never();
+        let service = limited(m, store);
+        let err = if complete {
+            service
+                .complete_link(None, reset().id, completion(None, "a fine new password"))
+                .await
+        } else {
+            service.check_link(None, reset().id, None).await
+        }
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CompleteResetError::InvalidToken(TokenRejection::Missing)
+            ),
             "{err:?}"
         );
     }
