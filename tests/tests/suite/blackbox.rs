@@ -1039,7 +1039,7 @@ async fn a_customer_resets_a_password_on_the_hosted_pages(db: TestDb) {
     assert!(location.starts_with("/reset-password?id=") && !location.contains(&token));
     let cookie = opened.header("set-cookie").unwrap();
     assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
         "{cookie}"
     );
     assert_eq!(

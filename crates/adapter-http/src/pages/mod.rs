@@ -10,7 +10,7 @@
 //!
 //! The token's path: the mailed link `GET /reset-password?id=..&token=..` is answered with
 //! a 303 to `/reset-password?id=..` that moves the token into a short-lived `HttpOnly`,
-//! `SameSite=Strict` cookie scoped to `/reset-password`; from then on no URL, page or
+//! `SameSite=Lax` cookie scoped to `/reset-password`; from then on no URL, page or
 //! `Referer` holds it, and the request log never records a query string.
 
 mod render;

@@ -273,10 +273,16 @@ fn cookie_safe(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// The token cookie. `SameSite=Lax`, not `Strict`: the mailed link is opened from another
+/// site (a webmail page, a mail client), and browsers treat the redirect chain of such a
+/// navigation as cross-site, so a `Strict` cookie set by the 303 would not come back on the
+/// redirected `GET` and no link opened from webmail would work. `Lax` cookies travel on
+/// top-level `GET` navigations only; a cross-site `POST` never carries it, and every form
+/// also needs the anti-forgery key.
 fn token_cookie(pages: &Pages, token: &str, max_age: u32) -> String {
     let secure = if pages.https { "; Secure" } else { "" };
     format!(
-        "{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/reset-password; Max-Age={max_age}{secure}"
+        "{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/reset-password; Max-Age={max_age}{secure}"
     )
 }
 

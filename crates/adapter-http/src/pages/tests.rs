@@ -495,7 +495,7 @@ async fn the_mailed_link_moves_its_token_into_a_cookie_and_out_of_the_address() 
     assert_eq!(
         res.cookies(),
         [format!(
-            "pwreset_reset={TOKEN}; HttpOnly; SameSite=Strict; Path=/reset-password; Max-Age=900"
+            "pwreset_reset={TOKEN}; HttpOnly; SameSite=Lax; Path=/reset-password; Max-Age=900"
         )]
     );
     assert!(res.body.is_empty());
@@ -645,7 +645,7 @@ async fn every_kind_of_bad_link_shows_the_one_invalid_page() {
         );
         assert_eq!(
             res.cookies(),
-            ["pwreset_reset=; HttpOnly; SameSite=Strict; Path=/reset-password; Max-Age=0"],
+            ["pwreset_reset=; HttpOnly; SameSite=Lax; Path=/reset-password; Max-Age=0"],
             "{cause}: the cookie is dropped"
         );
         res.assert_no_token(TOKEN);
@@ -768,7 +768,7 @@ async fn a_good_password_completes_and_redirects_with_the_cookie_cleared() {
     assert_eq!(res.header("location"), Some("/reset-password/done"));
     assert_eq!(
         res.cookies(),
-        ["pwreset_reset=; HttpOnly; SameSite=Strict; Path=/reset-password; Max-Age=0"]
+        ["pwreset_reset=; HttpOnly; SameSite=Lax; Path=/reset-password; Max-Age=0"]
     );
     res.assert_no_token(TOKEN);
 }
