@@ -23,11 +23,23 @@ pub struct RawListQuery {
 const MAX_LIST_VALUES: usize = 100;
 const MAX_SORT_KEYS: usize = 5;
 
+/// The most filters one query takes. With at most 100 values (or metadata keys) each, a
+/// query binds at most a few thousand values, far below what either database accepts
+/// (SQLite 32,766, Postgres 65,535); without it a long query string was a database error,
+/// a 500, instead of a 400.
+const MAX_FILTERS: usize = 20;
+
 /// Parses the raw strings into a typed query for the attributes `F` and sort keys `S`.
 ///
 /// # Errors
 /// A [`QueryError`] naming the first parameter that does not parse.
 pub fn parse<F: Field, S: SortKey>(raw: &RawListQuery) -> Result<ListQuery<F, S>, QueryError> {
+    if raw.filters.len() > MAX_FILTERS {
+        return Err(QueryError::InvalidValue {
+            filter: "filter[q]".to_owned(),
+            reason: format!("at most {MAX_FILTERS} filters per request"),
+        });
+    }
     let filters = raw
         .filters
         .iter()
@@ -259,6 +271,28 @@ mod tests {
         assert_eq!(q.filters[0].value, FilterValue::Flag(false));
         assert!(parse_resets(&raw_filter("metadata_jcont", "[1]")).is_err());
         assert!(parse_resets(&raw_filter("metadata_jcont", r#"{"a":{"b":1}}"#)).is_err());
+    }
+
+    #[test]
+    fn a_query_with_more_filters_than_the_databases_can_bind_is_refused() {
+        // Each `in` list may hold 100 values; 21 filters of them would be 2,100 binds, and
+        // unbounded they overflowed the databases' parameter limits into a 500.
+        let list = vec!["x"; 100].join(",");
+        let many = RawListQuery {
+            filters: (0..21)
+                .map(|_| ("reference_in".to_owned(), list.clone()))
+                .collect(),
+            ..RawListQuery::default()
+        };
+        assert!(matches!(
+            parse_resets(&many),
+            Err(QueryError::InvalidValue { reason, .. }) if reason.contains("at most 20")
+        ));
+        let enough = RawListQuery {
+            filters: many.filters[..20].to_vec(),
+            ..RawListQuery::default()
+        };
+        assert_eq!(parse_resets(&enough).unwrap().filters.len(), 20);
     }
 
     #[test]
