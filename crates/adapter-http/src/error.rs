@@ -299,6 +299,7 @@ impl From<QueryError> for ApiError {
                 attribute,
                 predicate,
             } => format!("filter[q][{attribute}_{predicate}]"),
+            QueryError::TooManyFilters { .. } => "filter[q]".to_owned(),
             QueryError::UnknownSortKey(_) => "sort".to_owned(),
             QueryError::InvalidPage { parameter, .. } => (*parameter).to_owned(),
         };

@@ -35,10 +35,7 @@ const MAX_FILTERS: usize = 20;
 /// A [`QueryError`] naming the first parameter that does not parse.
 pub fn parse<F: Field, S: SortKey>(raw: &RawListQuery) -> Result<ListQuery<F, S>, QueryError> {
     if raw.filters.len() > MAX_FILTERS {
-        return Err(QueryError::InvalidValue {
-            filter: "filter[q]".to_owned(),
-            reason: format!("at most {MAX_FILTERS} filters per request"),
-        });
+        return Err(QueryError::TooManyFilters { max: MAX_FILTERS });
     }
     let filters = raw
         .filters
@@ -284,10 +281,10 @@ mod tests {
                 .collect(),
             ..RawListQuery::default()
         };
-        assert!(matches!(
+        assert_eq!(
             parse_resets(&many),
-            Err(QueryError::InvalidValue { reason, .. }) if reason.contains("at most 20")
-        ));
+            Err(QueryError::TooManyFilters { max: 20 })
+        );
         let enough = RawListQuery {
             filters: many.filters[..20].to_vec(),
             ..RawListQuery::default()

@@ -346,6 +346,8 @@ pub enum QueryError {
     },
     #[error("filter `{filter}` has an invalid value: {reason}")]
     InvalidValue { filter: String, reason: String },
+    #[error("at most {max} filters per request")]
+    TooManyFilters { max: usize },
     #[error("`{0}` is not a sortable attribute")]
     UnknownSortKey(String),
     #[error("{parameter} {reason}")]
