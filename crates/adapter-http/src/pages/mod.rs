@@ -39,7 +39,13 @@ pub const TOKEN_COOKIE_MAX_AGE: u32 = 900;
 
 /// The cookie holding this browser's anti-forgery key, which every form also carries in
 /// its `csrf` field (double submit): a form posted from another site cannot know it.
+/// Over https it is [`FORM_COOKIE_HOST`] instead.
 pub const FORM_COOKIE: &str = "pwreset_form";
+
+/// [`FORM_COOKIE`] over https: the `__Host-` prefix makes browsers refuse it unless it is
+/// `Secure`, `Path=/` and set by this host itself, so a sibling subdomain cannot plant a
+/// key it knows.
+pub const FORM_COOKIE_HOST: &str = "__Host-pwreset_form";
 
 /// How the pages are served.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use minijinja::Value;
 use pwreset_domain::service::{CompleteReset, CompleteResetError, RequestResetError};
 use pwreset_domain::{Caller, EmailAddress, Password, PasswordRejection, RateLimited, ResetId};
 
-use super::{FORM_COOKIE, Pages, TOKEN_COOKIE, TOKEN_COOKIE_MAX_AGE};
+use super::{FORM_COOKIE, FORM_COOKIE_HOST, Pages, TOKEN_COOKIE, TOKEN_COOKIE_MAX_AGE};
 use crate::ApiState;
 
 /// What a handler answers with: a page, or a redirect.
@@ -98,16 +98,29 @@ impl<'a> View<'a> {
     }
 }
 
-/// The value of cookie `name`, if any.
-fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+/// The values of every cookie called `name` the request carries.
+fn cookies<'r>(req: &'r HttpRequest, name: &'r str) -> impl Iterator<Item = String> + 'r {
     req.headers()
         .get_all(header::COOKIE)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
+        .filter(move |(n, _)| *n == name)
         .map(|(_, value)| value.trim_matches('"').to_owned())
-        .filter(|v| !v.is_empty())
+}
+
+/// The value of cookie `name`, if any.
+fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+    cookies(req, name).next().filter(|v| !v.is_empty())
+}
+
+/// The form cookie's name for these pages.
+fn form_cookie_name(pages: &Pages) -> &'static str {
+    if pages.https {
+        FORM_COOKIE_HOST
+    } else {
+        FORM_COOKIE
+    }
 }
 
 /// This browser's anti-forgery key for the forms a page shows: the form cookie's when it
@@ -119,8 +132,8 @@ struct FormKey {
 }
 
 impl FormKey {
-    fn of(req: &HttpRequest) -> Self {
-        match cookie(req, FORM_COOKIE).filter(|v| form_key_shape(v)) {
+    fn of(pages: &Pages, req: &HttpRequest) -> Self {
+        match cookie(req, form_cookie_name(pages)).filter(|v| form_key_shape(v)) {
             Some(value) => Self {
                 value,
                 fresh: false,
@@ -139,7 +152,8 @@ impl FormKey {
             set_cookie(
                 res,
                 &format!(
-                    "{FORM_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=86400{secure}",
+                    "{}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=86400{secure}",
+                    form_cookie_name(pages),
                     self.value
                 ),
             );
@@ -163,8 +177,11 @@ fn forged(pages: &Pages, req: &HttpRequest, fields: &BTreeMap<String, String>) -
         !o.to_str()
             .is_ok_and(|o| o == "null" || o.eq_ignore_ascii_case(&pages.origin))
     });
-    let key_matches = match (cookie(req, FORM_COOKIE), fields.get("csrf")) {
-        (Some(c), Some(f)) if form_key_shape(&c) => {
+    // Exactly one form cookie: two would mean one was planted (by a sibling host, say),
+    // and which one a browser sends first is not ours to rely on.
+    let mut keys = cookies(req, form_cookie_name(pages));
+    let key_matches = match (keys.next(), keys.next(), fields.get("csrf")) {
+        (Some(c), None, Some(f)) if form_key_shape(&c) => {
             bool::from(subtle::ConstantTimeEq::ct_eq(c.as_bytes(), f.as_bytes()))
         }
         _ => false,
@@ -204,7 +221,7 @@ pub(crate) async fn forgot_form(
     if state.self_service.is_none() {
         return view.not_found();
     }
-    forgot_page(&view, &FormKey::of(&req), StatusCode::OK, "", false)
+    forgot_page(&view, &FormKey::of(&pages, &req), StatusCode::OK, "", false)
 }
 
 fn forgot_page(
@@ -248,7 +265,13 @@ pub(crate) async fn forgot_submit(
     }
     let raw = fields.remove("email").unwrap_or_default();
     let Ok(email) = EmailAddress::parse(raw.trim()) else {
-        return forgot_page(&view, &FormKey::of(&req), StatusCode::OK, raw.trim(), true);
+        return forgot_page(
+            &view,
+            &FormKey::of(&pages, &req),
+            StatusCode::OK,
+            raw.trim(),
+            true,
+        );
     };
     let mut caller = Caller::new(pages.mode);
     caller.client_ip = client(&state, &req);
@@ -336,7 +359,7 @@ pub(crate) async fn reset_form(
         Ok(reset) => reset_page(
             &view,
             &state,
-            &FormKey::of(&req),
+            &FormKey::of(&pages, &req),
             StatusCode::OK,
             id,
             reset.customer_email.as_str(),
@@ -437,7 +460,7 @@ pub(crate) async fn reset_submit(
                 Ok(Some(reset)) => reset_page(
                     &view,
                     &state,
-                    &FormKey::of(&req),
+                    &FormKey::of(&pages, &req),
                     StatusCode::UNPROCESSABLE_ENTITY,
                     id,
                     reset.customer_email.as_str(),

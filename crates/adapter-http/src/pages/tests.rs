@@ -422,6 +422,44 @@ async fn forms_sent_from_another_site_are_refused() {
 }
 
 #[actix_web::test]
+async fn a_second_form_cookie_is_refused_and_https_keys_are_host_only() {
+    // Two form cookies: one may have been planted by a sibling host that knows its value.
+    let mut outbox = MockOutboxStore::new();
+    outbox.expect_enqueue().never();
+    let app = Setup::new().with_self_service(outbox).app().await;
+    let req = post_form("/forgot-password", "email=jane%40example.com")
+        .append_header(("cookie", format!("pwreset_form={FORM_KEY}")));
+    let res = call(&app, req).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", res.body);
+
+    // Over https the key lives in a __Host- cookie: Secure, Path=/, this host only; the
+    // plain name is not read.
+    let mut setup = Setup::new().with_self_service(MockOutboxStore::new());
+    setup.public_url = "https://shop.test";
+    let app = setup.app().await;
+    let res = call(&app, get("/forgot-password")).await;
+    let cookie = res
+        .headers
+        .get_all("set-cookie")
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.contains("pwreset_form="))
+        .expect("a form cookie")
+        .to_owned();
+    assert!(cookie.starts_with("__Host-pwreset_form="), "{cookie}");
+    assert!(
+        cookie.contains("; Path=/;") && cookie.ends_with("; Secure"),
+        "{cookie}"
+    );
+    let plain = call(
+        &app,
+        post_form("/forgot-password", "email=jane%40example.com")
+            .insert_header(("origin", "https://shop.test")),
+    )
+    .await;
+    assert_eq!(plain.status, StatusCode::FORBIDDEN, "{}", plain.body);
+}
+
+#[actix_web::test]
 async fn a_form_with_its_key_is_accepted_from_a_no_referrer_page() {
     // Browsers send `Origin: null` for a form on a page with `Referrer-Policy:
     // no-referrer`; with the matching key the request goes through.
