@@ -14,6 +14,7 @@ use crate::blackbox::{Fixture, reset_doc, start_with};
 
 per_backend!(
     mail_delivery_sends_the_link_to_the_stored_address_and_a_notice_after_the_reset,
+    a_foreign_host_reaches_neither_the_mailed_link_nor_any_answer,
     with_the_smtp_server_down_create_answers_at_once_and_every_mail_arrives_once_when_it_returns,
     webhooks_are_signed_and_carry_the_resource_without_its_token,
     self_service_answers_alike_for_known_unknown_and_passwordless_addresses,
@@ -53,6 +54,65 @@ fn link_parts(text: &str) -> (String, String) {
         }
     }
     (id, token)
+}
+
+/// Security item 18: links come from configuration (`PWRESET_PUBLIC_URL`), never from the
+/// request's `Host` or `X-Forwarded-*` headers, in the mail, the API's `links` and the
+/// pages' redirect.
+async fn a_foreign_host_reaches_neither_the_mailed_link_nor_any_answer(db: TestDb) {
+    let sink = SmtpSink::smtp("127.0.0.1:0").await;
+    let f = mail_app(&db, sink.addr).await;
+    f.customer("jane@example.com").await;
+    let bearer = format!("Bearer {}", f.integration);
+    let body = reset_doc("jane@example.com").to_string();
+    let forged = [
+        ("Host", "evil.example"),
+        ("X-Forwarded-Host", "evil.example"),
+        ("X-Forwarded-Proto", "http"),
+        ("Forwarded", "host=evil.example;proto=http"),
+    ];
+    let mut headers = vec![
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/vnd.api+json"),
+        ("Accept", "application/vnd.api+json"),
+    ];
+    headers.extend(forged);
+    let res = pwreset_tests::http::send(
+        f.app.addr,
+        "POST",
+        "/api/customer_password_resets",
+        &headers,
+        Some(body.as_bytes()),
+    )
+    .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    assert!(!res.body.contains("evil.example"), "{}", res.body);
+    assert!(
+        res.body
+            .contains("https://shop.test/api/customer_password_resets/"),
+        "the resource's links use the configured URL: {}",
+        res.body
+    );
+
+    let mail = sink.wait_for(1, WAIT).await[0].text();
+    assert!(!mail.contains("evil.example"), "{mail}");
+    let (id, token) = link_parts(&mail);
+    assert_eq!(token.len(), 43, "{mail}");
+
+    // The page that receives the link redirects to a path on this site, whatever the Host.
+    let opened = pwreset_tests::http::send(
+        f.app.addr,
+        "GET",
+        &format!("/reset-password?id={id}&token={token}"),
+        &forged,
+        None,
+    )
+    .await;
+    assert_eq!(opened.status, 303, "{}", opened.body);
+    assert_eq!(
+        opened.header("location"),
+        Some(format!("/reset-password?id={id}").as_str())
+    );
 }
 
 async fn mail_delivery_sends_the_link_to_the_stored_address_and_a_notice_after_the_reset(
