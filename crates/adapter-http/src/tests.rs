@@ -494,3 +494,32 @@ async fn the_openapi_document_matches_the_routes() {
     assert_eq!(served.status, StatusCode::OK);
     assert_eq!(served.body, doc);
 }
+
+#[actix_web::test]
+async fn refusals_at_the_media_type_edge_carry_no_store_and_no_referrer_too() {
+    // Security item 22 covers every /api answer, the middleware's own refusals included.
+    let wrong_accept = get("/api/customer_password_resets", AppKind::Integration)
+        .insert_header(("Accept", "text/html"));
+    let wrong_type = post(
+        "/api/customer_password_resets",
+        &json!({"data": {"type": "customer_password_resets", "attributes": {"customer_email": "jane@example.com"}}}),
+    )
+    .insert_header(("Content-Type", "application/json"));
+    for (req, status) in [
+        (wrong_accept, StatusCode::NOT_ACCEPTABLE),
+        (wrong_type, StatusCode::UNSUPPORTED_MEDIA_TYPE),
+    ] {
+        let reply = call(Mocks::new().state(), req).await;
+        assert_eq!(reply.status, status, "{}", reply.body);
+        assert_eq!(
+            reply.headers.get("cache-control").unwrap(),
+            "no-store",
+            "{status}"
+        );
+        assert_eq!(
+            reply.headers.get("referrer-policy").unwrap(),
+            "no-referrer",
+            "{status}"
+        );
+    }
+}
