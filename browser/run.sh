@@ -24,11 +24,7 @@ source "$repo_root/scripts/temp-server.sh"
 die() { temp_server_die "$@"; }
 temp_server_name=browser
 
-bin="${1:-$repo_root/target/debug/pwreset}"
-case "$bin" in
-  /*) ;;
-  *) bin="$PWD/$bin" ;;
-esac
+bin="$(temp_server_binary "${1:-}" "$repo_root")"
 
 # Installs Debian package $1 with apt-get, saying so; dies naming what to do without apt-get.
 apt_install() {
@@ -51,17 +47,9 @@ if ! command -v sqlite3 >/dev/null 2>&1; then
   command -v sqlite3 >/dev/null 2>&1 || die "apt-get install sqlite3 did not provide sqlite3"
 fi
 
-command -v node >/dev/null 2>&1 || die "node is required (>= 20) but was not found on PATH"
-command -v npm >/dev/null 2>&1 || die "npm is required but was not found on PATH"
-node_major="$(node -p 'process.versions.node.split(".")[0]')"
-(( node_major >= 20 )) || die "node >= 20 is required, found $(node --version)"
+temp_server_node_deps "$browser_dir"
 
 cd "$browser_dir"
-# npm ci rewrites node_modules/.package-lock.json, so it doubles as the install stamp.
-if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
-  echo "browser: installing dependencies (npm ci)"
-  npm ci --no-audit --no-fund
-fi
 
 smtp_port="$(temp_server_free_port)"
 signin_url="https://shop.example/account/sign-in"

@@ -19,25 +19,11 @@ source "$repo_root/scripts/temp-server.sh"
 die() { temp_server_die "$@"; }
 temp_server_name=compat
 
-# Resolve the binary before changing directory, so a relative argument means what it says.
-bin="${1:-$repo_root/target/debug/pwreset}"
-case "$bin" in
-  /*) ;;
-  *) bin="$PWD/$bin" ;;
-esac
+bin="$(temp_server_binary "${1:-}" "$repo_root")"
 
-command -v node >/dev/null 2>&1 || die "node is required (>= 20) but was not found on PATH"
-command -v npm >/dev/null 2>&1 || die "npm is required but was not found on PATH"
-node_major="$(node -p 'process.versions.node.split(".")[0]')"
-(( node_major >= 20 )) || die "node >= 20 is required, found $(node --version)"
+temp_server_node_deps "$compat_dir"
 
 cd "$compat_dir"
-
-# npm ci rewrites node_modules/.package-lock.json, so it doubles as the install stamp.
-if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
-  echo "compat: installing dependencies (npm ci)"
-  npm ci --no-audit --no-fund
-fi
 
 temp_server_start compat "$bin"
 

@@ -16,8 +16,7 @@ repo_root="$(dirname "$fuzz_dir")"
 source "$repo_root/scripts/temp-server.sh"
 temp_server_name=fuzz
 
-bin="${1:-$repo_root/target/debug/pwreset}"
-case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
+bin="$(temp_server_binary "${1:-}" "$repo_root")"
 examples="${2:-60}"
 min_requests=1000
 

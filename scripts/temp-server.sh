@@ -1,6 +1,8 @@
 # Starts a throwaway `pwreset serve` for a check script, and always cleans it up.
 # Sourced (not run) by compat/run.sh and fuzz/run.sh.
 #
+#   temp_server_binary ARG ROOT      # prints the binary's absolute path (ARG, or ROOT's debug build)
+#   temp_server_node_deps DIR        # needs node >= 20 and npm; `npm ci` in DIR when stale
 #   temp_server_start NAME BINARY    # sets: url, tmp, server_pid; exports PWRESET_DATA_DIR
 #   temp_server_stop_checked         # SIGTERM; fails unless it exits 0, quietly, within 15 s
 #
@@ -32,6 +34,32 @@ temp_server_cleanup() {
   fi
   [[ -n "${tmp:-}" ]] && rm -rf "$tmp"
   exit "$rc"
+}
+
+# The binary to check: ARG (made absolute now, so a relative argument means what it said
+# before any `cd`), or ROOT/target/debug/pwreset.
+temp_server_binary() {
+  local bin="${1:-$2/target/debug/pwreset}"
+  case "$bin" in
+    /*) ;;
+    *) bin="$PWD/$bin" ;;
+  esac
+  printf '%s\n' "$bin"
+}
+
+# Checks for node >= 20 and npm, and installs DIR's npm dependencies from its lock file
+# when they are missing or older than it.
+temp_server_node_deps() {
+  command -v node >/dev/null 2>&1 || temp_server_die "node is required (>= 20) but was not found on PATH"
+  command -v npm >/dev/null 2>&1 || temp_server_die "npm is required but was not found on PATH"
+  local node_major
+  node_major="$(node -p 'process.versions.node.split(".")[0]')"
+  (( node_major >= 20 )) || temp_server_die "node >= 20 is required, found $(node --version)"
+  # npm ci rewrites node_modules/.package-lock.json, so it doubles as the install stamp.
+  if [[ ! -f "$1/node_modules/.package-lock.json" || "$1/package-lock.json" -nt "$1/node_modules/.package-lock.json" ]]; then
+    echo "${temp_server_name:-check}: installing dependencies (npm ci)"
+    (cd "$1" && npm ci --no-audit --no-fund)
+  fi
 }
 
 temp_server_free_port() {
