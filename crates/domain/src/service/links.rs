@@ -90,7 +90,8 @@ impl ResetService {
             let now = self.ports().now();
             return Err(self.without_token(&caller, &reset, now).await);
         }
-        self.complete(&caller, id, req).await
+        // The reset was just read in its mode: complete it without reading it again.
+        self.complete_found(&caller, reset, req).await
     }
 
     /// Records that a link was used without a token, without counting an attempt.

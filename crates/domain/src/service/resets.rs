@@ -191,13 +191,24 @@ impl ResetService {
         id: ResetId,
         req: CompleteReset,
     ) -> Result<PasswordReset, CompleteResetError> {
-        use CompleteResetError as E;
-        let ports = self.ports();
-        let reset = ports
+        let reset = self
+            .ports()
             .resets
             .find(caller.mode, id)
             .await?
-            .ok_or(E::NotFound)?;
+            .ok_or(CompleteResetError::NotFound)?;
+        self.complete_found(caller, reset, req).await
+    }
+
+    /// [`Self::complete`] of a reset already read in the caller's mode.
+    pub(super) async fn complete_found(
+        &self,
+        caller: &Caller,
+        reset: PasswordReset,
+        req: CompleteReset,
+    ) -> Result<PasswordReset, CompleteResetError> {
+        use CompleteResetError as E;
+        let ports = self.ports();
         let now = ports.now();
         self.guard_failures(caller, &reset, now).await?;
         if let Err(rejection) = self.check_token(&reset, req.token.as_deref(), now) {

@@ -1327,7 +1327,13 @@ async fn checking_a_link_of_a_throttled_customer_leaves_a_trace_and_is_refused()
 async fn completing_a_link_completes_in_the_mode_of_its_reset() {
     let mut r = reset();
     r.mode = Mode::Live;
-    let mut m = stored_in_its_mode(r);
+    // Read once (live is looked in first): the completion reuses what the link's lookup read.
+    let mut m = Mocks::new();
+    m.resets
+        .expect_find()
+        .withf(|mode, _| *mode == Mode::Live)
+        .times(1)
+        .returning(move |_, _| Ok(Some(r.clone())));
     m.hasher
         .expect_hash()
         .times(1)
