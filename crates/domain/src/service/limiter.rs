@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use super::errors::RequestResetError;
 use crate::models::{Bucket, Caller, CustomerId, EmailAddress, RateLimited, RateLimits, Timestamp};
 use crate::ports::{RateLimitStore, StoreError, TokenDigester};
 
@@ -28,6 +29,16 @@ pub(crate) enum LimitError {
 impl From<StoreError> for LimitError {
     fn from(e: StoreError) -> Self {
         Self::Store(e)
+    }
+}
+
+/// A refused or failed request count, as the request use cases report it.
+impl From<LimitError> for RequestResetError {
+    fn from(e: LimitError) -> Self {
+        match e {
+            LimitError::Exceeded(r) => Self::RateLimited(r),
+            LimitError::Store(e) => e.into(),
+        }
     }
 }
 

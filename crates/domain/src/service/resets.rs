@@ -170,11 +170,7 @@ impl ResetService {
     ) -> Result<IssuedReset, RequestResetError> {
         self.limiter
             .count_request(caller, &req.email, self.ports().now())
-            .await
-            .map_err(|e| match e {
-                LimitError::Exceeded(r) => RequestResetError::RateLimited(r),
-                LimitError::Store(e) => e.into(),
-            })?;
+            .await?;
         self.issuer.issue(caller, req).await
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::errors::RequestResetError;
 use super::issue::{NewReset, ResetIssuer};
-use super::limiter::{LimitError, RateLimiter};
+use super::limiter::RateLimiter;
 use crate::models::{Caller, EmailAddress, Job, Mode, OutboxMessage, Reference, ResetId};
 use crate::ports::OutboxStore;
 
@@ -45,13 +45,7 @@ impl SelfService {
         email: EmailAddress,
     ) -> Result<(), RequestResetError> {
         let now = self.issuer.ports.now();
-        self.limiter
-            .count_request(caller, &email, now)
-            .await
-            .map_err(|e| match e {
-                LimitError::Exceeded(r) => RequestResetError::RateLimited(r),
-                LimitError::Store(e) => e.into(),
-            })?;
+        self.limiter.count_request(caller, &email, now).await?;
         let job = Job::SelfServiceReset {
             reset_id: ResetId::new_at(now),
             mode: caller.mode,
