@@ -4,7 +4,11 @@ use pwreset_domain::Timestamp;
 use uuid::Uuid;
 
 /// A value bound to a statement or read from a row.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its `Debug` shows the kind and size of text, bytes and JSON, never their content: rows
+/// hold reset tokens (the outbox), digests, password hashes and addresses, and a row that
+/// does not decode ends up in an error message and so in the log.
+#[derive(Clone, PartialEq)]
 pub enum Val {
     /// NULL of a given type (databases with typed parameters need to know which).
     Null(Ty),
@@ -18,6 +22,28 @@ pub enum Val {
     /// A list of ids, bound as one array (`uuid[]`) where the database has arrays; only
     /// dialect statements of such databases use it.
     Uuids(Vec<Uuid>),
+}
+
+impl std::fmt::Debug for Val {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Val::Null(ty) => write!(f, "Null({ty:?})"),
+            Val::Uuid(u) => write!(f, "Uuid({u})"),
+            Val::Text(s) => write!(f, "Text(<{} bytes>)", s.len()),
+            Val::Time(t) => write!(f, "Time({t:?})"),
+            Val::Bytes(b) => write!(f, "Bytes(<{} bytes>)", b.len()),
+            Val::Int(i) => write!(f, "Int({i})"),
+            Val::Json(j) => {
+                let kind = match j {
+                    serde_json::Value::Object(m) => format!("object of {} keys", m.len()),
+                    serde_json::Value::Array(a) => format!("array of {}", a.len()),
+                    _ => "scalar".to_owned(),
+                };
+                write!(f, "Json(<{kind}>)")
+            }
+            Val::Uuids(ids) => write!(f, "Uuids({ids:?})"),
+        }
+    }
 }
 
 /// Rust types with a column type, so that `None` binds as a typed NULL.
@@ -86,4 +112,35 @@ pub enum Ty {
     Bytes,
     Int,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Val;
+
+    #[test]
+    fn debug_never_shows_text_bytes_or_json_content() {
+        let token = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE";
+        let shown = format!(
+            "{:?}",
+            vec![
+                Val::Text(token.to_owned()),
+                Val::Text("jane@example.com".to_owned()),
+                Val::Bytes(vec![0xab; 32]),
+                Val::Json(serde_json::json!({"secret": "value"})),
+            ]
+        );
+        for hidden in [
+            token,
+            "jane@example.com",
+            "ab",
+            "AB",
+            "171",
+            "secret",
+            "value",
+        ] {
+            assert!(!shown.contains(hidden), "{hidden} in {shown}");
+        }
+        assert!(shown.contains("Text(<43 bytes>)"), "{shown}");
+    }
 }
