@@ -15,10 +15,11 @@ use async_trait::async_trait;
 use chrono::TimeDelta;
 
 use crate::models::{
-    AddressedReset, Bucket, Customer, CustomerField, CustomerId, CustomerSort, DetailsPatch,
-    EmailAddress, ListQuery, Mode, Notification, OutboxId, OutboxMessage, Page, Password,
-    PasswordHash, PasswordReset, ResetEvent, ResetField, ResetId, ResetSort, ResetToken, Timestamp,
-    TokenDigest,
+    AccessClaims, AddressedReset, Bucket, Client, ClientId, ClientKey, Customer, CustomerField,
+    CustomerId, CustomerSort, DetailsPatch, EmailAddress, ListQuery, Mode, NewSession,
+    Notification, OutboxId, OutboxMessage, Page, Password, PasswordHash, PasswordReset,
+    RefreshRecord, ResetEvent, ResetField, ResetId, ResetSort, ResetToken, Rotation, Session,
+    SessionId, SessionStatus, Timestamp, TokenDigest,
 };
 
 /// The cause of an adapter failure that the domain cannot act on, kept for the logs.
@@ -89,6 +90,11 @@ pub struct Completion {
     pub max_failed_attempts: u32,
     /// The `completed` event to record.
     pub event: ResetEvent,
+    /// The `sessions_revoked` event to record, with `reason` set to the number of sessions
+    /// the completion ended, when it ended at least one. Completing bumps the customer's
+    /// `password_version` and revokes every session of theirs that is not yet revoked,
+    /// in the same transaction.
+    pub sessions_event: ResetEvent,
     /// Messages to enqueue if (and only if) the completion applies.
     pub outbox: Vec<OutboxMessage>,
 }
@@ -223,8 +229,11 @@ pub trait ResetStore: Send + Sync + Debug {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialChange {
     None,
-    /// The email or the password changed: every outstanding reset is revoked.
-    Changed,
+    /// The email changed: every outstanding reset is revoked.
+    Email,
+    /// The password changed (the email may have too): every outstanding reset is revoked,
+    /// `password_version` goes up by one and every session of the customer is revoked.
+    Password,
 }
 
 /// Storage of customers.
@@ -263,8 +272,10 @@ pub trait CustomerStore: Send + Sync + Debug {
         query: &ListQuery<CustomerField, CustomerSort>,
     ) -> Result<Page<Customer>, StoreError>;
 
-    /// Replaces the stored customer (matched by mode and id) with `customer`; with
-    /// `CredentialChange::Changed` also revokes its outstanding resets, atomically.
+    /// Replaces the stored customer (matched by mode and id) with `customer`, except
+    /// `password_version`, which only [`CredentialChange::Password`] changes (by one, in
+    /// the store, so concurrent changes all count); with `Email` or `Password` also revokes
+    /// its outstanding resets, and with `Password` its sessions, atomically.
     /// `false` when no such customer exists.
     ///
     /// # Errors
@@ -280,6 +291,21 @@ pub trait CustomerStore: Send + Sync + Debug {
     /// # Errors
     /// `Unexpected` on any failure.
     async fn delete(&self, mode: Mode, id: CustomerId) -> Result<bool, StoreError>;
+
+    /// Replaces the customer's password hash with `new` if it is still `old` (a rehash
+    /// with stronger parameters after a sign-in: same password, so `password_version`,
+    /// resets and sessions stay as they are). `false` when the hash changed meanwhile or
+    /// the customer is gone.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn upgrade_hash(
+        &self,
+        mode: Mode,
+        id: CustomerId,
+        old: &PasswordHash,
+        new: &PasswordHash,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Password hashing (argon2id). Slow by design: implementations must not block the async
@@ -298,6 +324,11 @@ pub trait PasswordHasher: Send + Sync + Debug {
     /// # Errors
     /// When `hash` is not a valid PHC string or on an internal failure.
     async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<bool, HashError>;
+
+    /// Whether `hash` was made with weaker parameters (or another algorithm) than
+    /// [`PasswordHasher::hash`] uses now, so a sign-in that proved the password should
+    /// store a fresh hash. Cheap: it reads the PHC string only.
+    fn needs_rehash(&self, hash: &PasswordHash) -> bool;
 }
 
 /// Reset tokens and their keyed digests, with key rotation.
@@ -409,4 +440,131 @@ pub trait OutboxStore: Send + Sync + Debug {
         retry_at: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+}
+
+/// Storage of API clients. Secrets are stored only as keyed digests.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ClientStore: Send + Sync + Debug {
+    /// Stores a new client.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure, a taken `client_id` included.
+    async fn create(&self, client: &Client) -> Result<(), StoreError>;
+
+    /// The client with this public id, revoked or not.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn find(&self, client_id: &ClientId) -> Result<Option<Client>, StoreError>;
+
+    /// Every client, oldest first, revoked ones included.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn list(&self) -> Result<Vec<Client>, StoreError>;
+
+    /// Sets `revoked_at = now`. From then on none of its sessions is live and none of its
+    /// refresh tokens rotates. `false` when there is no such client or it was revoked already.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn revoke(&self, client_id: &ClientId, now: Timestamp) -> Result<bool, StoreError>;
+}
+
+/// Storage of sessions and their refresh tokens (kept only as keyed digests).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait SessionStore: Send + Sync + Debug {
+    /// Stores a new session and its first refresh token, if it has one.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn open(&self, new: &NewSession) -> Result<(), StoreError>;
+
+    /// Whether access tokens of session `id` still count at `now`: `Live` only when the
+    /// session exists, is not revoked and `now < expires_at`, its client is not revoked,
+    /// and for a customer session the customer still exists with the session's
+    /// `password_version`. One read.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn status(&self, id: SessionId, now: Timestamp) -> Result<SessionStatus, StoreError>;
+
+    /// The session with this id, whatever its status.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn find(&self, id: SessionId) -> Result<Option<Session>, StoreError>;
+
+    /// The session one of `presented` (a refresh token's digests under every key) belongs
+    /// to, current or already rotated, whatever its status.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn find_by_refresh(
+        &self,
+        presented: &[TokenDigest],
+    ) -> Result<Option<Session>, StoreError>;
+
+    /// Presents a refresh token, atomically (of any number of concurrent calls with one
+    /// token, at most one rotates it):
+    /// - current, unexpired at `now`, of `client`, and its session `Live` as
+    ///   [`SessionStore::status`] says: it is marked used, `next` becomes the session's
+    ///   refresh token, the session's `expires_at` becomes `next.expires_at`: `Rotated`;
+    /// - used before (rotated, whether by an earlier or a concurrent call) and of `client`:
+    ///   the session is revoked at `now`: `Reused`;
+    /// - anything else (unknown, expired, another client's, session ended): `Invalid`,
+    ///   and nothing is written.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn rotate(
+        &self,
+        presented: &[TokenDigest],
+        client: ClientKey,
+        next: &RefreshRecord,
+        now: Timestamp,
+    ) -> Result<Rotation, StoreError>;
+
+    /// Revokes session `id` at `now` (its refresh token dies with it). `false` when there
+    /// is no such session or it was revoked already.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn revoke(&self, id: SessionId, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Deletes sessions (and their refresh tokens) that expired or were revoked before
+    /// `cutoff`; how many.
+    ///
+    /// # Errors
+    /// `Unexpected` on any failure.
+    async fn purge(&self, cutoff: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// A signed access token could not be made (a key problem, not the caller's).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct SignError(pub BoxError);
+
+impl SignError {
+    /// A signing failure with `cause`.
+    pub fn new(cause: impl Into<BoxError>) -> Self {
+        Self(cause.into())
+    }
+}
+
+/// Access tokens: signed, self-contained, verified without a store (a store says whether
+/// their session still lives, [`SessionStore::status`]).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait AccessTokens: Send + Sync + Debug {
+    /// The signed token carrying `claims`.
+    ///
+    /// # Errors
+    /// When the signing key cannot sign.
+    fn sign(&self, claims: &AccessClaims) -> Result<String, SignError>;
+
+    /// The claims of `token` when it is well-formed, signed by one of the keys, of the
+    /// expected algorithm and issuer, and unexpired at `now`; else `None`.
+    fn verify(&self, token: &str, now: Timestamp) -> Option<AccessClaims>;
 }

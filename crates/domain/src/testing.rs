@@ -68,6 +68,7 @@ pub fn customer() -> Customer {
         mode: Mode::Test,
         email: EmailAddress::parse("jane@example.com").unwrap(),
         password_hash: None,
+        password_version: 0,
         reference: None,
         reference_origin: None,
         metadata: None,

@@ -9,6 +9,9 @@ pub struct Customer {
     pub mode: Mode,
     pub email: EmailAddress,
     pub password_hash: Option<PasswordHash>,
+    /// How many times the password has been changed (by a reset or an update). Sessions
+    /// remember the version they began with; a newer one has ended them.
+    pub password_version: i64,
     pub reference: Option<Reference>,
     pub reference_origin: Option<Reference>,
     pub metadata: Option<Metadata>,

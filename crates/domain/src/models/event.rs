@@ -16,6 +16,8 @@ pub enum EventKind {
     NotificationDelivered,
     /// A notification could not be delivered after every retry.
     NotificationDead,
+    /// Completing the reset ended the customer's sessions; `reason` holds how many.
+    SessionsRevoked,
 }
 
 impl EventKind {
@@ -29,6 +31,7 @@ impl EventKind {
             EventKind::Deleted => "deleted",
             EventKind::NotificationDelivered => "notification_delivered",
             EventKind::NotificationDead => "notification_dead",
+            EventKind::SessionsRevoked => "sessions_revoked",
         }
     }
 
@@ -42,6 +45,7 @@ impl EventKind {
             EventKind::Deleted,
             EventKind::NotificationDelivered,
             EventKind::NotificationDead,
+            EventKind::SessionsRevoked,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -5,6 +5,7 @@
 //! raw, unchecked string. Secrets (`ResetToken`, `Password`, `PasswordHash`) redact
 //! themselves in `Debug` and have no `Display`.
 
+mod auth;
 mod compose;
 mod customer;
 mod email;
@@ -16,6 +17,7 @@ mod reset;
 mod secrets;
 mod values;
 
+pub use auth::*;
 pub use compose::{NotificationPlan, OutboxComposer};
 pub use customer::*;
 pub use email::*;

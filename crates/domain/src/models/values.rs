@@ -175,6 +175,14 @@ id_type!(
     /// The id of an event in a reset's trail (UUIDv7).
     EventId
 );
+id_type!(
+    /// The id of an API client ("application" in Commerce Layer's tokens; UUIDv7).
+    ClientKey
+);
+id_type!(
+    /// The id of a session: what one grant and all of its refreshes share (UUIDv7).
+    SessionId
+);
 
 /// The text is not a canonical hyphenated UUID.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -121,6 +121,7 @@ impl CustomerService {
             mode: caller.mode,
             email: req.email,
             password_hash,
+            password_version: 0,
             reference: req.reference,
             reference_origin: req.reference_origin,
             metadata: req.metadata,
@@ -163,7 +164,7 @@ impl CustomerService {
     }
 
     /// Applies `patch`. A changed email or password revokes the customer's outstanding
-    /// resets in the same write.
+    /// resets in the same write; a new password also ends every session of theirs.
     ///
     /// # Errors
     /// `NotFound`, `EmailTaken`, `PasswordRejected`.
@@ -183,7 +184,7 @@ impl CustomerService {
         let mut change = CredentialChange::None;
         if let Some(email) = patch.email {
             if email.normalized() != customer.email.normalized() {
-                change = CredentialChange::Changed;
+                change = CredentialChange::Email;
             }
             customer.email = email;
         }
@@ -192,7 +193,7 @@ impl CustomerService {
                 .check(password, &customer.email)
                 .map_err(E::PasswordRejected)?;
             customer.password_hash = Some(self.ports.hasher.hash(password).await?);
-            change = CredentialChange::Changed;
+            change = CredentialChange::Password;
         }
         customer.reference = patch.details.reference.apply(&customer.reference);
         customer.reference_origin = patch

@@ -172,4 +172,75 @@ impl RateLimiter {
         }
         Ok(())
     }
+
+    /// Counts one token request from `caller`'s address; refused over the limit.
+    pub(crate) async fn count_token_request(
+        &self,
+        caller: &Caller,
+        now: Timestamp,
+    ) -> Result<(), LimitError> {
+        let Some((store, limits)) = &self.counters else {
+            return Ok(());
+        };
+        let (Some(limit), Some(ip)) = (limits.token_requests_per_client, caller.client_ip) else {
+            return Ok(());
+        };
+        let bucket = Bucket {
+            key: format!("token:client:{ip}"),
+            limit,
+        };
+        let counts = store.hit(std::slice::from_ref(&bucket), now).await?;
+        match exceeded(std::slice::from_ref(&bucket), &counts, now) {
+            Some(r) => Err(LimitError::Exceeded(r)),
+            None => Ok(()),
+        }
+    }
+
+    /// The failed sign-in counter of a username: its keyed fingerprint, normalized when it
+    /// parses as an address, else trimmed and lower-cased, so any spelling counts alike.
+    fn signin_bucket(&self, username: &str) -> Option<(&dyn RateLimitStore, Bucket)> {
+        let (store, limits) = self.counters.as_ref()?;
+        let limit = limits.signin_failures_per_email?;
+        let key = match EmailAddress::parse(username) {
+            Ok(email) => self.digester.fingerprint(email.normalized()),
+            Err(_) => self.digester.fingerprint(&username.trim().to_lowercase()),
+        };
+        Some((
+            store.as_ref(),
+            Bucket {
+                key: format!("signin:failures:{}", key.to_hex()),
+                limit,
+            },
+        ))
+    }
+
+    /// Refuses a sign-in for `username` while its failures have reached the limit (even
+    /// with the right password), without counting anything.
+    pub(crate) async fn check_signin(
+        &self,
+        username: &str,
+        now: Timestamp,
+    ) -> Result<(), LimitError> {
+        let Some((store, bucket)) = self.signin_bucket(username) else {
+            return Ok(());
+        };
+        let counts = store.peek(std::slice::from_ref(&bucket), now).await?;
+        let with_this: Vec<u64> = counts.iter().map(|c| c + 1).collect();
+        match exceeded(std::slice::from_ref(&bucket), &with_this, now) {
+            Some(r) => Err(LimitError::Exceeded(r)),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts one failed sign-in for `username`.
+    pub(crate) async fn count_signin_failure(
+        &self,
+        username: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if let Some((store, bucket)) = self.signin_bucket(username) {
+            store.hit(std::slice::from_ref(&bucket), now).await?;
+        }
+        Ok(())
+    }
 }

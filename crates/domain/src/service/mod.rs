@@ -8,7 +8,9 @@
 //!   a reset link opened in a browser, found in either mode;
 //! - the issuer (`issue.rs`): token and reset creation, shared by the first two;
 //! - [`CustomerService`] (`customers.rs`): the customers whose passwords are reset;
-//! - [`DeliveryService`] (`delivery.rs`): one pass of the outbox worker.
+//! - [`DeliveryService`] (`delivery.rs`): one pass of the outbox worker;
+//! - [`SessionService`] (`sessions.rs`): API clients, sign-in (the OAuth grants), refresh
+//!   rotation, revocation and the check of every request's access token.
 //!
 //! Each operation has its own error enum (`errors.rs` for resets): named business variants
 //! plus one opaque `Unexpected` carrying the cause for the logs.
@@ -21,6 +23,7 @@ mod limiter;
 mod links;
 mod resets;
 mod self_service;
+mod sessions;
 
 use std::sync::Arc;
 
@@ -32,6 +35,7 @@ pub use issue::{IssuedReset, NewReset};
 pub use limiter::RateLimiter;
 pub use resets::*;
 pub use self_service::SelfService;
+pub use sessions::*;
 
 use crate::models::{Timestamp, to_millis};
 use crate::ports::{Clock, CustomerStore, PasswordHasher, ResetStore, TokenDigester};

@@ -228,6 +228,7 @@ impl ResetService {
             now,
             max_failed_attempts: self.token_policy().max_failed_attempts(),
             event: caller.event(reset.id, EventKind::Completed, None, now),
+            sessions_event: caller.event(reset.id, EventKind::SessionsRevoked, None, now),
             outbox,
         };
         match ports.resets.complete(&completion).await? {

@@ -676,8 +676,12 @@ async fn creating_a_customer_reports_taken_emails_and_weak_passwords() {
 async fn changing_email_or_password_revokes_resets_but_respelling_does_not() {
     let cases: [(Option<&str>, Option<&str>, CredentialChange); 4] = [
         (Some("JANE@example.com"), None, CredentialChange::None),
-        (Some("jane2@example.com"), None, CredentialChange::Changed),
-        (None, Some("a new long password"), CredentialChange::Changed),
+        (Some("jane2@example.com"), None, CredentialChange::Email),
+        (
+            None,
+            Some("a new long password"),
+            CredentialChange::Password,
+        ),
         (None, None, CredentialChange::None),
     ];
     for (email, password, expected) in cases {
