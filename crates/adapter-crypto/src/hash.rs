@@ -248,6 +248,20 @@ impl PasswordHasher for Argon2Hasher {
         .await
         .map_err(HashError::new)
     }
+
+    fn needs_rehash(&self, hash: &PasswordHash) -> bool {
+        let Ok(phc) = Phc::new(hash.as_str()) else {
+            return true;
+        };
+        let current =
+            |name: &str, want: u32| phc.params.get_decimal(name).is_some_and(|got| got == want);
+        phc.algorithm != Algorithm::Argon2id.ident()
+            || phc.version != Some(Version::V0x13.into())
+            || !current("m", self.params.m_cost())
+            || !current("t", self.params.t_cost())
+            || !current("p", self.params.p_cost())
+            || phc.hash.is_none_or(|h| h.len() != 32)
+    }
 }
 
 #[cfg(test)]
@@ -331,6 +345,45 @@ mod tests {
             .unwrap();
         assert_eq!(niced, Ok((0, 19)), "the normal policy at nice 19");
         assert_eq!(own_schedule(), before);
+    }
+
+    #[tokio::test]
+    async fn hashes_with_other_parameters_or_algorithms_need_a_rehash() {
+        let current = Argon2Hasher::new(Argon2Hasher::MIN_M_KIB, 3, 1, 1).unwrap();
+        let weaker = Argon2Hasher::owasp_minimum();
+        let pw = Password::new("correct horse battery staple");
+        let fresh = current.hash(&pw).await.unwrap();
+        assert!(
+            !current.needs_rehash(&fresh),
+            "made with today's parameters"
+        );
+        let old = weaker.hash(&pw).await.unwrap();
+        assert!(current.needs_rehash(&old), "t=2 is not t=3");
+        assert!(!weaker.needs_rehash(&old));
+        let tail = old
+            .as_str()
+            .split_once("$m=")
+            .unwrap()
+            .1
+            .split_once('$')
+            .unwrap()
+            .1;
+        for other in [
+            format!("$argon2i$v=19$m=19456,t=3,p=1${tail}"),
+            format!("$argon2id$v=16$m=19456,t=3,p=1${tail}"),
+            format!("$argon2id$v=19$m=65536,t=3,p=1${tail}"),
+            format!("$argon2id$v=19$m=19456,t=3,p=2${tail}"),
+            "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW".to_owned(),
+            "garbage".to_owned(),
+        ] {
+            assert!(
+                current.needs_rehash(&PasswordHash::new(other.clone())),
+                "{other}"
+            );
+        }
+        assert!(!current.needs_rehash(&PasswordHash::new(format!(
+            "$argon2id$v=19$m=19456,t=3,p=1${tail}"
+        ))));
     }
 
     #[test]
