@@ -3,7 +3,9 @@
 //!
 //! Layout:
 //! - [`error`]: the one error type and the table from domain errors to JSON:API errors;
-//! - [`auth`]: bearer JWT verification (HS256) and the `Credentials` extractor;
+//! - [`auth`]: the `Credentials` extractor (RS512 access tokens checked by the
+//!   `SessionService`, customer tokens confined to their own customer);
+//! - `routes::oauth`: `/oauth/token`, `/oauth/revoke` and `/.well-known/jwks.json`;
 //! - [`jsonapi`]: query parameters, request documents and resource rendering;
 //! - `routes`: one handler per operation, thin: parse at the edge, call the use case,
 //!   render;
@@ -24,9 +26,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::web;
-use pwreset_domain::service::{CustomerService, ResetService, SelfService};
+use pwreset_domain::service::{CustomerService, ResetService, SelfService, SessionService};
 
-pub use auth::{AppKind, Credentials, JwtKey};
+pub use auth::{AppKind, Credentials};
 pub use error::ApiError;
 pub use middleware::request_log;
 pub use pwreset_jsonapi::Renderer;
@@ -50,7 +52,10 @@ pub struct ApiState {
     /// service mails them itself); decided when the application is built.
     pub self_service: Option<SelfService>,
     pub customers: CustomerService,
-    pub jwt: JwtKey,
+    /// Sign-in, sessions and the check of every access token.
+    pub sessions: SessionService,
+    /// The JSON Web Key Set published at `/.well-known/jwks.json`.
+    pub jwks: serde_json::Value,
     pub renderer: Renderer,
     /// Whether create responses carry the reset token (token delivery) or not (mail).
     pub reveal_tokens: bool,
@@ -89,13 +94,20 @@ pub fn client_ip(req: &actix_web::HttpRequest, trusted: &[IpAddr]) -> Option<IpA
         .or(Some(peer))
 }
 
-/// Mounts `/health`, `/ready` and the `/api` scope on an actix app.
+/// Mounts `/health`, `/ready`, `/openapi.json`, the OAuth endpoints, the JWKS and the
+/// `/api` scope on an actix app.
 pub fn configure(state: web::Data<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(state)
             .route("/health", web::get().to(routes::health))
             .route("/ready", web::get().to(routes::ready))
             .route("/openapi.json", web::get().to(routes::openapi))
+            .route("/.well-known/jwks.json", web::get().to(routes::oauth::jwks))
+            .service(
+                web::scope("/oauth")
+                    .wrap(actix_web::middleware::from_fn(routes::oauth::no_store))
+                    .configure(routes::oauth::configure),
+            )
             .service(
                 web::scope("/api")
                     .wrap(actix_web::middleware::from_fn(middleware::jsonapi_edge))

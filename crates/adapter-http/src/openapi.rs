@@ -292,7 +292,7 @@ pub fn document() -> Value {
         "created_at_gt",
     ];
     let no_content = json!({ "description": "Deleted" });
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "pwreset",
@@ -435,5 +435,102 @@ pub fn document() -> Value {
                 },
             },
         },
-    })
+    });
+    oauth(&mut doc);
+    doc
+}
+
+/// `/oauth/token`, `/oauth/revoke` and `/.well-known/jwks.json`: JSON (or form) bodies,
+/// Commerce Layer's OAuth error shape with a numeric `status`.
+fn oauth(doc: &mut Value) {
+    let string = json!({ "type": "string" });
+    let errors = json!({
+        "type": "object",
+        "required": ["errors"],
+        "properties": { "errors": { "type": "array", "minItems": 1, "items": {
+            "type": "object",
+            "required": ["title", "detail", "code", "status"],
+            "properties": {
+                "title": string, "detail": string, "code": string,
+                "status": { "type": "integer", "minimum": 400, "maximum": 599 },
+            },
+        } } },
+    });
+    let error = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": errors } } });
+    let body = |properties: Value, required: &[&str]| {
+        let schema = json!({ "type": "object", "properties": properties, "required": required });
+        json!({ "required": true, "content": {
+            "application/json": { "schema": schema },
+            "application/x-www-form-urlencoded": { "schema": schema },
+        } })
+    };
+    let token_body = body(
+        json!({
+            "grant_type": { "enum": ["client_credentials", "password", "refresh_token"] },
+            "client_id": string, "client_secret": string, "scope": string,
+            "username": string, "password": string, "refresh_token": string,
+        }),
+        &["grant_type"],
+    );
+    let grant = json!({
+        "type": "object",
+        "required": ["access_token", "token_type", "expires_in", "scope", "created_at"],
+        "properties": {
+            "access_token": string,
+            "token_type": { "const": "bearer" },
+            "expires_in": { "type": "integer" },
+            "scope": string,
+            "created_at": { "type": "integer" },
+            "refresh_token": string,
+            "owner_id": string,
+            "owner_type": { "const": "customer" },
+        },
+    });
+    let mut throttled = error("Too many token requests, or failed sign-ins for the address");
+    throttled["headers"] = json!({ "Retry-After": { "schema": { "type": "string" } } });
+    let failures = |extra: &[(&str, Value)]| {
+        let mut out = Map::new();
+        out.insert(
+            "400".into(),
+            error("invalid_request, invalid_grant or unsupported_grant_type"),
+        );
+        out.insert("401".into(), error("invalid_client"));
+        out.insert("403".into(), error("unauthorized_client"));
+        out.insert("429".into(), throttled.clone());
+        out.insert(
+            "500".into(),
+            error("Internal error (generic body; the cause is logged)"),
+        );
+        for (k, v) in extra {
+            out.insert((*k).to_owned(), v.clone());
+        }
+        Value::Object(out)
+    };
+    let ok = |description: &str, schema: Value| json!({ "description": description, "content": { "application/json": { "schema": schema } } });
+    let jwk = json!({
+        "type": "object",
+        "required": ["kty", "kid", "use", "alg", "n", "e"],
+        "properties": {
+            "kty": { "const": "RSA" }, "kid": string, "use": { "const": "sig" },
+            "alg": { "const": "RS512" }, "n": string, "e": string,
+        },
+    });
+    let paths = &mut doc["paths"];
+    paths["/oauth/token"] = json!({ "post": {
+        "operationId": "createToken", "security": [{ "basic": [] }, {}],
+        "requestBody": token_body,
+        "responses": failures(&[("200", ok("Access token", grant))]),
+    } });
+    paths["/oauth/revoke"] = json!({ "post": {
+        "operationId": "revokeToken", "security": [{ "basic": [] }, {}],
+        "requestBody": body(json!({ "client_id": string, "client_secret": string, "token": string }), &["token"]),
+        "responses": failures(&[("200", ok("Revoked, or not a known token (RFC 7009)", json!({ "type": "object", "maxProperties": 0 })))]),
+    } });
+    paths["/.well-known/jwks.json"] = json!({ "get": {
+        "operationId": "jwks", "security": [],
+        "responses": { "200": ok("The public signing keys", json!({
+            "type": "object", "required": ["keys"],
+            "properties": { "keys": { "type": "array", "items": jwk } } })) },
+    } });
+    doc["components"]["securitySchemes"]["basic"] = json!({ "type": "http", "scheme": "basic" });
 }

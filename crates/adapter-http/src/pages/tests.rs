@@ -7,13 +7,15 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderMap;
 use actix_web::{App, test, web};
 use chrono::TimeDelta;
-use pwreset_domain::ports::{MockOutboxStore, MockRateLimitStore};
+use pwreset_domain::ports::{
+    MockClientStore, MockOutboxStore, MockRateLimitStore, MockSessionStore,
+};
 use pwreset_domain::service::NotificationPlan;
 use pwreset_domain::testing::{self, MockPorts, OTHER_TOKEN, RESET_ID, TOKEN};
 use pwreset_domain::*;
 
 use super::{CONTENT_SECURITY_POLICY, Pages, PagesConfig};
-use crate::{ApiState, JwtKey, Readiness, Renderer};
+use crate::{ApiState, Readiness, Renderer};
 
 struct Ready;
 
@@ -93,11 +95,19 @@ impl Setup {
             resets = resets.with_rate_limits(Arc::new(limits), RateLimits::default());
         }
         let self_service = self.outbox.and_then(|o| resets.self_service(Arc::new(o)));
+        let sessions = crate::tests::session_service(
+            ports.clone(),
+            MockClientStore::new(),
+            MockSessionStore::new(),
+            crate::tests::mock_tokens(),
+            None,
+        );
         let state = web::Data::new(ApiState {
             resets,
             self_service,
             customers: CustomerService::new(ports, PasswordPolicy::default()),
-            jwt: JwtKey::new(vec![5; 32]).unwrap(),
+            sessions,
+            jwks: serde_json::json!({"keys": []}),
             renderer: Renderer {
                 base: self.public_url.into(),
             },

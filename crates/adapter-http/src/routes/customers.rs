@@ -1,4 +1,5 @@
-//! `/api/customers`: the minimum a reset needs (integration callers only).
+//! `/api/customers`: the minimum a reset needs (integration callers only; a customer
+//! token may read its own customer).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -117,9 +118,17 @@ async fn retrieve(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    creds.require_integration()?;
+    let id = match (creds.customer, path_id(&id)) {
+        // A customer token reads its own customer and nothing else, not even a 404.
+        (Some(own), Ok(id)) if own == id => id,
+        (Some(_), _) => return Err(ApiError::unauthorized()),
+        (None, id) => {
+            creds.require_integration()?;
+            id?
+        }
+    };
     let params = parse_params(req.query_string(), ONE)?;
-    let customer = state.customers.get(&creds.caller, path_id(&id)?).await?;
+    let customer = state.customers.get(&creds.caller, id).await?;
     Ok(customer_document(
         &state,
         StatusCode::OK,

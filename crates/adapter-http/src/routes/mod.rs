@@ -1,6 +1,7 @@
 //! Handlers. Each one parses at the edge, calls one use case and renders the result.
 
 pub(crate) mod customers;
+pub(crate) mod oauth;
 pub(crate) mod resets;
 
 use actix_web::http::header;
