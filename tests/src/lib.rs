@@ -225,8 +225,11 @@ pub struct RunningApp {
     running: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// The HS256 secret test applications use.
-pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+/// The RSA key test applications sign access tokens with (PKCS#8 PEM), made once per test
+/// process.
+pub static TEST_SIGNING_KEY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    pwreset_adapter_crypto::generate_signing_key_pem().expect("an RSA key can be generated")
+});
 /// The token digest key test applications use (base64url of 32 bytes).
 pub const TEST_DIGEST_KEY: &str = "dGVzdC1kaWdlc3Qta2V5LXRlc3QtZGlnZXN0LWtleSE";
 
@@ -241,7 +244,7 @@ impl RunningApp {
         settings.bind = "127.0.0.1:0".into();
         settings.database_url = Some(db.url().to_owned());
         settings.data_dir = std::env::temp_dir().join("pwreset-test-unused-data-dir");
-        settings.jwt_secret = Some(TEST_JWT_SECRET.into());
+        settings.signing_keys = Some(TEST_SIGNING_KEY.clone());
         settings.token_digest_keys = Some(TEST_DIGEST_KEY.into());
         settings.workers = Some(1);
         settings.db_max_connections = 8;
@@ -264,12 +267,43 @@ impl RunningApp {
         }
     }
 
-    /// A bearer token for this application.
+    /// The access token signer this application uses (same keys, issuer, organization).
+    ///
+    /// # Panics
+    /// When the test key does not load.
+    #[must_use]
+    pub fn signer(&self) -> pwreset_adapter_crypto::RsaAccessTokens {
+        pwreset_adapter_crypto::RsaAccessTokens::from_pem(
+            self.settings
+                .signing_keys
+                .as_deref()
+                .unwrap_or(&TEST_SIGNING_KEY),
+            self.settings.issuer(),
+            pwreset_adapter_crypto::Organization::from_slug(&self.settings.organization),
+        )
+        .expect("the test signing key loads")
+    }
+
+    /// An operator bearer token for this application (as `pwreset token` makes), valid
+    /// for an hour.
+    ///
+    /// # Panics
+    /// When signing fails.
     #[must_use]
     pub fn token(&self, kind: pwreset_adapter_http::AppKind, mode: pwreset_domain::Mode) -> String {
-        let key = pwreset_adapter_http::JwtKey::new(TEST_JWT_SECRET.as_bytes().to_vec())
-            .expect("test secret is long enough");
-        key.sign(kind, mode, "test-org", chrono::Utc::now().timestamp(), 3600)
+        use pwreset_domain::ports::AccessTokens;
+        let now = chrono::Utc::now().timestamp();
+        self.signer()
+            .sign(&pwreset_domain::AccessClaims {
+                client: None,
+                kind,
+                mode,
+                customer: None,
+                session: None,
+                issued_at: now,
+                expires_at: now + 3600,
+            })
+            .expect("the test key signs")
     }
 
     /// Stops the application as SIGTERM would and waits until it has, in-flight requests

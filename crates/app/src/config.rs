@@ -32,8 +32,42 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
-    /// Print a signed API access token (JWT) for this service's configuration.
+    /// Print a signed RS512 API access token (an operator token: no client, no session).
     Token(TokenArgs),
+    /// Manage API clients (Commerce Layer "applications"): create, list, revoke.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create a client; prints one JSON object with its id and secret (shown only now).
+    Create(ClientCreateArgs),
+    /// List every client as a JSON array, oldest first, revoked ones with revoked_at (no
+    /// secrets).
+    List,
+    /// Revoke a client: its refresh tokens stop at once, its access tokens on every
+    /// instance within PWRESET_TOKEN_RECHECK.
+    Revoke(ClientRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientCreateArgs {
+    /// integration (a backend, confidential) or sales_channel (a storefront, public).
+    #[arg(long, value_enum)]
+    pub kind: Kind,
+    /// A name for people, 1 to 100 characters.
+    #[arg(long)]
+    pub name: String,
+    /// Test or live data.
+    #[arg(long, value_enum, default_value = "test")]
+    pub mode: ModeArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientRevokeArgs {
+    /// The client_id to revoke.
+    pub client_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,15 +166,36 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
 
-    /// HS256 secret (at least 32 bytes) that signs and verifies API tokens. Default: a
-    /// secret generated into the data dir on first start.
+    /// The `iss` of access tokens, e.g. https://auth.example.com (clients using
+    /// @commercelayer/js-auth need https://auth.<domain> routed here). Default: the public
+    /// URL, else http:// and PWRESET_BIND as given.
+    #[arg(long, env = "PWRESET_ISSUER", global = true)]
+    pub issuer: Option<String>,
+
+    /// RSA private keys (PEM, PKCS#8 or PKCS#1, at least 2048 bits, one or more blocks)
+    /// that sign access tokens: the first signs, all verify, so keys can rotate. Default: a
+    /// key generated into the data dir on first start (signing-key.pem).
     #[arg(
         long,
-        env = "PWRESET_JWT_SECRET",
+        env = "PWRESET_SIGNING_KEYS",
         hide_env_values = true,
         global = true
     )]
-    pub jwt_secret: Option<String>,
+    pub signing_keys: Option<String>,
+
+    /// Access token lifetime (`expires_in`), from 1m to 24h.
+    #[arg(long, env = "PWRESET_ACCESS_TOKEN_TTL", default_value = "2h", value_parser = parse_access_ttl, global = true)]
+    pub access_token_ttl: TimeDelta,
+
+    /// Refresh token lifetime, from each use, from 1h to 90d (e.g. 2w, 14d).
+    #[arg(long, env = "PWRESET_REFRESH_TOKEN_TTL", default_value = "2w", value_parser = parse_refresh_ttl, global = true)]
+    pub refresh_token_ttl: TimeDelta,
+
+    /// How long an instance trusts that a client token's session is live before reading
+    /// it again (at most 5s): a revoked client or token is refused everywhere within this.
+    /// Customer tokens are checked on every request.
+    #[arg(long, env = "PWRESET_TOKEN_RECHECK", default_value = "1s", value_parser = parse_recheck, global = true)]
+    pub token_recheck: TimeDelta,
 
     /// Comma-separated base64url keys (at least 32 bytes each) for reset token digests.
     /// The first signs new tokens; all are accepted, so keys can rotate. Default: a key
@@ -206,7 +261,7 @@ pub struct Settings {
     )]
     pub trusted_proxies: Vec<IpAddr>,
 
-    /// Organization slug put in tokens made by `pwreset token`.
+    /// Organization slug put in every access token (`organization.slug`).
     #[arg(
         long,
         env = "PWRESET_ORGANIZATION",
@@ -336,6 +391,15 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_LIMIT_CUSTOMER_FAILURES", default_value_t = LimitList::defaults().failures_per_customer, value_parser = parse_limits, global = true)]
     pub limit_customer_failures: LimitList,
 
+    /// Failed sign-ins (password grants) per email address, unknown addresses counted
+    /// alike (`off` to disable). While over it, even the right password gets 429.
+    #[arg(long, env = "PWRESET_LIMIT_SIGNIN_EMAIL", default_value_t = LimitList::defaults().signin_failures_per_email, value_parser = parse_limits, global = true)]
+    pub limit_signin_email: LimitList,
+
+    /// Token requests (/oauth/token, every grant) per client address (`off` to disable).
+    #[arg(long, env = "PWRESET_LIMIT_SIGNIN_CLIENT", default_value_t = LimitList::defaults().token_requests_per_client, value_parser = parse_limits, global = true)]
+    pub limit_signin_client: LimitList,
+
     /// Delay before the first retry of a failed delivery, in milliseconds; it doubles per
     /// attempt (with jitter) up to an hour, for 10 attempts.
     #[arg(
@@ -364,7 +428,11 @@ impl std::fmt::Debug for Settings {
             .field("database_url", &redacted(self.database_url.as_ref()))
             .field("bind", &self.bind)
             .field("public_url", &self.public_url)
-            .field("jwt_secret", &redacted(self.jwt_secret.as_ref()))
+            .field("issuer", &self.issuer)
+            .field("signing_keys", &redacted(self.signing_keys.as_ref()))
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("refresh_token_ttl", &self.refresh_token_ttl)
+            .field("token_recheck", &self.token_recheck)
             .field(
                 "token_digest_keys",
                 &redacted(self.token_digest_keys.as_ref()),
@@ -398,12 +466,14 @@ impl std::fmt::Debug for Settings {
             .field("limit_credential", &self.limit_credential)
             .field("limit_client", &self.limit_client)
             .field("limit_customer_failures", &self.limit_customer_failures)
+            .field("limit_signin_email", &self.limit_signin_email)
+            .field("limit_signin_client", &self.limit_signin_client)
             .field("retry_base_ms", &self.retry_base_ms)
             .finish()
     }
 }
 
-/// Parses `300s`, `90m`, `2h`, `1d` (or plain seconds).
+/// Parses `300s`, `90m`, `2h`, `1d`, `2w` (or plain seconds).
 ///
 /// # Errors
 /// When the text is not a number with one of those units.
@@ -419,7 +489,8 @@ pub fn parse_duration(s: &str) -> Result<TimeDelta, String> {
         "m" => n.saturating_mul(60),
         "h" => n.saturating_mul(3600),
         "d" => n.saturating_mul(86_400),
-        _ => return Err(format!("`{s}` has an unknown unit (use s, m, h or d)")),
+        "w" => n.saturating_mul(7 * 86_400),
+        _ => return Err(format!("`{s}` has an unknown unit (use s, m, h, d or w)")),
     };
     TimeDelta::try_seconds(secs).ok_or_else(|| format!("`{s}` is too long"))
 }
@@ -429,6 +500,50 @@ fn parse_lifetime(s: &str) -> Result<TimeDelta, String> {
     pwreset_domain::TokenPolicy::new(d)
         .map(|p| p.lifetime())
         .map_err(|_| format!("PWRESET_TOKEN_LIFETIME must be between 5m and 24h, got {s}"))
+}
+
+fn bounded(
+    name: &str,
+    s: &str,
+    min: TimeDelta,
+    max: TimeDelta,
+    range: &str,
+) -> Result<TimeDelta, String> {
+    let d = parse_duration(s).map_err(|e| format!("{name}: {e}"))?;
+    if d < min || d > max {
+        return Err(format!("{name} must be between {range}, got {s}"));
+    }
+    Ok(d)
+}
+
+fn parse_access_ttl(s: &str) -> Result<TimeDelta, String> {
+    bounded(
+        "PWRESET_ACCESS_TOKEN_TTL",
+        s,
+        TimeDelta::minutes(1),
+        TimeDelta::hours(24),
+        "1m and 24h",
+    )
+}
+
+fn parse_refresh_ttl(s: &str) -> Result<TimeDelta, String> {
+    bounded(
+        "PWRESET_REFRESH_TOKEN_TTL",
+        s,
+        TimeDelta::hours(1),
+        TimeDelta::days(90),
+        "1h and 90d",
+    )
+}
+
+fn parse_recheck(s: &str) -> Result<TimeDelta, String> {
+    bounded(
+        "PWRESET_TOKEN_RECHECK",
+        s,
+        TimeDelta::zero(),
+        TimeDelta::seconds(5),
+        "0s and 5s",
+    )
 }
 
 /// A list of `max/window` limits (empty when `off`).
@@ -443,6 +558,8 @@ pub struct DefaultLimits {
     pub per_credential: LimitList,
     pub per_client: LimitList,
     pub failures_per_customer: LimitList,
+    pub signin_failures_per_email: LimitList,
+    pub token_requests_per_client: LimitList,
 }
 
 impl LimitList {
@@ -455,6 +572,8 @@ impl LimitList {
             per_credential: LimitList(d.per_credential.into_iter().collect()),
             per_client: LimitList(d.per_client.into_iter().collect()),
             failures_per_customer: LimitList(d.failures_per_customer.into_iter().collect()),
+            signin_failures_per_email: LimitList(d.signin_failures_per_email.into_iter().collect()),
+            token_requests_per_client: LimitList(d.token_requests_per_client.into_iter().collect()),
         }
     }
 }
@@ -514,9 +633,8 @@ impl Settings {
             per_credential: self.limit_credential.0.first().copied(),
             per_client: self.limit_client.0.first().copied(),
             failures_per_customer: self.limit_customer_failures.0.first().copied(),
-            // Placeholder until sign-in is wired (branch wt-http): no sign-in route yet.
-            signin_failures_per_email: None,
-            token_requests_per_client: None,
+            signin_failures_per_email: self.limit_signin_email.0.first().copied(),
+            token_requests_per_client: self.limit_signin_client.0.first().copied(),
         }
     }
 
@@ -527,6 +645,8 @@ impl Settings {
             &mut self.limit_credential,
             &mut self.limit_client,
             &mut self.limit_customer_failures,
+            &mut self.limit_signin_email,
+            &mut self.limit_signin_client,
         ] {
             l.0.clear();
         }
@@ -565,6 +685,29 @@ impl Settings {
         Cli::parse_from(["pwreset"]).settings
     }
 
+    /// The `iss` of access tokens: `PWRESET_ISSUER`, else the public URL, else `http://`
+    /// and the bind address as configured (not the bound one, so `pwreset token` and the
+    /// server agree even with port 0).
+    #[must_use]
+    pub fn issuer(&self) -> String {
+        self.issuer
+            .clone()
+            .or_else(|| self.public_url.clone())
+            .unwrap_or_else(|| format!("http://{}", self.bind))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// Lifetimes and the recheck interval of sessions.
+    #[must_use]
+    pub fn session_settings(&self) -> pwreset_domain::service::SessionSettings {
+        pwreset_domain::service::SessionSettings {
+            access_ttl: self.access_token_ttl,
+            refresh_ttl: self.refresh_token_ttl,
+            recheck: self.token_recheck,
+        }
+    }
+
     /// The base URL for links.
     #[must_use]
     pub fn public_base(&self, bound: std::net::SocketAddr) -> String {
@@ -585,14 +728,14 @@ mod tests {
         let mut s = Settings::defaults();
         let secrets = [
             "postgres://pwreset:db-pass-1234@db.example/pwreset",
-            "jwt-secret-jwt-secret-jwt-secret-1234",
+            "-----BEGIN PRIVATE KEY-----\nsigning-key-1234\n-----END PRIVATE KEY-----",
             "ZGlnZXN0LWtleS1kaWdlc3Qta2V5LWRpZ2VzdC1rZXk",
             "smtp://mailer:smtp-pass-1234@mail.example:587",
             "https://hooks.example/T000/B000/hook-token-1234",
             "whsec-webhook-secret-1234",
         ];
         s.database_url = Some(secrets[0].into());
-        s.jwt_secret = Some(secrets[1].into());
+        s.signing_keys = Some(secrets[1].into());
         s.token_digest_keys = Some(secrets[2].into());
         s.smtp_url = Some(secrets[3].into());
         s.webhook_url = Some(secrets[4].into());
@@ -651,6 +794,8 @@ mod tests {
             d.per_credential,
             d.per_client,
             d.failures_per_customer,
+            d.signin_failures_per_email,
+            d.token_requests_per_client,
         ] {
             assert_eq!(parse_limits(&l.to_string()), Ok(l));
         }
@@ -662,5 +807,35 @@ mod tests {
         let s = Settings::defaults();
         assert_eq!(s.bind, "127.0.0.1:8080");
         assert_eq!(s.token_lifetime, TimeDelta::hours(1));
+        assert_eq!(
+            s.session_settings(),
+            pwreset_domain::service::SessionSettings::default()
+        );
+        assert_eq!(s.limit_signin_email.to_string(), "10/15m");
+        assert_eq!(s.limit_signin_client.to_string(), "30/1m");
+        assert_eq!(s.issuer(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn the_issuer_is_configured_or_the_public_url() {
+        let mut s = Settings::defaults();
+        s.public_url = Some("https://shop.example.com/".into());
+        assert_eq!(s.issuer(), "https://shop.example.com");
+        s.issuer = Some("https://auth.example.com".into());
+        assert_eq!(s.issuer(), "https://auth.example.com");
+    }
+
+    #[test]
+    fn session_lifetimes_are_bounded_and_name_their_variable() {
+        assert_eq!(parse_refresh_ttl("2w"), Ok(TimeDelta::weeks(2)));
+        assert_eq!(parse_recheck("5s"), Ok(TimeDelta::seconds(5)));
+        for (result, name) in [
+            (parse_recheck("6s"), "PWRESET_TOKEN_RECHECK"),
+            (parse_access_ttl("25h"), "PWRESET_ACCESS_TOKEN_TTL"),
+            (parse_access_ttl("30s"), "PWRESET_ACCESS_TOKEN_TTL"),
+            (parse_refresh_ttl("91d"), "PWRESET_REFRESH_TOKEN_TTL"),
+        ] {
+            assert!(result.as_ref().unwrap_err().contains(name), "{result:?}");
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! pwreset's application crate: the only place that knows every adapter.
 //!
 //! - [`config`]: flags and `PWRESET_*` variables;
-//! - [`secrets`]: the JWT secret and token digest keys, from configuration or generated
-//!   into the data dir on first start;
+//! - [`secrets`]: the access token signing keys and token digest keys, from configuration
+//!   or generated into the data dir on first start;
 //! - [`telemetry`]: tracing to stderr, text or JSON;
 //! - [`Application`]: opens the store, wires the services, binds the listener (port 0
 //!   works) and runs the actix server with graceful shutdown on SIGTERM/SIGINT.
@@ -18,12 +18,14 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use pwreset_adapter_crypto::{Argon2Hasher, CommonPasswordList, HmacDigester};
+use pwreset_adapter_crypto::{
+    Argon2Hasher, CommonPasswordList, HmacDigester, Organization, RsaAccessTokens,
+};
 use pwreset_adapter_http::pages::{Pages, PagesConfig};
-use pwreset_adapter_http::{ApiState, JwtKey, Readiness, Renderer};
+use pwreset_adapter_http::{ApiState, Readiness, Renderer};
 use pwreset_adapter_sql::SqlStore;
 use pwreset_domain::ports::SystemClock;
-use pwreset_domain::service::{NotificationPlan, Ports};
+use pwreset_domain::service::{NotificationPlan, Ports, RateLimiter, SessionService};
 use pwreset_domain::{CustomerService, PasswordPolicy, ResetService, TokenPolicy};
 
 pub use config::Settings;
@@ -75,6 +77,9 @@ impl Readiness for StoreReadiness {
 pub struct Services {
     pub resets: ResetService,
     pub customers: CustomerService,
+    pub sessions: SessionService,
+    /// The public halves of the signing keys, for `/.well-known/jwks.json`.
+    pub jwks: serde_json::Value,
     pub store: SqlStore,
 }
 
@@ -96,13 +101,29 @@ pub fn services(
         1,
         settings.hash_concurrency,
     )?;
+    let tokens = RsaAccessTokens::from_pem(
+        &secrets::signing_keys(settings)?,
+        settings.issuer(),
+        Organization::from_slug(&settings.organization),
+    )
+    .context("PWRESET_SIGNING_KEYS")?;
+    let jwks = tokens.jwks();
     let shared = Arc::new(store.clone());
+    let digester: Arc<dyn pwreset_domain::ports::TokenDigester> = Arc::new(digester);
     let ports = Ports::new(
         shared.clone(),
-        shared,
+        shared.clone(),
         Arc::new(hasher),
-        Arc::new(digester),
+        digester.clone(),
         Arc::new(SystemClock),
+    );
+    let sessions = SessionService::new(
+        ports.clone(),
+        shared.clone(),
+        shared.clone(),
+        Arc::new(tokens),
+        RateLimiter::new(shared, settings.rate_limits(), digester),
+        settings.session_settings(),
     );
     let passwords = PasswordPolicy::new(settings.password_min_length)
         .context("PWRESET_PASSWORD_MIN_LENGTH")?
@@ -113,6 +134,8 @@ pub fn services(
             .with_notifications(plan)
             .with_rate_limits(Arc::new(store.clone()), settings.rate_limits()),
         customers: CustomerService::new(ports, passwords),
+        sessions,
+        jwks,
         store,
     })
 }
@@ -185,12 +208,12 @@ impl Application {
         } else {
             None
         };
-        let jwt = JwtKey::new(secrets::jwt_secret(settings)?).context("PWRESET_JWT_SECRET")?;
         let state = web::Data::new(ApiState {
             resets: services.resets,
             self_service,
             customers: services.customers,
-            jwt,
+            sessions: services.sessions,
+            jwks: services.jwks,
             renderer: Renderer { base: public_base },
             reveal_tokens: notifications.reveal_tokens,
             body_limit: settings.body_limit,

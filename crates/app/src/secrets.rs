@@ -1,10 +1,11 @@
 //! Secrets: from configuration, or generated once into the data dir and reused.
 //!
-//! A fresh checkout runs with nothing configured: the first start writes a random JWT
-//! secret and a random token digest key (32 bytes each, base64url, mode 0600) under
-//! `PWRESET_DATA_DIR` and every later start reads them back, so tokens made by
-//! `pwreset token` and reset tokens survive restarts. Production sets
-//! `PWRESET_JWT_SECRET` and `PWRESET_TOKEN_DIGEST_KEYS` instead, identical on every instance.
+//! A fresh checkout runs with nothing configured: the first start writes a 2048-bit RSA
+//! signing key (PKCS#8 PEM) and a random token digest key (32 bytes, base64url), each mode
+//! 0600, under `PWRESET_DATA_DIR`, and every later start reads them back, so access tokens,
+//! refresh tokens, client secrets and reset tokens survive restarts. Production sets
+//! `PWRESET_SIGNING_KEYS` and `PWRESET_TOKEN_DIGEST_KEYS` instead, identical on every
+//! instance.
 
 use std::io::Write;
 use std::path::Path;
@@ -12,22 +13,33 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use pwreset_adapter_crypto::HmacDigester;
+use pwreset_adapter_crypto::{HmacDigester, generate_signing_key_pem};
 
 use crate::Settings;
 
 fn read_or_create(dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
+    let text = read_or_create_text(dir, name, || {
+        Ok(URL_SAFE_NO_PAD.encode(HmacDigester::random_bytes()))
+    })?;
+    URL_SAFE_NO_PAD
+        .decode(text.trim())
+        .with_context(|| format!("{} is not base64url", dir.join(name).display()))
+}
+
+/// The text of `dir/name`, made by `make` and written with mode 0600 if it does not exist.
+fn read_or_create_text(
+    dir: &Path,
+    name: &str,
+    make: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<String> {
     let path = dir.join(name);
     if path.exists() {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        return URL_SAFE_NO_PAD
-            .decode(text.trim())
-            .with_context(|| format!("{} is not base64url", path.display()));
+        return std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()));
     }
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create PWRESET_DATA_DIR {}", dir.display()))?;
-    let bytes = HmacDigester::random_bytes().to_vec();
+    let text = make()?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -38,28 +50,25 @@ fn read_or_create(dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
     let mut file = options
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    writeln!(file, "{}", URL_SAFE_NO_PAD.encode(&bytes))?;
+    writeln!(file, "{}", text.trim_end())?;
     tracing::warn!(
         path = %path.display(),
         "generated a new secret; set it explicitly in production and share it across instances"
     );
-    Ok(bytes)
+    Ok(text)
 }
 
-/// The HS256 secret for API tokens.
+/// The PEM of the RSA keys that sign access tokens, the signing one first: configured, or
+/// one generated into the data dir on first start (`signing-key.pem`).
 ///
 /// # Errors
-/// When the configured secret is shorter than 32 bytes or the file cannot be used.
-pub fn jwt_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
-    match &settings.jwt_secret {
-        Some(s) if s.len() < 32 => {
-            bail!(
-                "PWRESET_JWT_SECRET must be at least 32 bytes, got {}",
-                s.len()
-            )
-        }
-        Some(s) => Ok(s.as_bytes().to_vec()),
-        None => read_or_create(&settings.data_dir, "jwt-secret"),
+/// When the file cannot be read or written, or generation fails.
+pub fn signing_keys(settings: &Settings) -> anyhow::Result<String> {
+    match &settings.signing_keys {
+        Some(pem) => Ok(pem.clone()),
+        None => read_or_create_text(&settings.data_dir, "signing-key.pem", || {
+            Ok(generate_signing_key_pem()?)
+        }),
     }
 }
 
@@ -104,11 +113,21 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let mut s = Settings::defaults();
         s.data_dir = dir.clone();
-        let first = jwt_secret(&s).unwrap();
-        assert_eq!(first.len(), 32);
-        assert_eq!(jwt_secret(&s).unwrap(), first);
-        assert_eq!(digest_keys(&s).unwrap(), digest_keys(&s).unwrap());
-        assert_ne!(digest_keys(&s).unwrap()[0], first);
+        let first = signing_keys(&s).unwrap();
+        assert!(first.starts_with("-----BEGIN PRIVATE KEY-----"), "{first}");
+        assert_eq!(signing_keys(&s).unwrap(), first);
+        let key = digest_keys(&s).unwrap();
+        assert_eq!(key[0].len(), 32);
+        assert_eq!(digest_keys(&s).unwrap(), key);
+        #[cfg(unix)]
+        for name in ["signing-key.pem", "token-digest-key"] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -120,12 +139,7 @@ mod tests {
         assert!(e.contains("PWRESET_TOKEN_DIGEST_KEYS"), "{e}");
         s.token_digest_keys = Some(format!("{},{}A", "A".repeat(43), "B".repeat(42)));
         assert_eq!(digest_keys(&s).unwrap().len(), 2);
-        s.jwt_secret = Some("too short".into());
-        assert!(
-            jwt_secret(&s)
-                .unwrap_err()
-                .to_string()
-                .contains("PWRESET_JWT_SECRET")
-        );
+        s.signing_keys = Some("configured".into());
+        assert_eq!(signing_keys(&s).unwrap(), "configured");
     }
 }

@@ -338,24 +338,25 @@ async fn a_sales_channel_may_only_complete_resets(db: TestDb) {
 
 async fn bad_credentials_are_invalid_tokens(db: TestDb) {
     let f = start(&db).await;
-    let other_key = pwreset_adapter_http::JwtKey::new(vec![9; 32]).unwrap();
-    let foreign = other_key.sign(
-        AppKind::Integration,
-        Mode::Test,
-        "x",
-        chrono::Utc::now().timestamp(),
-        60,
-    );
-    let expired =
-        pwreset_adapter_http::JwtKey::new(pwreset_tests::TEST_JWT_SECRET.as_bytes().to_vec())
-            .unwrap()
-            .sign(
-                AppKind::Integration,
-                Mode::Test,
-                "x",
-                chrono::Utc::now().timestamp() - 120,
-                60,
-            );
+    use pwreset_domain::ports::AccessTokens;
+    let now = chrono::Utc::now().timestamp();
+    let claims = |issued_at: i64| pwreset_domain::AccessClaims {
+        client: None,
+        kind: AppKind::Integration,
+        mode: Mode::Test,
+        customer: None,
+        session: None,
+        issued_at,
+        expires_at: issued_at + 60,
+    };
+    let other_key = pwreset_adapter_crypto::RsaAccessTokens::from_pem(
+        &pwreset_adapter_crypto::generate_signing_key_pem().unwrap(),
+        f.app.settings.issuer(),
+        pwreset_adapter_crypto::Organization::from_slug("x"),
+    )
+    .unwrap();
+    let foreign = other_key.sign(&claims(now)).unwrap();
+    let expired = f.app.signer().sign(&claims(now - 120)).unwrap();
     for token in [
         None,
         Some("garbage"),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pwreset_app::config::Delivery;
 use pwreset_tests::sinks::{SmtpSink, WebhookSink};
-use pwreset_tests::{TEST_DIGEST_KEY, TEST_JWT_SECRET, TestDb, logs};
+use pwreset_tests::{TEST_DIGEST_KEY, TEST_SIGNING_KEY, TestDb, logs};
 use serde_json::{Value, json};
 
 use crate::blackbox::{Fixture, reset_doc, start_with};
@@ -644,7 +644,12 @@ async fn no_token_password_or_key_reaches_the_log_even_at_trace_level(db: TestDb
     const WEBHOOK_SECRET: &str = "whsec-log-audit-3f9c1e";
     const SMTP_PASSWORD: &str = "smtp pässword/log-audit&7";
     let mut secrets = Secrets::default();
-    secrets.add("the JWT secret", TEST_JWT_SECRET);
+    for line in TEST_SIGNING_KEY
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+    {
+        secrets.add("a line of the signing key", line);
+    }
     secrets.add_key("the token digest key", TEST_DIGEST_KEY);
     secrets.add("the webhook secret", WEBHOOK_SECRET);
     secrets.add("the SMTP password", SMTP_PASSWORD);
