@@ -1,12 +1,14 @@
 //! pwreset's application crate: the only place that knows every adapter.
 //!
 //! - [`config`]: flags and `PWRESET_*` variables;
+//! - [`commands`]: `pwreset token` and `pwreset client create|list|revoke`;
 //! - [`secrets`]: the access token signing keys and token digest keys, from configuration
 //!   or generated into the data dir on first start;
 //! - [`telemetry`]: tracing to stderr, text or JSON;
 //! - [`Application`]: opens the store, wires the services, binds the listener (port 0
 //!   works) and runs the actix server with graceful shutdown on SIGTERM/SIGINT.
 
+pub mod commands;
 pub mod config;
 pub mod delivery;
 pub mod secrets;

@@ -5,6 +5,9 @@
 //!   `storage::sqlite::<case>` (the few cases about SQL itself on the last two only).
 //! - `blackbox`: the real application on a random port over each database, driven over
 //!   real HTTP; cases appear as `blackbox::postgres::<case>` and `blackbox::sqlite::<case>`.
+//! - `blackbox_signin`: sign-in over real HTTP: clients made with `pwreset client`, the
+//!   three grants, revocation, customer tokens, sessions ended by a reset, the JWKS and the
+//!   sign-in limits, as `blackbox_signin::<backend>::<case>`.
 //! - `delivery`: mail through a real local SMTP server and signed webhooks to a real local
 //!   receiver, with the SMTP server down and back.
 //! - `upgrade`: databases written by the release before sqlx's migrator, opened by today's
@@ -46,6 +49,7 @@ macro_rules! per_backend {
 }
 
 mod blackbox;
+mod blackbox_signin;
 mod delivery;
 mod storage;
 mod upgrade;
