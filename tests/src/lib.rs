@@ -32,7 +32,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use pwreset_adapter_memory::MemoryStore;
-use pwreset_domain::ports::{CustomerStore, OutboxStore, RateLimitStore, ResetStore};
+use pwreset_domain::ports::{
+    ClientStore, CustomerStore, OutboxStore, RateLimitStore, ResetStore, SessionStore,
+};
 
 /// Which storage adapter a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +52,8 @@ pub struct TestDb {
     pub customers: Arc<dyn CustomerStore>,
     pub outbox: Arc<dyn OutboxStore>,
     pub limits: Arc<dyn RateLimitStore>,
+    pub clients: Arc<dyn ClientStore>,
+    pub sessions: Arc<dyn SessionStore>,
     place: Place,
 }
 
@@ -66,7 +70,13 @@ enum Place {
 impl TestDb {
     fn new<S>(backend: Backend, store: S, place: Place) -> Self
     where
-        S: ResetStore + CustomerStore + OutboxStore + RateLimitStore + 'static,
+        S: ResetStore
+            + CustomerStore
+            + OutboxStore
+            + RateLimitStore
+            + ClientStore
+            + SessionStore
+            + 'static,
     {
         let store = Arc::new(store);
         Self {
@@ -74,7 +84,9 @@ impl TestDb {
             resets: store.clone(),
             customers: store.clone(),
             outbox: store.clone(),
-            limits: store,
+            limits: store.clone(),
+            clients: store.clone(),
+            sessions: store,
             place,
         }
     }

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use pwreset_domain::ports::{CredentialChange, CustomerStore, StoreError};
 use pwreset_domain::{
     Customer, CustomerField, CustomerId, CustomerSort, EmailAddress, ListQuery, Mode, Page,
+    PasswordHash,
 };
 
 use crate::MemoryStore;
@@ -92,10 +93,16 @@ impl CustomerStore for MemoryStore {
         stored.reference_origin = c.reference_origin.clone();
         stored.metadata = c.metadata.clone();
         stored.updated_at = c.updated_at;
+        if change == CredentialChange::Password {
+            stored.password_version = stored.password_version.saturating_add(1);
+        }
         state.emails.remove(&old_key);
         state.emails.insert(new_key, c.id);
-        if change == CredentialChange::Changed {
+        if change != CredentialChange::None {
             state.revoke_outstanding(c.mode, c.id, None, c.updated_at, "credentials_changed");
+        }
+        if change == CredentialChange::Password {
+            state.revoke_sessions(c.mode, c.id, c.updated_at);
         }
         Ok(true)
     }
@@ -113,6 +120,27 @@ impl CustomerStore for MemoryStore {
         for reset in resets {
             state.remove_reset(reset);
         }
+        // And their sessions with their refresh tokens.
+        state.remove_sessions(|s| s.customer == Some(id));
+        Ok(true)
+    }
+
+    async fn upgrade_hash(
+        &self,
+        mode: Mode,
+        id: CustomerId,
+        old: &PasswordHash,
+        new: &PasswordHash,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let Some(c) = state
+            .customers
+            .get_mut(&id)
+            .filter(|c| c.mode == mode && c.password_hash.as_ref() == Some(old))
+        else {
+            return Ok(false);
+        };
+        c.password_hash = Some(new.clone());
         Ok(true)
     }
 }

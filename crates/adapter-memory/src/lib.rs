@@ -1,5 +1,6 @@
 //! The in-memory storage adapter of pwreset: every storage port of the domain
-//! ([`ResetStore`], [`CustomerStore`], [`RateLimitStore`] and [`OutboxStore`]) over plain
+//! ([`ResetStore`], [`CustomerStore`], [`RateLimitStore`], [`OutboxStore`], [`ClientStore`]
+//! and [`SessionStore`]) over plain
 //! Rust collections.
 //!
 //! It is for tests, examples and services that embed the core in one process and want no
@@ -33,6 +34,7 @@
 //!     mode: Mode::Test,
 //!     email: EmailAddress::parse("Jane@Example.com")?,
 //!     password_hash: None,
+//!     password_version: 0,
 //!     reference: None,
 //!     reference_origin: None,
 //!     metadata: None,
@@ -55,12 +57,15 @@
 //! [`CustomerStore`]: pwreset_domain::ports::CustomerStore
 //! [`RateLimitStore`]: pwreset_domain::ports::RateLimitStore
 //! [`OutboxStore`]: pwreset_domain::ports::OutboxStore
+//! [`ClientStore`]: pwreset_domain::ports::ClientStore
+//! [`SessionStore`]: pwreset_domain::ports::SessionStore
 
 mod customers;
 mod limits;
 mod list;
 mod outbox;
 mod resets;
+mod sessions;
 mod state;
 
 use std::fmt;
@@ -115,6 +120,8 @@ impl fmt::Debug for MemoryStore {
             .field("resets", &state.resets.len())
             .field("outbox", &state.outbox.len())
             .field("rate_limit_counters", &state.counters.len())
+            .field("clients", &state.clients.len())
+            .field("sessions", &state.sessions.len())
             .finish_non_exhaustive()
     }
 }

@@ -178,6 +178,8 @@ impl ResetStore for MemoryStore {
         });
         // Rate-limit counters go once their window ended before the cutoff.
         state.counters.retain(|_, c| c.expires_at >= cutoff);
+        // Sessions go once they expired or were revoked before it.
+        state.remove_sessions(|s| crate::sessions::ended_before(s, cutoff));
         Ok(u64::try_from(ended.len()).unwrap_or(u64::MAX))
     }
 
@@ -206,7 +208,12 @@ impl ResetStore for MemoryStore {
         {
             return Ok(CompletionOutcome::NotApplied);
         }
-        state.check_new_events([&c.event])?;
+        let ending = state.live_sessions_of(c.mode, c.customer_id, c.now).len();
+        if ending > 0 {
+            state.check_new_events([&c.event, &c.sessions_event])?;
+        } else {
+            state.check_new_events([&c.event])?;
+        }
         state.check_new_messages(&c.outbox)?;
         let Some(r) = state.resets.get_mut(&c.reset_id) else {
             return Ok(CompletionOutcome::NotApplied);
@@ -221,8 +228,10 @@ impl ResetStore for MemoryStore {
             .filter(|x| x.mode == c.mode)
         {
             customer.password_hash = Some(c.password_hash.clone());
+            customer.password_version = customer.password_version.saturating_add(1);
             customer.updated_at = c.now;
         }
+        let ended = state.revoke_sessions(c.mode, c.customer_id, c.now);
         state.revoke_outstanding(
             c.mode,
             c.customer_id,
@@ -231,6 +240,12 @@ impl ResetStore for MemoryStore {
             "password_changed",
         );
         state.push_event(c.event.clone());
+        if ended > 0 {
+            state.push_event(ResetEvent {
+                reason: Some(ended.to_string()),
+                ..c.sessions_event.clone()
+            });
+        }
         state.enqueue(&c.outbox);
         Ok(CompletionOutcome::Completed(Box::new(done)))
     }

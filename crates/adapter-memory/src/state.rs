@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use pwreset_domain::ports::StoreError;
 use pwreset_domain::{
-    Customer, CustomerId, EventId, EventKind, Mode, Notification, OutboxId, OutboxMessage,
-    PasswordReset, Payload, ResetEvent, ResetId, Timestamp, TokenDigest,
+    Client, ClientKey, Customer, CustomerId, EventId, EventKind, Mode, Notification, OutboxId,
+    OutboxMessage, PasswordReset, Payload, ResetEvent, ResetId, Session, SessionId, Timestamp,
+    TokenDigest,
 };
 
 /// Why a write was refused: a uniqueness or reference rule the SQL schema enforces too.
@@ -31,6 +32,16 @@ pub(crate) enum Conflict {
     EventId(EventId),
     #[error("an outbox message with id {0} already exists")]
     OutboxId(OutboxId),
+    #[error("a client with id {0} already exists")]
+    ClientKey(ClientKey),
+    #[error("a client with this client id already exists")]
+    ClientId,
+    #[error("a session with id {0} already exists")]
+    SessionId(SessionId),
+    #[error("another refresh token has the same digest")]
+    RefreshDigest,
+    #[error("session {0} names a client or customer that does not exist")]
+    MissingSessionOwner(SessionId),
 }
 
 impl From<Conflict> for StoreError {
@@ -99,6 +110,15 @@ impl OutboxRow {
     }
 }
 
+/// One refresh token: current while `used_at` is `None`, kept after rotation to recognise
+/// reuse.
+#[derive(Debug)]
+pub(crate) struct RefreshRow {
+    pub session: SessionId,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+}
+
 /// One rate-limit counter.
 #[derive(Debug)]
 pub(crate) struct Counter {
@@ -123,6 +143,12 @@ pub(crate) struct State {
     pub outbox: BTreeMap<OutboxId, OutboxRow>,
     /// Rate-limit counters by key and window start.
     pub counters: HashMap<(String, Timestamp), Counter>,
+    pub clients: BTreeMap<ClientKey, Client>,
+    /// Public client id to client: client ids are unique.
+    pub client_ids: HashMap<String, ClientKey>,
+    pub sessions: BTreeMap<SessionId, Session>,
+    /// Refresh tokens by digest, current and rotated.
+    pub refresh: HashMap<TokenDigest, RefreshRow>,
 }
 
 impl State {
@@ -264,6 +290,65 @@ impl State {
                 created_at: now,
             });
         }
+    }
+
+    /// Whether access tokens of `s` count at `now`, as `SessionStore::status` defines it.
+    pub(crate) fn session_live(&self, s: &Session, now: Timestamp) -> bool {
+        let client_live = self
+            .clients
+            .get(&s.client)
+            .is_some_and(|c| c.revoked_at.is_none());
+        let customer_same = s.customer.is_none_or(|id| {
+            self.customers
+                .get(&id)
+                .is_some_and(|c| c.mode == s.mode && c.password_version == s.password_version)
+        });
+        s.revoked_at.is_none() && now < s.expires_at && client_live && customer_same
+    }
+
+    /// The customer's live sessions in `mode` (not revoked, unexpired) at `now`.
+    pub(crate) fn live_sessions_of(
+        &self,
+        mode: Mode,
+        customer: CustomerId,
+        now: Timestamp,
+    ) -> Vec<SessionId> {
+        self.sessions
+            .values()
+            .filter(|s| {
+                s.mode == mode
+                    && s.customer == Some(customer)
+                    && s.revoked_at.is_none()
+                    && now < s.expires_at
+            })
+            .map(|s| s.id)
+            .collect()
+    }
+
+    /// Revokes the customer's live sessions at `now`; how many.
+    pub(crate) fn revoke_sessions(
+        &mut self,
+        mode: Mode,
+        customer: CustomerId,
+        now: Timestamp,
+    ) -> u64 {
+        let ids = self.live_sessions_of(mode, customer, now);
+        for id in &ids {
+            if let Some(s) = self.sessions.get_mut(id) {
+                s.revoked_at = Some(now);
+            }
+        }
+        u64::try_from(ids.len()).unwrap_or(u64::MAX)
+    }
+
+    /// Removes the sessions for which `doomed` holds, with their refresh tokens; how many.
+    pub(crate) fn remove_sessions(&mut self, doomed: impl Fn(&Session) -> bool) -> u64 {
+        let before = self.sessions.len();
+        self.sessions.retain(|_, s| !doomed(s));
+        let sessions = &self.sessions;
+        self.refresh
+            .retain(|_, r| sessions.contains_key(&r.session));
+        u64::try_from(before - self.sessions.len()).unwrap_or(u64::MAX)
     }
 
     /// Records an event about an outbox message's reset (events outlive their reset, so

@@ -12,16 +12,21 @@
 //! transactional form, which makes one id per revoked reset.
 
 use async_trait::async_trait;
-use pwreset_adapter_sql::atomic::{self, one_reset, push_completion_update};
+use pwreset_adapter_sql::atomic::{
+    self, REFRESH_COLUMNS, detect_reuse, one_reset, one_session, push_completion_update,
+    push_refresh_use, refresh_values,
+};
 use pwreset_adapter_sql::codec::{self, INSERT_COLUMNS};
 use pwreset_adapter_sql::rows::{
-    EVENT_COLUMNS, RESET_COLUMNS, RESET_TYPES, event_values, json_of, reset_values, text_of,
+    EVENT_COLUMNS, RESET_COLUMNS, RESET_TYPES, SESSION_COLUMNS, SESSION_TYPES, event_values,
+    json_of, reset_values, session_values, text_of,
 };
 use pwreset_adapter_sql::{DbError, Dialect, Driver, Sql, Ty, Val, db};
 use pwreset_domain::AddressedReset;
 use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
 use pwreset_domain::{
-    EmailAddress, EventId, OutboxMessage, PasswordReset, ResetDraft, ResetEvent, Timestamp,
+    ClientKey, EmailAddress, EventId, NewSession, OutboxMessage, PasswordReset, RefreshRecord,
+    ResetDraft, ResetEvent, Rotation, Timestamp, TokenDigest,
 };
 
 /// Revocation event ids bound per statement. A customer normally has at most one
@@ -181,7 +186,7 @@ fn complete_statement(c: &Completion) -> Sql {
     let binds = push_completion_update(&mut sql, c);
     sql.push("), password AS (UPDATE customers SET password_hash = ")
         .push_bind(c.password_hash.as_str())
-        .push(", updated_at = ")
+        .push(", password_version = password_version + 1, updated_at = ")
         .push(&binds.now)
         .push(" WHERE mode = ")
         .push(&binds.mode)
@@ -204,6 +209,24 @@ fn complete_statement(c: &Completion) -> Sql {
         .push(") SELECT ")
         .push_binds(event_values(&c.event))
         .push(" FROM done)");
+    // The customer's live sessions end, and the trail says how many when there were any.
+    sql.push(", ended AS (UPDATE sessions SET revoked_at = ")
+        .push(&binds.now)
+        .push(" WHERE mode = ")
+        .push(&binds.mode)
+        .push(" AND customer_id = ")
+        .push(&customer)
+        .push(" AND revoked_at IS NULL AND expires_at > ")
+        .push(&binds.now)
+        .push(" AND EXISTS (SELECT 1 FROM done) RETURNING 1), ended_event AS (INSERT INTO reset_events (")
+        .push(EVENT_COLUMNS)
+        .push(") SELECT ");
+    // The event's values in EVENT_COLUMNS order, its reason (the fifth) being the count.
+    let values = event_values(&c.sessions_event);
+    sql.push_binds(values.iter().take(4).cloned())
+        .push(", (SELECT count(*) FROM ended)::text, ")
+        .push_binds(values.into_iter().skip(5))
+        .push(" WHERE EXISTS (SELECT 1 FROM ended))");
     for (i, m) in c.outbox.iter().enumerate() {
         sql.push(&format!(", outbox_{i} AS (INSERT INTO outbox ("))
             .push(INSERT_COLUMNS)
@@ -212,6 +235,56 @@ fn complete_statement(c: &Completion) -> Sql {
         sql.push(" FROM done)");
     }
     sql.push(" SELECT ").push(RESET_COLUMNS).push(" FROM done");
+    sql
+}
+
+/// A session and its first refresh token in one statement.
+fn open_statement(new: &NewSession) -> Sql {
+    let mut sql = Sql::default();
+    if new.refresh.is_some() {
+        sql.push("WITH new_session AS (");
+    }
+    sql.push("INSERT INTO sessions (")
+        .push(SESSION_COLUMNS)
+        .push(") VALUES (")
+        .push_binds(session_values(&new.session))
+        .push(")");
+    if let Some(refresh) = &new.refresh {
+        sql.push(") INSERT INTO refresh_tokens (")
+            .push(REFRESH_COLUMNS)
+            .push(") VALUES (")
+            .push_binds(refresh_values(new.session.id, refresh))
+            .push(")");
+    }
+    sql
+}
+
+/// The rotation in one statement: the conditional use of the presented token (`used`; of
+/// concurrent rotations one matches, the others wait on its row lock and then match
+/// nothing), and only if it matched, the next token and the session's new expiry. Returns
+/// the rotated session, or no row.
+fn rotate_statement(
+    presented: &[TokenDigest],
+    client: ClientKey,
+    next: &RefreshRecord,
+    now: Timestamp,
+) -> Sql {
+    let mut sql = Sql::new("WITH used AS (");
+    let at = sql.bind(now);
+    push_refresh_use(&mut sql, presented, client, &at);
+    let expires = sql.bind(next.expires_at);
+    sql.push("), next AS (INSERT INTO refresh_tokens (")
+        .push(REFRESH_COLUMNS)
+        .push(") SELECT ")
+        .push_bind(pwreset_adapter_sql::Val::Bytes(
+            next.digest.as_bytes().to_vec(),
+        ))
+        .push(", session_id, ")
+        .push(&expires)
+        .push(" FROM used) UPDATE sessions SET expires_at = ")
+        .push(&expires)
+        .push(" WHERE id IN (SELECT session_id FROM used) RETURNING ")
+        .push(SESSION_COLUMNS);
     sql
 }
 
@@ -321,5 +394,35 @@ impl Dialect for PgDialect {
             Some(done) => CompletionOutcome::Completed(Box::new(done)),
             None => CompletionOutcome::NotApplied,
         })
+    }
+
+    async fn open_session(&self, driver: &dyn Driver, new: &NewSession) -> Result<(), StoreError> {
+        let mut conn = driver.connection().await.map_err(db)?;
+        conn.execute(open_statement(new)).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn rotate(
+        &self,
+        driver: &dyn Driver,
+        presented: &[TokenDigest],
+        client: ClientKey,
+        next: &RefreshRecord,
+        now: Timestamp,
+    ) -> Result<Rotation, StoreError> {
+        let mut conn = driver.connection().await.map_err(db)?;
+        let rows = conn
+            .fetch(
+                rotate_statement(presented, client, next, now),
+                SESSION_TYPES,
+            )
+            .await
+            .map_err(db)?;
+        match one_session(rows)? {
+            Some(session) => Ok(Rotation::Rotated(session)),
+            // Not rotated: a reused token ends its session (a second round trip, but only
+            // on this path, which is never the common one).
+            None => detect_reuse(&mut *conn, presented, client, now).await,
+        }
     }
 }

@@ -4,10 +4,11 @@ use async_trait::async_trait;
 use pwreset_domain::ports::{CredentialChange, CustomerStore, StoreError};
 use pwreset_domain::{
     Customer, CustomerField, CustomerId, CustomerSort, EmailAddress, ListQuery, Mode, Page,
+    PasswordHash,
 };
 
 use crate::SqlStore;
-use crate::atomic::revoke_outstanding;
+use crate::atomic::{revoke_outstanding, revoke_sessions};
 use crate::error::{customer_write, db};
 use crate::list::Table;
 use crate::rows::{
@@ -104,8 +105,12 @@ impl CustomerStore for SqlStore {
             .push(", metadata = ")
             .push_bind(json_of(c.metadata.as_ref()))
             .push(", updated_at = ")
-            .push_bind(c.updated_at)
-            .push(" WHERE mode = ")
+            .push_bind(c.updated_at);
+        if change == CredentialChange::Password {
+            // Counted in the store, so that concurrent changes all count.
+            sql.push(", password_version = password_version + 1");
+        }
+        sql.push(" WHERE mode = ")
             .push_bind(c.mode.as_str())
             .push(" AND id = ")
             .push_bind(c.id.as_uuid());
@@ -113,7 +118,7 @@ impl CustomerStore for SqlStore {
         if tx.execute(sql).await.map_err(customer_write)? == 0 {
             return Ok(false);
         }
-        if change == CredentialChange::Changed {
+        if change != CredentialChange::None {
             revoke_outstanding(
                 &mut *tx,
                 c.mode,
@@ -125,10 +130,36 @@ impl CustomerStore for SqlStore {
             .await
             .map_err(db)?;
         }
+        if change == CredentialChange::Password {
+            revoke_sessions(&mut *tx, c.mode, c.id, c.updated_at)
+                .await
+                .map_err(db)?;
+        }
         tx.commit().await.map_err(db)?;
         Ok(true)
     }
 
+    async fn upgrade_hash(
+        &self,
+        mode: Mode,
+        id: CustomerId,
+        old: &PasswordHash,
+        new: &PasswordHash,
+    ) -> Result<bool, StoreError> {
+        let mut sql = Sql::new("UPDATE customers SET password_hash = ");
+        sql.push_bind(new.as_str())
+            .push(" WHERE mode = ")
+            .push_bind(mode.as_str())
+            .push(" AND id = ")
+            .push_bind(id.as_uuid())
+            .push(" AND password_hash = ")
+            .push_bind(old.as_str());
+        let mut conn = self.driver.connection().await.map_err(db)?;
+        Ok(conn.execute(sql).await.map_err(db)? > 0)
+    }
+
+    /// Deletes the customer; their resets, sessions and refresh tokens go with them (the
+    /// schema's cascades).
     async fn delete(&self, mode: Mode, id: CustomerId) -> Result<bool, StoreError> {
         let mut sql = Sql::new("DELETE FROM customers WHERE mode = ");
         sql.push_bind(mode.as_str())

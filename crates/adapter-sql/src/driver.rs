@@ -6,7 +6,10 @@ use crate::value::{Ty, Val};
 use async_trait::async_trait;
 use pwreset_domain::AddressedReset;
 use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
-use pwreset_domain::{OutboxMessage, PasswordReset, ResetEvent};
+use pwreset_domain::{
+    ClientKey, NewSession, OutboxMessage, PasswordReset, RefreshRecord, ResetEvent, Rotation,
+    Timestamp, TokenDigest,
+};
 
 /// A database failure, with the constraint violations the stores act on told apart.
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +101,8 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<PasswordReset>, StoreError>;
 
     /// `ResetStore::complete`: the conditional update, and only if it matched, the
-    /// password, the revocation of the others, the event and the notices, atomically.
+    /// password and its version, the revocation of the others and of the customer's
+    /// sessions, the events and the notices, atomically.
     ///
     /// # Errors
     /// When the database fails; nothing is written then.
@@ -107,4 +111,24 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         driver: &dyn Driver,
         c: &Completion,
     ) -> Result<CompletionOutcome, StoreError>;
+
+    /// `SessionStore::open`: the session and its first refresh token, atomically.
+    ///
+    /// # Errors
+    /// When the database fails; nothing is written then.
+    async fn open_session(&self, driver: &dyn Driver, new: &NewSession) -> Result<(), StoreError>;
+
+    /// `SessionStore::rotate`: the conditional use of the presented token, and only if it
+    /// matched, the next token and the session's expiry; else reuse detection.
+    ///
+    /// # Errors
+    /// When the database fails; nothing is written then.
+    async fn rotate(
+        &self,
+        driver: &dyn Driver,
+        presented: &[TokenDigest],
+        client: ClientKey,
+        next: &RefreshRecord,
+        now: Timestamp,
+    ) -> Result<Rotation, StoreError>;
 }

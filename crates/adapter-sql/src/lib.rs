@@ -16,7 +16,8 @@
 //! Modules, one job each: `sql` (the builder), `value` (bound and decoded values),
 //! `driver` (`Driver` and `Dialect`), `error` (database errors to store errors), `rows` (entities to values and back),
 //! `events`, `codec` (the outbox row format), `atomic` (the generic atomic writes), `list`
-//! (list queries), and one module per port: `resets`, `customers`, `outbox`, `limits`.
+//! (list queries), and one module per port: `resets`, `customers`, `outbox`, `limits`,
+//! `sessions` (clients and sessions).
 //! Migrations belong to the driver crates (sqlx's migrator); `migrate` here only decides
 //! whether an old release's migration record may be adopted.
 
@@ -32,6 +33,7 @@ mod migrate;
 mod outbox;
 mod resets;
 pub mod rows;
+mod sessions;
 mod sql;
 mod value;
 

@@ -19,6 +19,7 @@ use crate::outbox::insert_outbox;
 use crate::rows::{
     EVENT_COLUMNS, EVENT_TYPES, RESET_COLUMNS, RESET_TYPES, event_from_row, reset_from_row,
 };
+use crate::sessions::purge_ended_sessions;
 use crate::sql::Sql;
 
 /// Appends the condition of resets that ended (used, revoked or expired) before
@@ -155,6 +156,8 @@ impl ResetStore for SqlStore {
         let mut sql = Sql::new("DELETE FROM rate_limits WHERE expires_at < ");
         sql.push_bind(cutoff);
         tx.execute(sql).await.map_err(db)?;
+        // The retention path of sessions too (`SessionStore::purge` on its own).
+        tx.execute(purge_ended_sessions(cutoff)).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(resets)
     }

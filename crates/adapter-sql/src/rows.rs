@@ -4,8 +4,9 @@
 
 use anyhow::{Context, anyhow};
 use pwreset_domain::{
-    Customer, CustomerId, EmailAddress, EventId, EventKind, Metadata, Mode, PasswordHash,
-    PasswordReset, Reference, ResetEvent, ResetId, Timestamp, TokenDigest,
+    Client, ClientId, ClientKey, ClientKind, ClientName, Customer, CustomerId, EmailAddress,
+    EventId, EventKind, Metadata, Mode, PasswordHash, PasswordReset, Reference, ResetEvent,
+    ResetId, Session, SessionId, Timestamp, TokenDigest,
 };
 use uuid::Uuid;
 
@@ -34,17 +35,46 @@ pub const RESET_TYPES: &[Ty] = &[
     Ty::Time,
 ];
 
-pub const CUSTOMER_COLUMNS: &str = "id, mode, email, password_hash, reference, \
-    reference_origin, metadata, created_at, updated_at";
+pub const CUSTOMER_COLUMNS: &str = "id, mode, email, password_hash, password_version, \
+    reference, reference_origin, metadata, created_at, updated_at";
 
 pub const CUSTOMER_TYPES: &[Ty] = &[
     Ty::Uuid,
     Ty::Text,
     Ty::Text,
     Ty::Text,
+    Ty::Int,
     Ty::Text,
     Ty::Text,
     Ty::Json,
+    Ty::Time,
+    Ty::Time,
+];
+
+pub const CLIENT_COLUMNS: &str =
+    "id, client_id, kind, mode, name, secret_digest, created_at, revoked_at";
+
+pub const CLIENT_TYPES: &[Ty] = &[
+    Ty::Uuid,
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+    Ty::Bytes,
+    Ty::Time,
+    Ty::Time,
+];
+
+pub const SESSION_COLUMNS: &str =
+    "id, client, mode, customer_id, password_version, created_at, expires_at, revoked_at";
+
+pub const SESSION_TYPES: &[Ty] = &[
+    Ty::Uuid,
+    Ty::Uuid,
+    Ty::Text,
+    Ty::Uuid,
+    Ty::Int,
+    Ty::Time,
     Ty::Time,
     Ty::Time,
 ];
@@ -118,6 +148,22 @@ impl Cells {
         }
     }
 
+    fn opt_uuid(&mut self) -> anyhow::Result<Option<Uuid>> {
+        match self.next()? {
+            Val::Uuid(u) => Ok(Some(u)),
+            Val::Null(_) => Ok(None),
+            other => Err(anyhow!("expected a uuid, got {other:?}")),
+        }
+    }
+
+    fn opt_bytes(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+        match self.next()? {
+            Val::Bytes(b) => Ok(Some(b)),
+            Val::Null(_) => Ok(None),
+            other => Err(anyhow!("expected bytes, got {other:?}")),
+        }
+    }
+
     fn opt_json(&mut self) -> anyhow::Result<Option<serde_json::Value>> {
         match self.next()? {
             Val::Json(j) => Ok(Some(j)),
@@ -185,12 +231,89 @@ pub fn customer_from_row(row: Vec<Val>) -> anyhow::Result<Customer> {
         mode: c.mode()?,
         email: c.email()?,
         password_hash: c.opt_text()?.map(PasswordHash::new),
+        password_version: c.int()?,
         reference: c.reference()?,
         reference_origin: c.reference()?,
         metadata: c.metadata()?,
         created_at: c.time()?,
         updated_at: c.time()?,
     })
+}
+
+/// Decodes a row selected with the client column list.
+///
+/// # Errors
+/// When a column is missing, has an unexpected type, or holds a value the domain refuses.
+pub fn client_from_row(row: Vec<Val>) -> anyhow::Result<Client> {
+    let mut c = Cells(row.into_iter());
+    Ok(Client {
+        key: ClientKey::from_uuid(c.uuid()?),
+        client_id: ClientId::parse(&c.text()?).context("stored client id is invalid")?,
+        kind: {
+            let k = c.text()?;
+            ClientKind::parse(&k).ok_or_else(|| anyhow!("stored client kind {k:?} is invalid"))?
+        },
+        mode: c.mode()?,
+        name: ClientName::parse(&c.text()?).context("stored client name is invalid")?,
+        secret_digest: c
+            .opt_bytes()?
+            .map(|b| {
+                TokenDigest::from_slice(&b)
+                    .ok_or_else(|| anyhow!("stored secret digest is not 32 bytes"))
+            })
+            .transpose()?,
+        created_at: c.time()?,
+        revoked_at: c.opt_time()?,
+    })
+}
+
+/// The values of [`CLIENT_COLUMNS`].
+#[must_use]
+pub fn client_values(c: &Client) -> Vec<Val> {
+    vec![
+        c.key.as_uuid().into(),
+        c.client_id.as_str().into(),
+        c.kind.as_str().into(),
+        c.mode.as_str().into(),
+        c.name.as_str().into(),
+        c.secret_digest
+            .map_or(Val::Null(Ty::Bytes), |d| Val::Bytes(d.as_bytes().to_vec())),
+        c.created_at.into(),
+        c.revoked_at.into(),
+    ]
+}
+
+/// Decodes a row selected with the session column list.
+///
+/// # Errors
+/// When a column is missing, has an unexpected type, or holds a value the domain refuses.
+pub fn session_from_row(row: Vec<Val>) -> anyhow::Result<Session> {
+    let mut c = Cells(row.into_iter());
+    Ok(Session {
+        id: SessionId::from_uuid(c.uuid()?),
+        client: ClientKey::from_uuid(c.uuid()?),
+        mode: c.mode()?,
+        customer: c.opt_uuid()?.map(CustomerId::from_uuid),
+        password_version: c.int()?,
+        created_at: c.time()?,
+        expires_at: c.time()?,
+        revoked_at: c.opt_time()?,
+    })
+}
+
+/// The values of [`SESSION_COLUMNS`].
+#[must_use]
+pub fn session_values(s: &Session) -> Vec<Val> {
+    vec![
+        s.id.as_uuid().into(),
+        s.client.as_uuid().into(),
+        s.mode.as_str().into(),
+        s.customer.map(|c| c.as_uuid()).into(),
+        s.password_version.into(),
+        s.created_at.into(),
+        s.expires_at.into(),
+        s.revoked_at.into(),
+    ]
 }
 
 /// Decodes a row selected with the event column list.
@@ -271,6 +394,7 @@ pub fn customer_values(c: &Customer) -> Vec<Val> {
             .as_ref()
             .map(|h| h.as_str().to_owned())
             .into(),
+        c.password_version.into(),
         text_of(c.reference.as_ref()),
         text_of(c.reference_origin.as_ref()),
         json_of(c.metadata.as_ref()),

@@ -19,7 +19,10 @@ use pwreset_adapter_sql::{
 };
 use pwreset_domain::AddressedReset;
 use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
-use pwreset_domain::{OutboxMessage, PasswordReset, ResetEvent};
+use pwreset_domain::{
+    ClientKey, NewSession, OutboxMessage, PasswordReset, RefreshRecord, ResetEvent, Rotation,
+    Timestamp, TokenDigest,
+};
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
@@ -145,6 +148,10 @@ const UNIQUE_CONSTRAINTS: &[(&str, &str)] = &[
         "rate_limits.key, rate_limits.window_start",
         "rate_limits_pkey",
     ),
+    ("clients.id", "clients_pkey"),
+    ("clients.client_id", "clients_client_id_key"),
+    ("sessions.id", "sessions_pkey"),
+    ("refresh_tokens.digest", "refresh_tokens_pkey"),
 ];
 
 /// The logical constraint a unique violation's message names (the columns themselves
@@ -297,6 +304,21 @@ impl Dialect for SqliteDialect {
         c: &Completion,
     ) -> Result<CompletionOutcome, StoreError> {
         atomic::complete(driver, c).await
+    }
+
+    async fn open_session(&self, driver: &dyn Driver, new: &NewSession) -> Result<(), StoreError> {
+        atomic::open_session(driver, new).await
+    }
+
+    async fn rotate(
+        &self,
+        driver: &dyn Driver,
+        presented: &[TokenDigest],
+        client: ClientKey,
+        next: &RefreshRecord,
+        now: Timestamp,
+    ) -> Result<Rotation, StoreError> {
+        atomic::rotate(driver, presented, client, next, now).await
     }
 }
 

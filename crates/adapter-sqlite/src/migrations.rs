@@ -36,6 +36,11 @@ const SCRIPTS: &[(i64, &str, &str)] = &[
         "customer_index",
         include_str!("../migrations/0005_customer_index.sql"),
     ),
+    (
+        6,
+        "sessions",
+        include_str!("../migrations/0006_sessions.sql"),
+    ),
 ];
 
 /// What the releases before sqlx's migrator recorded in `pwreset_migrations` after running

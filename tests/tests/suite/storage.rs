@@ -45,6 +45,18 @@ per_backend!(
         concurrent_claimers_never_get_the_same_message,
         purging_removes_ended_resets_old_trails_and_finished_messages,
         rate_limit_counters_count_per_window_without_losing_concurrent_hits,
+        clients_are_created_found_listed_and_revoked,
+        sessions_are_live_until_revoked_or_expired,
+        a_revoked_client_ends_its_sessions_and_refresh_tokens,
+        a_new_password_ends_sessions_and_a_new_email_does_not,
+        deleting_a_customer_ends_their_sessions,
+        refresh_tokens_rotate_once_and_reuse_ends_the_session,
+        refresh_tokens_of_another_client_expired_or_unknown_are_invalid_and_write_nothing,
+        twenty_concurrent_rotations_of_one_refresh_token_rotate_it_once,
+        completing_a_reset_ends_the_customers_sessions_and_says_how_many,
+        completing_a_reset_without_sessions_records_no_sessions_event,
+        upgrading_a_hash_replaces_only_the_hash_it_was_made_from,
+        purging_removes_expired_and_revoked_sessions_with_their_tokens,
     ],
     sql_only: [
         deleting_a_customer_revoking_and_purging_find_resets_through_an_index,
@@ -84,6 +96,7 @@ fn customer(mode: Mode, email: &str, at: Timestamp) -> Customer {
         mode,
         email: EmailAddress::parse(email).unwrap(),
         password_hash: None,
+        password_version: 0,
         reference: None,
         reference_origin: None,
         metadata: None,
@@ -161,6 +174,7 @@ fn completion(r: &PasswordReset, now: Timestamp) -> Completion {
         now,
         max_failed_attempts: 5,
         event: Caller::new(r.mode).event(r.id, EventKind::Completed, None, now),
+        sessions_event: Caller::new(r.mode).event(r.id, EventKind::SessionsRevoked, None, now),
         outbox: Vec::new(),
     }
 }
@@ -221,7 +235,7 @@ async fn customer_emails_are_unique_per_mode_after_normalization(db: TestDb) {
     let mut other = add_customer(&db, Mode::Test, "john@example.com", minutes(3)).await;
     other.email = EmailAddress::parse("Jane@example.com").unwrap();
     assert!(matches!(
-        db.customers.update(&other, CredentialChange::Changed).await,
+        db.customers.update(&other, CredentialChange::Email).await,
         Err(StoreError::DuplicateEmail)
     ));
 }
@@ -1311,7 +1325,7 @@ async fn changing_credentials_revokes_outstanding_resets(db: TestDb) {
     jane.email = EmailAddress::parse("jane.new@example.com").unwrap();
     jane.updated_at = minutes(5);
     db.customers
-        .update(&jane, CredentialChange::Changed)
+        .update(&jane, CredentialChange::Email)
         .await
         .unwrap();
     assert_eq!(
@@ -1725,4 +1739,879 @@ async fn deleting_a_customer_revoking_and_purging_find_resets_through_an_index(d
         "{:?}: {sql}\n{plan}",
         db.backend
     );
+}
+
+// ---- clients and sessions ----
+
+fn client(client_id: &str, kind: ClientKind, at: Timestamp) -> Client {
+    Client {
+        key: ClientKey::new_at(at),
+        client_id: ClientId::parse(client_id).unwrap(),
+        kind,
+        mode: Mode::Test,
+        name: ClientName::parse("Storefront (EU)").unwrap(),
+        secret_digest: match kind {
+            ClientKind::Integration => Some(TokenDigest::from_bytes([7; 32])),
+            ClientKind::SalesChannel => None,
+        },
+        created_at: at,
+        revoked_at: None,
+    }
+}
+
+async fn add_client(db: &TestDb, client_id: &str, at: Timestamp) -> Client {
+    let c = client(client_id, ClientKind::SalesChannel, at);
+    db.clients.create(&c).await.unwrap();
+    c
+}
+
+/// A refresh token's keyed digest, told apart by `n`.
+fn refresh_digest(n: u8) -> TokenDigest {
+    TokenDigest::from_bytes([n; 32])
+}
+
+fn refresh(n: u8, expires_at: Timestamp) -> RefreshRecord {
+    RefreshRecord {
+        digest: refresh_digest(n),
+        expires_at,
+    }
+}
+
+/// Opens a session of `client` (for `customer`, with their current password version) at
+/// `at`, expiring an hour later, with refresh token `n` when given.
+async fn open_session(
+    db: &TestDb,
+    client: &Client,
+    customer: Option<&Customer>,
+    at: Timestamp,
+    token: Option<u8>,
+) -> Session {
+    let session = Session {
+        id: SessionId::new_at(at),
+        client: client.key,
+        mode: client.mode,
+        customer: customer.map(|c| c.id),
+        password_version: customer.map_or(0, |c| c.password_version),
+        created_at: at,
+        expires_at: at + TimeDelta::hours(1),
+        revoked_at: None,
+    };
+    let new = NewSession {
+        session: session.clone(),
+        refresh: token.map(|n| refresh(n, session.expires_at)),
+    };
+    db.sessions.open(&new).await.unwrap();
+    session
+}
+
+async fn status(db: &TestDb, id: SessionId, now: Timestamp) -> SessionStatus {
+    db.sessions.status(id, now).await.unwrap()
+}
+
+async fn clients_are_created_found_listed_and_revoked(db: TestDb) {
+    // Created out of order: the list is oldest first all the same.
+    let later = client("later-client", ClientKind::SalesChannel, minutes(1));
+    let first = client("first_client", ClientKind::Integration, t0());
+    db.clients.create(&later).await.unwrap();
+    db.clients.create(&first).await.unwrap();
+    let find = |id: &str| {
+        let clients = db.clients.clone();
+        let id = ClientId::parse(id).unwrap();
+        async move { clients.find(&id).await.unwrap() }
+    };
+    assert_eq!(find("first_client").await.as_ref(), Some(&first));
+    assert_eq!(find("later-client").await.as_ref(), Some(&later));
+    assert_eq!(find("unknown").await, None);
+    // Client ids are compared exactly.
+    assert_eq!(find("FIRST_CLIENT").await, None);
+    assert_eq!(
+        db.clients.list().await.unwrap(),
+        vec![first.clone(), later.clone()]
+    );
+
+    // A taken client id is refused, under another key too.
+    let taken = client("first_client", ClientKind::SalesChannel, minutes(2));
+    assert!(db.clients.create(&taken).await.is_err());
+    assert_eq!(db.clients.list().await.unwrap().len(), 2);
+
+    let id = ClientId::parse("first_client").unwrap();
+    assert!(db.clients.revoke(&id, minutes(3)).await.unwrap());
+    assert!(!db.clients.revoke(&id, minutes(4)).await.unwrap());
+    let unknown = ClientId::parse("unknown").unwrap();
+    assert!(!db.clients.revoke(&unknown, minutes(4)).await.unwrap());
+    let revoked = find("first_client").await.unwrap();
+    assert_eq!(revoked.revoked_at, Some(minutes(3)));
+    assert_eq!(
+        db.clients.list().await.unwrap(),
+        vec![revoked, later],
+        "revoked clients are listed too"
+    );
+}
+
+async fn sessions_are_live_until_revoked_or_expired(db: TestDb) {
+    let storefront = add_client(&db, "storefront", t0()).await;
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let machine = open_session(&db, &storefront, None, t0(), None).await;
+    let signed_in = open_session(&db, &storefront, Some(&jane), t0(), Some(1)).await;
+    assert_eq!(
+        db.sessions.find(signed_in.id).await.unwrap().as_ref(),
+        Some(&signed_in)
+    );
+    assert_eq!(
+        db.sessions.find(machine.id).await.unwrap().as_ref(),
+        Some(&machine)
+    );
+    assert_eq!(
+        db.sessions
+            .find_by_refresh(&[refresh_digest(9), refresh_digest(1)])
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&signed_in)
+    );
+    assert_eq!(
+        db.sessions
+            .find_by_refresh(&[refresh_digest(9)])
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Live until the instant it expires.
+    let expiry = machine.expires_at;
+    assert_eq!(
+        status(&db, machine.id, expiry - TimeDelta::milliseconds(1)).await,
+        SessionStatus::Live
+    );
+    assert_eq!(status(&db, machine.id, expiry).await, SessionStatus::Ended);
+
+    assert_eq!(
+        status(&db, signed_in.id, minutes(1)).await,
+        SessionStatus::Live
+    );
+    assert!(db.sessions.revoke(signed_in.id, minutes(2)).await.unwrap());
+    assert!(!db.sessions.revoke(signed_in.id, minutes(3)).await.unwrap());
+    assert_eq!(
+        status(&db, signed_in.id, minutes(3)).await,
+        SessionStatus::Ended
+    );
+    assert_eq!(
+        db.sessions
+            .find(signed_in.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(minutes(2))
+    );
+    // The other session is untouched; an unknown one has ended.
+    assert_eq!(
+        status(&db, machine.id, minutes(3)).await,
+        SessionStatus::Live
+    );
+    let unknown = SessionId::new_at(minutes(3));
+    assert_eq!(status(&db, unknown, minutes(3)).await, SessionStatus::Ended);
+    assert_eq!(db.sessions.find(unknown).await.unwrap(), None);
+    assert!(!db.sessions.revoke(unknown, minutes(3)).await.unwrap());
+}
+
+async fn a_revoked_client_ends_its_sessions_and_refresh_tokens(db: TestDb) {
+    let storefront = add_client(&db, "storefront", t0()).await;
+    let other = add_client(&db, "other", t0()).await;
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let doomed = open_session(&db, &storefront, Some(&jane), t0(), Some(1)).await;
+    let kept = open_session(&db, &other, Some(&jane), t0(), Some(2)).await;
+    db.clients
+        .revoke(&storefront.client_id, minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        status(&db, doomed.id, minutes(2)).await,
+        SessionStatus::Ended
+    );
+    assert_eq!(status(&db, kept.id, minutes(2)).await, SessionStatus::Live);
+    assert_eq!(
+        db.sessions
+            .rotate(
+                &[refresh_digest(1)],
+                storefront.key,
+                &refresh(3, minutes(90)),
+                minutes(2)
+            )
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    assert_eq!(
+        db.sessions
+            .find_by_refresh(&[refresh_digest(3)])
+            .await
+            .unwrap(),
+        None,
+        "a refused rotation stores no new token"
+    );
+}
+
+async fn a_new_password_ends_sessions_and_a_new_email_does_not(db: TestDb) {
+    let storefront = add_client(&db, "storefront", t0()).await;
+    let mut jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let john = add_customer(&db, Mode::Test, "john@example.com", t0()).await;
+    let first = open_session(&db, &storefront, Some(&jane), t0(), Some(1)).await;
+    let johns = open_session(&db, &storefront, Some(&john), t0(), Some(2)).await;
+    let machine = open_session(&db, &storefront, None, t0(), None).await;
+    let version = |db: &TestDb, id| {
+        let customers = db.customers.clone();
+        async move {
+            customers
+                .find(Mode::Test, id)
+                .await
+                .unwrap()
+                .unwrap()
+                .password_version
+        }
+    };
+
+    // Neither details nor a new address touch the sessions or the version; a version in
+    // the written customer is ignored.
+    jane.reference = Some(Reference::parse("crm-1").unwrap());
+    jane.password_version = 41;
+    jane.updated_at = minutes(1);
+    assert!(
+        db.customers
+            .update(&jane, CredentialChange::None)
+            .await
+            .unwrap()
+    );
+    jane.email = EmailAddress::parse("jane.new@example.com").unwrap();
+    jane.updated_at = minutes(2);
+    assert!(
+        db.customers
+            .update(&jane, CredentialChange::Email)
+            .await
+            .unwrap()
+    );
+    assert_eq!(version(&db, jane.id).await, 0);
+    assert_eq!(status(&db, first.id, minutes(3)).await, SessionStatus::Live);
+
+    // A new password: the version goes up by one and her sessions end, revoked then.
+    let reset = add_reset(&db, &jane, minutes(3)).await;
+    jane.password_hash = Some(PasswordHash::new("$argon2id$new"));
+    jane.updated_at = minutes(4);
+    assert!(
+        db.customers
+            .update(&jane, CredentialChange::Password)
+            .await
+            .unwrap()
+    );
+    assert_eq!(version(&db, jane.id).await, 1);
+    let ended = db.sessions.find(first.id).await.unwrap().unwrap();
+    assert_eq!(ended.revoked_at, Some(minutes(4)));
+    assert_eq!(
+        status(&db, first.id, minutes(5)).await,
+        SessionStatus::Ended
+    );
+    assert_eq!(
+        find(&db, Mode::Test, reset.reset.id)
+            .await
+            .unwrap()
+            .invalidated_at,
+        Some(minutes(4)),
+        "a new password revokes the outstanding resets too"
+    );
+    // Other customers' and client sessions live on.
+    assert_eq!(status(&db, johns.id, minutes(5)).await, SessionStatus::Live);
+    assert_eq!(
+        status(&db, machine.id, minutes(5)).await,
+        SessionStatus::Live
+    );
+    assert_eq!(version(&db, john.id).await, 0);
+
+    // A session opened with an older version has ended, whatever its row says.
+    let stale = Session {
+        id: SessionId::new_at(minutes(5)),
+        password_version: 0,
+        ..first.clone()
+    };
+    let stale = NewSession {
+        session: Session {
+            created_at: minutes(5),
+            expires_at: minutes(65),
+            revoked_at: None,
+            ..stale
+        },
+        refresh: Some(refresh(3, minutes(65))),
+    };
+    db.sessions.open(&stale).await.unwrap();
+    assert_eq!(
+        status(&db, stale.session.id, minutes(6)).await,
+        SessionStatus::Ended
+    );
+    assert_eq!(
+        db.sessions
+            .rotate(
+                &[refresh_digest(3)],
+                storefront.key,
+                &refresh(4, minutes(90)),
+                minutes(6)
+            )
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    // One opened with the current version lives.
+    jane.password_version = 1;
+    let current = open_session(&db, &storefront, Some(&jane), minutes(6), None).await;
+    assert_eq!(
+        status(&db, current.id, minutes(7)).await,
+        SessionStatus::Live
+    );
+}
+
+async fn deleting_a_customer_ends_their_sessions(db: TestDb) {
+    let storefront = add_client(&db, "storefront", t0()).await;
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let john = add_customer(&db, Mode::Test, "john@example.com", t0()).await;
+    let janes = open_session(&db, &storefront, Some(&jane), t0(), Some(1)).await;
+    let johns = open_session(&db, &storefront, Some(&john), t0(), Some(2)).await;
+    assert!(db.customers.delete(Mode::Test, jane.id).await.unwrap());
+    assert_eq!(
+        status(&db, janes.id, minutes(1)).await,
+        SessionStatus::Ended
+    );
+    assert_eq!(
+        db.sessions
+            .rotate(
+                &[refresh_digest(1)],
+                storefront.key,
+                &refresh(3, minutes(90)),
+                minutes(1)
+            )
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    assert_eq!(
+        db.sessions
+            .find_by_refresh(&[refresh_digest(1)])
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(status(&db, johns.id, minutes(1)).await, SessionStatus::Live);
+}
+
+async fn refresh_tokens_rotate_once_and_reuse_ends_the_session(db: TestDb) {
+    let storefront = add_client(&db, "storefront", t0()).await;
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let session = open_session(&db, &storefront, Some(&jane), t0(), Some(1)).await;
+
+    // Presented with its digests under every key (one of them unknown).
+    let Rotation::Rotated(rotated) = db
+        .sessions
+        .rotate(
+            &[refresh_digest(99), refresh_digest(1)],
+            storefront.key,
+            &refresh(2, minutes(120)),
+            minutes(10),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("the current token did not rotate");
+    };
+    assert_eq!(
+        rotated,
+        Session {
+            expires_at: minutes(120),
+            ..session.clone()
+        }
+    );
+    assert_eq!(
+        db.sessions.find(session.id).await.unwrap().as_ref(),
+        Some(&rotated)
+    );
+    // Both the used and the new token name the session.
+    for n in [1, 2] {
+        assert_eq!(
+            db.sessions
+                .find_by_refresh(&[refresh_digest(n)])
+                .await
+                .unwrap()
+                .map(|s| s.id),
+            Some(session.id)
+        );
+    }
+    // The session now lives as long as the new token.
+    assert_eq!(
+        status(&db, session.id, minutes(100)).await,
+        SessionStatus::Live
+    );
+    let Rotation::Rotated(_) = db
+        .sessions
+        .rotate(
+            &[refresh_digest(2)],
+            storefront.key,
+            &refresh(3, minutes(180)),
+            minutes(20),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("the new token did not rotate");
+    };
+
+    // The first token again: reuse, and the whole session ends.
+    assert_eq!(
+        db.sessions
+            .rotate(
+                &[refresh_digest(1)],
+                storefront.key,
+                &refresh(4, minutes(240)),
+                minutes(30)
+            )
+            .await
+            .unwrap(),
+        Rotation::Reused(session.id)
+    );
+    assert_eq!(
+        status(&db, session.id, minutes(31)).await,
+        SessionStatus::Ended
+    );
+    assert_eq!(
+        db.sessions
+            .find(session.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(minutes(30))
+    );
+    // Even the current token is dead now, and nothing was stored for the attempts.
+    assert_eq!(
+        db.sessions
+            .rotate(
+                &[refresh_digest(3)],
+                storefront.key,
+                &refresh(5, minutes(240)),
+                minutes(32)
+            )
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    for n in [4, 5] {
+        assert_eq!(
+            db.sessions
+                .find_by_refresh(&[refresh_digest(n)])
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    // Reused again later: still reuse, and the revocation time stays the first one.
+    assert_eq!(
+        db.sessions
+            .rotate(
+                &[refresh_digest(2)],
+                storefront.key,
+                &refresh(6, minutes(240)),
+                minutes(40)
+            )
+            .await
+            .unwrap(),
+        Rotation::Reused(session.id)
+    );
+    assert_eq!(
+        db.sessions
+            .find(session.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(minutes(30))
+    );
+}
+
+async fn refresh_tokens_of_another_client_expired_or_unknown_are_invalid_and_write_nothing(
+    db: TestDb,
+) {
+    let storefront = add_client(&db, "storefront", t0()).await;
+    let thief = add_client(&db, "thief", t0()).await;
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let session = open_session(&db, &storefront, Some(&jane), t0(), Some(1)).await;
+    let short = Session {
+        id: SessionId::new_at(t0()),
+        ..session.clone()
+    };
+    // A second session whose refresh token expires long before the session would.
+    db.sessions
+        .open(&NewSession {
+            session: short.clone(),
+            refresh: Some(refresh(2, minutes(5))),
+        })
+        .await
+        .unwrap();
+
+    let attempts = [
+        // Another client's token, current.
+        (vec![refresh_digest(1)], thief.key, minutes(1)),
+        // Unknown.
+        (vec![refresh_digest(9)], storefront.key, minutes(1)),
+        (Vec::new(), storefront.key, minutes(1)),
+        // Expired: at its expiry instant and after.
+        (vec![refresh_digest(2)], storefront.key, minutes(5)),
+        (vec![refresh_digest(2)], storefront.key, minutes(6)),
+        // A session that ended by itself, with its token.
+        (vec![refresh_digest(1)], storefront.key, minutes(60)),
+    ];
+    for (i, (presented, client, now)) in attempts.into_iter().enumerate() {
+        assert_eq!(
+            db.sessions
+                .rotate(&presented, client, &refresh(50, minutes(300)), now)
+                .await
+                .unwrap(),
+            Rotation::Invalid,
+            "attempt {i}"
+        );
+        assert_eq!(
+            db.sessions
+                .find_by_refresh(&[refresh_digest(50)])
+                .await
+                .unwrap(),
+            None,
+            "attempt {i} stored a token"
+        );
+    }
+    assert_eq!(
+        db.sessions.find(session.id).await.unwrap().as_ref(),
+        Some(&session)
+    );
+    assert_eq!(
+        db.sessions.find(short.id).await.unwrap().as_ref(),
+        Some(&short)
+    );
+
+    // A used token presented by another client is not reuse by the owner: the session lives.
+    let Rotation::Rotated(_) = db
+        .sessions
+        .rotate(
+            &[refresh_digest(1)],
+            storefront.key,
+            &refresh(3, minutes(120)),
+            minutes(2),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("the owner could not rotate");
+    };
+    assert_eq!(
+        db.sessions
+            .rotate(
+                &[refresh_digest(1)],
+                thief.key,
+                &refresh(4, minutes(120)),
+                minutes(3)
+            )
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    assert_eq!(
+        status(&db, session.id, minutes(3)).await,
+        SessionStatus::Live
+    );
+}
+
+async fn twenty_concurrent_rotations_of_one_refresh_token_rotate_it_once(db: TestDb) {
+    let storefront = add_client(&db, "storefront", t0()).await;
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let session = open_session(&db, &storefront, Some(&jane), t0(), Some(1)).await;
+    let tasks: Vec<_> = (0..20_u8)
+        .map(|i| {
+            let sessions = db.sessions.clone();
+            let client = storefront.key;
+            tokio::spawn(async move {
+                sessions
+                    .rotate(
+                        &[refresh_digest(1)],
+                        client,
+                        &refresh(100 + i, minutes(120)),
+                        minutes(1),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let (mut rotated, mut reused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            Rotation::Rotated(s) => {
+                assert_eq!(s.id, session.id);
+                rotated += 1;
+            }
+            Rotation::Reused(id) => {
+                assert_eq!(id, session.id);
+                reused += 1;
+            }
+            Rotation::Invalid => panic!("a concurrent rotation found the token invalid"),
+        }
+    }
+    assert_eq!(rotated, 1, "exactly one of 20 concurrent rotations may win");
+    assert_eq!(reused, 19, "the others presented a used token");
+    // Exactly one successor was stored.
+    let mut stored = 0;
+    for i in 0..20_u8 {
+        if db
+            .sessions
+            .find_by_refresh(&[refresh_digest(100 + i)])
+            .await
+            .unwrap()
+            .is_some()
+        {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 1);
+    assert_eq!(
+        status(&db, session.id, minutes(2)).await,
+        SessionStatus::Ended
+    );
+}
+
+async fn completing_a_reset_ends_the_customers_sessions_and_says_how_many(db: TestDb) {
+    let storefront = add_client(&db, "storefront", t0()).await;
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let john = add_customer(&db, Mode::Test, "john@example.com", t0()).await;
+    let live = [
+        open_session(&db, &storefront, Some(&jane), t0(), Some(1)).await,
+        open_session(&db, &storefront, Some(&jane), minutes(1), None).await,
+    ];
+    let revoked = open_session(&db, &storefront, Some(&jane), t0(), None).await;
+    db.sessions.revoke(revoked.id, minutes(2)).await.unwrap();
+    let expired = open_session(
+        &db,
+        &storefront,
+        Some(&jane),
+        t0() - TimeDelta::hours(2),
+        None,
+    )
+    .await;
+    let johns = open_session(&db, &storefront, Some(&john), t0(), None).await;
+    let machine = open_session(&db, &storefront, None, t0(), None).await;
+
+    let r = add_reset(&db, &jane, minutes(3)).await;
+    let c = completion(&r.reset, minutes(4));
+    assert!(matches!(
+        db.resets.complete(&c).await.unwrap(),
+        CompletionOutcome::Completed(_)
+    ));
+    let stored = db
+        .customers
+        .find(Mode::Test, jane.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.password_version, 1);
+    for s in &live {
+        let ended = db.sessions.find(s.id).await.unwrap().unwrap();
+        assert_eq!(ended.revoked_at, Some(minutes(4)));
+        assert_eq!(status(&db, s.id, minutes(5)).await, SessionStatus::Ended);
+    }
+    assert_eq!(
+        db.sessions
+            .find(revoked.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(minutes(2)),
+        "a revoked session keeps its revocation time"
+    );
+    assert_eq!(
+        db.sessions
+            .find(expired.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None,
+        "an expired session had already ended"
+    );
+    assert_eq!(status(&db, johns.id, minutes(5)).await, SessionStatus::Live);
+    assert_eq!(
+        status(&db, machine.id, minutes(5)).await,
+        SessionStatus::Live
+    );
+    let events = db.resets.events(Mode::Test, r.reset.id).await.unwrap();
+    // Completed and sessions_revoked share their instant, so their ids (random within it)
+    // decide their order: compare the trail as a set.
+    let trail: BTreeSet<_> = events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.reason.as_deref()))
+        .collect();
+    assert_eq!(events.len(), 3);
+    assert_eq!(
+        trail,
+        BTreeSet::from([
+            ("requested", None),
+            ("completed", None),
+            ("sessions_revoked", Some("2")),
+        ])
+    );
+    let recorded = events
+        .iter()
+        .find(|e| e.kind == EventKind::SessionsRevoked)
+        .unwrap();
+    assert_eq!(recorded.id, c.sessions_event.id);
+    assert_eq!(recorded.created_at, minutes(4));
+    // The refresh token of an ended session no longer rotates.
+    assert_eq!(
+        db.sessions
+            .rotate(
+                &[refresh_digest(1)],
+                storefront.key,
+                &refresh(2, minutes(90)),
+                minutes(5)
+            )
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+}
+
+async fn completing_a_reset_without_sessions_records_no_sessions_event(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let r = add_reset(&db, &jane, t0()).await;
+    assert!(matches!(
+        db.resets
+            .complete(&completion(&r.reset, minutes(1)))
+            .await
+            .unwrap(),
+        CompletionOutcome::Completed(_)
+    ));
+    let kinds: Vec<_> = db
+        .resets
+        .events(Mode::Test, r.reset.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, vec![EventKind::Requested, EventKind::Completed]);
+    let stored = db
+        .customers
+        .find(Mode::Test, jane.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.password_version, 1);
+}
+
+async fn upgrading_a_hash_replaces_only_the_hash_it_was_made_from(db: TestDb) {
+    let storefront = add_client(&db, "storefront", t0()).await;
+    let mut jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let weak = PasswordHash::new("$argon2id$v=19$m=8,t=1,p=1$weak");
+    let strong = PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$strong");
+    let other = PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$other");
+    jane.password_hash = Some(weak.clone());
+    db.customers
+        .update(&jane, CredentialChange::None)
+        .await
+        .unwrap();
+    let session = open_session(&db, &storefront, Some(&jane), t0(), None).await;
+    let r = add_reset(&db, &jane, t0()).await;
+    let stored = || {
+        let customers = db.customers.clone();
+        async move { customers.find(Mode::Test, jane.id).await.unwrap().unwrap() }
+    };
+
+    // Not from the stored hash, in the other mode, or of nobody: nothing changes.
+    assert!(
+        !db.customers
+            .upgrade_hash(Mode::Test, jane.id, &other, &strong)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.customers
+            .upgrade_hash(Mode::Live, jane.id, &weak, &strong)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.customers
+            .upgrade_hash(Mode::Test, CustomerId::new_at(t0()), &weak, &strong)
+            .await
+            .unwrap()
+    );
+    assert_eq!(stored().await.password_hash.as_ref(), Some(&weak));
+
+    assert!(
+        db.customers
+            .upgrade_hash(Mode::Test, jane.id, &weak, &strong)
+            .await
+            .unwrap()
+    );
+    let now = stored().await;
+    assert_eq!(now.password_hash.as_ref(), Some(&strong));
+    assert_eq!(now.password_version, 0, "the same password: no new version");
+    assert_eq!(
+        status(&db, session.id, minutes(1)).await,
+        SessionStatus::Live
+    );
+    assert_eq!(
+        find(&db, Mode::Test, r.reset.id)
+            .await
+            .unwrap()
+            .invalidated_at,
+        None
+    );
+    // The second of two concurrent upgrades finds the hash changed.
+    assert!(
+        !db.customers
+            .upgrade_hash(Mode::Test, jane.id, &weak, &other)
+            .await
+            .unwrap()
+    );
+    assert_eq!(stored().await.password_hash.as_ref(), Some(&strong));
+}
+
+async fn purging_removes_expired_and_revoked_sessions_with_their_tokens(db: TestDb) {
+    let storefront = add_client(&db, "storefront", t0()).await;
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    // Expires at minutes(60).
+    let expired = open_session(&db, &storefront, Some(&jane), t0(), Some(1)).await;
+    // Revoked at minutes(10), would expire at minutes(70).
+    let revoked = open_session(&db, &storefront, Some(&jane), minutes(10), Some(2)).await;
+    db.sessions.revoke(revoked.id, minutes(10)).await.unwrap();
+    // Live until minutes(130), or revoked after the cutoff.
+    let live = open_session(&db, &storefront, None, minutes(70), None).await;
+    let revoked_late = open_session(&db, &storefront, None, minutes(70), None).await;
+    db.sessions
+        .revoke(revoked_late.id, minutes(61))
+        .await
+        .unwrap();
+
+    assert_eq!(db.sessions.purge(minutes(60)).await.unwrap(), 1);
+    assert_eq!(db.sessions.find(revoked.id).await.unwrap(), None);
+    assert!(db.sessions.find(expired.id).await.unwrap().is_some());
+    assert_eq!(db.sessions.purge(minutes(61)).await.unwrap(), 1);
+    for (gone, token) in [(expired.id, 1), (revoked.id, 2)] {
+        assert_eq!(db.sessions.find(gone).await.unwrap(), None);
+        assert_eq!(
+            db.sessions
+                .find_by_refresh(&[refresh_digest(token)])
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert!(db.sessions.find(live.id).await.unwrap().is_some());
+    assert!(db.sessions.find(revoked_late.id).await.unwrap().is_some());
+
+    // The retention purge of resets clears ended sessions as well.
+    db.resets.purge(minutes(62)).await.unwrap();
+    assert_eq!(db.sessions.find(revoked_late.id).await.unwrap(), None);
+    assert!(db.sessions.find(live.id).await.unwrap().is_some());
 }
