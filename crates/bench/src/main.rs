@@ -649,7 +649,10 @@ async fn sign_in_rounds(
         })
         .await?;
     if status != 201 {
-        bail!("creating the sign-in customer: {status} {}", String::from_utf8_lossy(&body));
+        bail!(
+            "creating the sign-in customer: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
     }
     let pool = Arc::new(Mutex::new(Vec::<String>::new()));
     let keep: load::Observer = {
@@ -675,9 +678,15 @@ async fn sign_in_rounds(
             content_type: load::FORM,
         })
     });
-    let stats =
-        load::run_observed(server.addr, "", 16, signin_secs, password, Some(keep.clone()))
-            .await?;
+    let stats = load::run_observed(
+        server.addr,
+        "",
+        16,
+        signin_secs,
+        password,
+        Some(keep.clone()),
+    )
+    .await?;
     let signin_rps = stats.rps();
     rows.push(Row {
         name: "token: password grant".into(),

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use chrono::TimeDelta;
 
 use super::*;
-use crate::models::{Bucket, Customer, Limit, PasswordHash, RateLimits};
+use crate::models::{Bucket, Customer, PasswordHash, RateLimits};
 use crate::ports::{
     MockAccessTokens, MockClientStore, MockRateLimitStore, MockSessionStore, StoreError,
 };
@@ -59,13 +59,16 @@ struct Setup {
 impl Setup {
     fn with_client(found: Option<Client>) -> Self {
         let mut clients = MockClientStore::new();
-        clients
-            .expect_find()
-            .returning(move |_| Ok(found.clone()));
+        clients.expect_find().returning(move |_| Ok(found.clone()));
         let mut tokens = MockAccessTokens::new();
         tokens.expect_sign().returning(|_| Ok("signed".into()));
+        let mut ports = MockPorts::new();
+        ports
+            .digester
+            .expect_fingerprint()
+            .returning(|text| digest_of(text));
         Self {
-            ports: MockPorts::new(),
+            ports,
             clients,
             sessions: MockSessionStore::new(),
             tokens,
@@ -156,8 +159,8 @@ fn signin_setup(known: bool, right: &'static str) -> (Setup, Arc<Mutex<Vec<Strin
     let verified = Arc::new(Mutex::new(Vec::new()));
     let seen = verified.clone();
     s.ports.hasher.expect_verify().returning(move |p, h| {
-        seen.lock().unwrap().push(h.expose_secret().to_owned());
-        Ok(p.expose_secret() == right && h.expose_secret() == "$argon2id$jane")
+        seen.lock().unwrap().push(h.as_str().to_owned());
+        Ok(p.expose_secret() == right && h.as_str() == "$argon2id$jane")
     });
     s.ports
         .hasher
@@ -175,9 +178,16 @@ async fn a_wrong_password_and_an_unknown_address_cost_one_verification_and_answe
         let result = service
             .password(Some(IP), auth(None), "jane@example.com", "wrong password")
             .await;
-        assert!(matches!(result, Err(OAuthError::InvalidGrant)), "{result:?}");
+        assert!(
+            matches!(result, Err(OAuthError::InvalidGrant)),
+            "{result:?}"
+        );
         let against = verified.lock().unwrap().clone();
-        let expected = if known { "$argon2id$jane" } else { "$argon2id$decoy" };
+        let expected = if known {
+            "$argon2id$jane"
+        } else {
+            "$argon2id$decoy"
+        };
         assert_eq!(against, [expected], "known = {known}");
     }
 }
@@ -221,7 +231,10 @@ async fn integrations_may_not_sign_customers_in() {
         .service()
         .password(None, auth(Some(SECRET)), "jane@example.com", "pw")
         .await;
-    assert!(matches!(result, Err(OAuthError::UnauthorizedClient)), "{result:?}");
+    assert!(
+        matches!(result, Err(OAuthError::UnauthorizedClient)),
+        "{result:?}"
+    );
 }
 
 /// A counter store that holds `count` for every bucket and records what was hit.
@@ -296,7 +309,11 @@ async fn failures_count_per_address_in_any_spelling_and_requests_per_client_ip()
 async fn a_proven_password_with_a_weak_hash_is_rehashed_compare_and_set() {
     let (mut setup, _) = signin_setup(true, "right password");
     setup.ports.hasher.checkpoint();
-    setup.ports.hasher.expect_verify().returning(|_, _| Ok(true));
+    setup
+        .ports
+        .hasher
+        .expect_verify()
+        .returning(|_, _| Ok(true));
     setup.ports.hasher.expect_needs_rehash().return_const(true);
     setup
         .ports
@@ -312,8 +329,8 @@ async fn a_proven_password_with_a_weak_hash_is_rehashed_compare_and_set() {
         .withf(move |mode, id, old, new| {
             *mode == Mode::Test
                 && *id == jane.id
-                && old.expose_secret() == "$argon2id$jane"
-                && new.expose_secret() == "$argon2id$stronger"
+                && old.as_str() == "$argon2id$jane"
+                && new.as_str() == "$argon2id$stronger"
         })
         .times(1)
         .returning(|_, _, _, _| Err(StoreError::unexpected("disk full")));
@@ -357,17 +374,17 @@ async fn refresh_rotates_or_refuses_per_the_store() {
             })
             .times(1)
             .returning(move |_, _, _, _| Ok(outcome.clone()));
-        let result = setup
-            .service()
-            .refresh(None, auth(None), OTHER_TOKEN)
-            .await;
+        let result = setup.service().refresh(None, auth(None), OTHER_TOKEN).await;
         match expected {
             Rotation::Rotated(s) => {
                 let grant = result.unwrap();
                 assert_eq!((grant.session, grant.customer), (s.id, s.customer));
                 assert!(grant.refresh_token.is_some());
             }
-            _ => assert!(matches!(result, Err(OAuthError::InvalidGrant)), "{result:?}"),
+            _ => assert!(
+                matches!(result, Err(OAuthError::InvalidGrant)),
+                "{result:?}"
+            ),
         }
     }
     let mut setup = Setup::with_client(Some(client(ClientKind::SalesChannel)));
@@ -426,7 +443,10 @@ async fn revoking_ends_the_whole_session_of_the_callers_own_token_only() {
         if ok {
             assert!(result.is_ok(), "{result:?}");
         } else {
-            assert!(matches!(result, Err(OAuthError::UnauthorizedClient)), "{result:?}");
+            assert!(
+                matches!(result, Err(OAuthError::UnauthorizedClient)),
+                "{result:?}"
+            );
         }
     }
 }
@@ -435,7 +455,10 @@ async fn revoking_ends_the_whole_session_of_the_callers_own_token_only() {
 async fn revoking_an_unknown_token_is_not_an_error() {
     let mut setup = Setup::with_client(Some(client(ClientKind::SalesChannel)));
     setup.tokens.expect_verify().returning(|_, _| None);
-    setup.sessions.expect_find_by_refresh().returning(|_| Ok(None));
+    setup
+        .sessions
+        .expect_find_by_refresh()
+        .returning(|_| Ok(None));
     setup.sessions.expect_revoke().never();
     let service = setup.service();
     assert!(service.revoke(auth(None), "not a token").await.is_ok());
@@ -507,12 +530,8 @@ async fn a_client_tokens_session_is_read_again_only_after_the_recheck_interval()
 #[tokio::test]
 async fn a_customer_tokens_session_is_read_on_every_request() {
     let now = Arc::new(Mutex::new(t0()));
-    let claims = access_claims(
-        Some(SessionId::new_at(t0())),
-        Some(testing::customer().id),
-    );
-    let (service, reads) =
-        token_setup(claims, SessionStatus::Live, TimeDelta::seconds(5), now);
+    let claims = access_claims(Some(SessionId::new_at(t0())), Some(testing::customer().id));
+    let (service, reads) = token_setup(claims, SessionStatus::Live, TimeDelta::seconds(5), now);
     for _ in 0..3 {
         service.authenticate_token("tok").await.unwrap();
     }
@@ -533,13 +552,21 @@ async fn ended_sessions_and_expired_tokens_are_invalid() {
         service.authenticate_token("tok").await,
         Err(TokenError::Invalid)
     ));
-    let (service, _) = token_setup(claims, SessionStatus::Live, TimeDelta::seconds(1), now.clone());
+    let (service, _) = token_setup(
+        claims,
+        SessionStatus::Live,
+        TimeDelta::seconds(1),
+        now.clone(),
+    );
     service.authenticate_token("tok").await.unwrap();
     *now.lock().unwrap() = t0() + TimeDelta::seconds(7199);
     service.authenticate_token("tok").await.unwrap();
     *now.lock().unwrap() = t0() + TimeDelta::seconds(7200);
     assert!(
-        matches!(service.authenticate_token("tok").await, Err(TokenError::Invalid)),
+        matches!(
+            service.authenticate_token("tok").await,
+            Err(TokenError::Invalid)
+        ),
         "a cached token expires at exp"
     );
 }
@@ -548,12 +575,7 @@ async fn ended_sessions_and_expired_tokens_are_invalid() {
 async fn revoking_a_client_forgets_its_cached_tokens_at_once() {
     let now = Arc::new(Mutex::new(t0()));
     let claims = access_claims(Some(SessionId::new_at(t0())), None);
-    let (service, reads) = token_setup(
-        claims,
-        SessionStatus::Live,
-        TimeDelta::seconds(5),
-        now,
-    );
+    let (service, reads) = token_setup(claims, SessionStatus::Live, TimeDelta::seconds(5), now);
     service.authenticate_token("tok").await.unwrap();
     service.authenticate_token("tok").await.unwrap();
     assert_eq!(*reads.lock().unwrap(), 1);
@@ -562,5 +584,9 @@ async fn revoking_a_client_forgets_its_cached_tokens_at_once() {
     let id = ClientId::parse(CLIENT_ID).unwrap();
     service.forget(|c| c.client.as_ref().is_some_and(|(_, cid)| *cid == id));
     service.authenticate_token("tok").await.unwrap();
-    assert_eq!(*reads.lock().unwrap(), 2, "read again after being forgotten");
+    assert_eq!(
+        *reads.lock().unwrap(),
+        2,
+        "read again after being forgotten"
+    );
 }
