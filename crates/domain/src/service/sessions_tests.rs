@@ -66,7 +66,7 @@ impl Setup {
         ports
             .digester
             .expect_fingerprint()
-            .returning(|text| digest_of(text));
+            .returning(digest_of);
         Self {
             ports,
             clients,
