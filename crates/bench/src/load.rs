@@ -34,19 +34,25 @@ impl Conn {
         Ok(Self {
             stream: BufReader::new(stream),
             addr,
-            auth: format!("Bearer {token}"),
+            // No token, no header: OAuth requests authenticate in their body.
+            auth: if token.is_empty() {
+                String::new()
+            } else {
+                format!("Authorization: Bearer {token}\r\n")
+            },
         })
     }
 
     /// Sends `req` and reads the whole answer: `(status, body)`.
     pub async fn send(&mut self, req: &Req) -> anyhow::Result<(u16, Vec<u8>)> {
         let mut head = format!(
-            "{} {} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nAccept: application/vnd.api+json\r\n",
+            "{} {} HTTP/1.1\r\nHost: {}\r\n{}Accept: application/vnd.api+json\r\n",
             req.method, req.path, self.addr, self.auth
         );
         if let Some(b) = &req.body {
             head.push_str(&format!(
-                "Content-Type: application/vnd.api+json\r\nContent-Length: {}\r\n\r\n{b}",
+                "Content-Type: {}\r\nContent-Length: {}\r\n\r\n{b}",
+                req.content_type,
                 b.len()
             ));
         } else {
@@ -123,6 +129,19 @@ pub async fn run(
     duration: Duration,
     next: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync>,
 ) -> anyhow::Result<Stats> {
+    run_observed(addr, token, connections, duration, next, None).await
+}
+
+/// [`run`], handing each expected answer's body to `observe` (for scenarios whose next
+/// request needs something from an earlier answer, such as a rotated refresh token).
+pub async fn run_observed(
+    addr: SocketAddr,
+    token: &str,
+    connections: usize,
+    duration: Duration,
+    next: Arc<dyn Fn(u64) -> Option<Req> + Send + Sync>,
+    observe: Option<Observer>,
+) -> anyhow::Result<Stats> {
     let counter = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + duration;
@@ -131,6 +150,7 @@ pub async fn run(
         let next = next.clone();
         let counter = counter.clone();
         let token = token.to_owned();
+        let observe = observe.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::open(addr, &token).await?;
             let mut lat = Vec::with_capacity(4096);
@@ -140,7 +160,11 @@ pub async fn run(
                 let Some(req) = next(n) else { break };
                 let t = Instant::now();
                 match conn.send(&req).await {
-                    Ok((status, _)) if status == req.expect => {}
+                    Ok((status, body)) if status == req.expect => {
+                        if let Some(f) = &observe {
+                            f(&body);
+                        }
+                    }
                     Ok(_) => errors += 1,
                     Err(_) => {
                         errors += 1;

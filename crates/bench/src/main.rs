@@ -271,8 +271,16 @@ async fn hash_median_ms(samples: usize) -> f64 {
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// Access tokens from `POST /oauth/token` (client credentials), set by `wait_ready`.
     token: String,
     sales: String,
+    /// The API clients `wait_ready` created: the integration's id and secret, the sales
+    /// channel's id.
+    integration: (String, String),
+    sales_channel: String,
+    bin: PathBuf,
+    data: PathBuf,
+    db_url: String,
 }
 
 impl Server {
@@ -295,6 +303,8 @@ impl Server {
             .env("PWRESET_LIMIT_CLIENT", "off")
             .env("PWRESET_LIMIT_CREDENTIAL", "off")
             .env("PWRESET_LIMIT_CUSTOMER_FAILURES", "off")
+            .env("PWRESET_LIMIT_SIGNIN_EMAIL", "off")
+            .env("PWRESET_LIMIT_SIGNIN_CLIENT", "off")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in extra {
@@ -307,22 +317,83 @@ impl Server {
             .arg("serve")
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
-        let token = |kind: &str| -> anyhow::Result<String> {
-            let out = Command::new(bin)
-                .env("PWRESET_DATA_DIR", data)
-                .args(["token", "--kind", kind, "--ttl", "1d"])
-                .output()?;
-            Ok(String::from_utf8(out.stdout)?.trim().to_owned())
-        };
         Ok(Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            token: token("integration")?,
-            sales: token("sales_channel")?,
+            token: String::new(),
+            sales: String::new(),
+            integration: (String::new(), String::new()),
+            sales_channel: String::new(),
+            bin: bin.to_owned(),
+            data: data.to_owned(),
+            db_url: db_url.to_owned(),
         })
     }
 
-    async fn wait_ready(&self) -> anyhow::Result<()> {
+    /// Creates an API client with `pwreset client create`: `(client_id, client_secret)`.
+    fn create_client(&self, kind: &str) -> anyhow::Result<(String, String)> {
+        let out = Command::new(&self.bin)
+            .env("PWRESET_DATA_DIR", &self.data)
+            .envs(self.child_env())
+            .args(["client", "create", "--kind", kind, "--name", "bench"])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "pwreset client create failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let field = |k: &str| {
+            v[k].as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("no {k} in {v}"))
+        };
+        Ok((field("client_id")?, field("client_secret")?))
+    }
+
+    /// The database the server uses, for the CLI.
+    fn child_env(&self) -> [(&str, &str); 1] {
+        [("PWRESET_DATABASE_URL", self.db_url.as_str())]
+    }
+
+    /// An access token for a client, from `POST /oauth/token`.
+    async fn client_token(&self, id: &str, secret: Option<&str>) -> anyhow::Result<String> {
+        let mut c = Conn::open(self.addr, "").await?;
+        let body = match secret {
+            Some(s) => format!("grant_type=client_credentials&client_id={id}&client_secret={s}"),
+            None => format!("grant_type=client_credentials&client_id={id}"),
+        };
+        let (status, body) = c
+            .send(&Req {
+                method: "POST",
+                path: "/oauth/token".into(),
+                body: Some(body),
+                expect: 200,
+                content_type: load::FORM,
+            })
+            .await?;
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        match v["access_token"].as_str() {
+            Some(t) if status == 200 => Ok(t.to_owned()),
+            _ => bail!("POST /oauth/token answered {status}: {v}"),
+        }
+    }
+
+    /// Waits for `/ready`, then creates an integration and a sales channel client and gets
+    /// their access tokens the way API clients do.
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        self.wait_up().await?;
+        self.integration = self.create_client("integration")?;
+        self.sales_channel = self.create_client("sales_channel")?.0;
+        self.token = self
+            .client_token(&self.integration.0, Some(&self.integration.1))
+            .await?;
+        self.sales = self.client_token(&self.sales_channel, None).await?;
+        Ok(())
+    }
+
+    async fn wait_up(&self) -> anyhow::Result<()> {
         for _ in 0..100 {
             if let Ok(mut c) = Conn::open(self.addr, &self.token).await
                 && let Ok((200, _)) = c
@@ -331,6 +402,7 @@ impl Server {
                         path: "/ready".into(),
                         body: None,
                         expect: 200,
+                        content_type: load::JSON_API,
                     })
                     .await
             {
@@ -400,6 +472,7 @@ fn create_gen(first: u64, span: u64) -> Gen {
                 first + scatter(i) % span
             ))),
             expect: 201,
+            content_type: load::JSON_API,
         })
     })
 }
@@ -415,6 +488,7 @@ fn retrieve_gen(ids: Arc<Vec<String>>) -> Gen {
             ),
             body: None,
             expect: 200,
+            content_type: load::JSON_API,
         })
     })
 }
@@ -430,6 +504,7 @@ fn list_gen(customers: usize) -> Gen {
             ),
             body: None,
             expect: 200,
+            content_type: load::JSON_API,
         })
     })
 }
@@ -445,6 +520,7 @@ fn complete_gen(pool: Arc<Mutex<Vec<(String, String)>>>) -> Gen {
                 r#"{{"data":{{"type":"customer_password_resets","id":"{id}","attributes":{{"customer_password":"a benchmark password 7","_reset_password_token":"{token}"}}}}}}"#
             )),
             expect: 200,
+            content_type: load::JSON_API,
         })
     })
 }
@@ -502,6 +578,7 @@ async fn prepare_tokens(
                         path: "/api/customer_password_resets".into(),
                         body: Some(reset_body(&format!("bench{i}@example.com"))),
                         expect: 201,
+                        content_type: load::JSON_API,
                     })
                     .await?;
                 if status != 201 {
@@ -534,6 +611,7 @@ async fn seed_customers(server: &Server, customers: usize) -> anyhow::Result<()>
                 r#"{{"data":{{"type":"customers","attributes":{{"email":"bench{n}@example.com"}}}}}}"#
             )),
             expect: 201,
+            content_type: load::JSON_API,
         })
     });
     let stats = load::run(
@@ -548,6 +626,96 @@ async fn seed_customers(server: &Server, customers: usize) -> anyhow::Result<()>
         bail!("{} customers could not be created", stats.errors);
     }
     Ok(())
+}
+
+/// Password grants for one customer (their refresh tokens kept), then refreshes that
+/// rotate those tokens; the password grant rate, for the ratio to the hash rate.
+async fn sign_in_rounds(
+    server: &Server,
+    signin_secs: Duration,
+    refresh_secs: Duration,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<f64> {
+    let mut c = Conn::open(server.addr, &server.token).await?;
+    let (status, body) = c
+        .send(&Req {
+            method: "POST",
+            path: "/api/customers".into(),
+            body: Some(
+                r#"{"data":{"type":"customers","attributes":{"email":"signin@example.com","password":"a benchmark password 7"}}}"#.into(),
+            ),
+            expect: 201,
+            content_type: load::JSON_API,
+        })
+        .await?;
+    if status != 201 {
+        bail!(
+            "creating the sign-in customer: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let pool = Arc::new(Mutex::new(Vec::<String>::new()));
+    let keep: load::Observer = {
+        let pool = pool.clone();
+        Arc::new(move |body: &[u8]| {
+            let token = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["refresh_token"].as_str().map(str::to_owned));
+            if let (Some(t), Ok(mut p)) = (token, pool.lock()) {
+                p.push(t);
+            }
+        })
+    };
+    let sc = server.sales_channel.clone();
+    let password: Gen = Arc::new(move |_| {
+        Some(Req {
+            method: "POST",
+            path: "/oauth/token".into(),
+            body: Some(format!(
+                "grant_type=password&client_id={sc}&username=signin%40example.com&password=a+benchmark+password+7"
+            )),
+            expect: 200,
+            content_type: load::FORM,
+        })
+    });
+    let stats = load::run_observed(
+        server.addr,
+        "",
+        16,
+        signin_secs,
+        password,
+        Some(keep.clone()),
+    )
+    .await?;
+    let signin_rps = stats.rps();
+    rows.push(Row {
+        name: "token: password grant".into(),
+        conns: 16,
+        stats,
+        rss: Some(server.memory().0),
+    });
+    let sc = server.sales_channel.clone();
+    let taken = pool.clone();
+    let refresh: Gen = Arc::new(move |_| {
+        let token = taken.lock().ok()?.pop()?;
+        Some(Req {
+            method: "POST",
+            path: "/oauth/token".into(),
+            body: Some(format!(
+                "grant_type=refresh_token&client_id={sc}&refresh_token={token}"
+            )),
+            expect: 200,
+            content_type: load::FORM,
+        })
+    });
+    let stats = load::run_observed(server.addr, "", 16, refresh_secs, refresh, Some(keep)).await?;
+    rows.push(Row {
+        name: "token: refresh (rotation)".into(),
+        conns: 16,
+        stats,
+        rss: Some(server.memory().0),
+    });
+    Ok(signin_rps)
 }
 
 /// Latency of each operation at low concurrency, for the growth check.
@@ -604,7 +772,7 @@ async fn scale(o: &Options, bin: &Path, dir: &Path) -> anyhow::Result<()> {
     let data = std::env::temp_dir().join(format!("pwreset-bench-scale-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let customers = 2_000;
-    let server = Server::start(o, bin, &db_url, &data, free_port()?, &[])?;
+    let mut server = Server::start(o, bin, &db_url, &data, free_port()?, &[])?;
     server.wait_ready().await?;
     seed_customers(&server, customers).await?;
     // Ten thousand resets through the API.
@@ -614,6 +782,7 @@ async fn scale(o: &Options, bin: &Path, dir: &Path) -> anyhow::Result<()> {
             path: "/api/customer_password_resets".into(),
             body: Some(reset_body(&email(i, customers))),
             expect: 201,
+            content_type: load::JSON_API,
         })
     });
     load::run(
@@ -635,7 +804,7 @@ async fn scale(o: &Options, bin: &Path, dir: &Path) -> anyhow::Result<()> {
     psql_file(o, dir, "scale-seed.sql")?;
     println!("seeded in {:.0} s", seed_started.elapsed().as_secs_f64());
 
-    let server = Server::start(o, bin, &db_url, &data, free_port()?, &[])?;
+    let mut server = Server::start(o, bin, &db_url, &data, free_port()?, &[])?;
     server.wait_ready().await?;
     let tokens = prepare_tokens(&server, 400..800).await?;
     let large = latency_round(&server, customers, tokens, 5).await?;
@@ -718,7 +887,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let data = std::env::temp_dir().join(format!("pwreset-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let server = Server::start(&o, &bin, &db_url, &data, free_port()?, &[])?;
+    let mut server = Server::start(&o, &bin, &db_url, &data, free_port()?, &[])?;
     server.wait_ready().await?;
     seed_customers(&server, o.customers).await?;
     settle(&o)?;
@@ -837,10 +1006,32 @@ async fn main() -> anyhow::Result<()> {
         stats,
         rss: Some(peak),
     });
+    // Sign-in: client credentials (a session row and an RS512 signature each), password
+    // grants (bound by the hash, like completions) and refreshes (rotation and signature).
+    let (cid, secret) = server.integration.clone();
+    let client_credentials: Gen = Arc::new(move |_| {
+        Some(Req {
+            method: "POST",
+            path: "/oauth/token".into(),
+            body: Some(format!(
+                "grant_type=client_credentials&client_id={cid}&client_secret={secret}"
+            )),
+            expect: 200,
+            content_type: load::FORM,
+        })
+    });
+    let stats = load::run(server.addr, "", 16, d, client_credentials).await?;
+    rows.push(Row {
+        name: "token: client_credentials".into(),
+        conns: 16,
+        stats,
+        rss: Some(server.memory().0),
+    });
+    let signin_rps = sign_in_rounds(&server, complete_secs, d, &mut rows).await?;
     server.stop();
 
     // create with mail delivery on: the outbox enqueue (worker idle, so only the write counts)
-    let server = Server::start(
+    let mut server = Server::start(
         &o,
         &bin,
         &db_url,
@@ -903,6 +1094,10 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "  argon2id with every hash thread busy and nothing else running: {hash_pool:.0}/s; complete reached {:.0}% of it",
         100.0 * complete_rps / hash_pool
+    );
+    println!(
+        "  password grants (one argon2id verification each): {signin_rps:.0}/s, {:.0}% of the all-threads hash rate",
+        100.0 * signin_rps / hash_pool
     );
     println!(
         "  peak RSS {peak:.1} MiB (token delivery, after 256 connections), {peak_mail:.1} MiB (mail delivery run)"

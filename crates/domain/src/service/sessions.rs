@@ -655,3 +655,7 @@ impl SessionService {
         self.lock_verified().retain(|_, v| !ended(&v.claims));
     }
 }
+
+#[cfg(test)]
+#[path = "sessions_tests.rs"]
+mod tests;
