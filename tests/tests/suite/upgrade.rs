@@ -273,7 +273,10 @@ async fn upgrades_in_place(backend: Backend, fixture: &Fixture) {
     .expect("the customer survived");
     assert_eq!(jane.id.to_string(), fixture.customer_id);
     assert!(jane.password_hash.is_some());
-    assert_eq!(jane.password_version, 0, "existing customers start at version 0");
+    assert_eq!(
+        jane.password_version, 0,
+        "existing customers start at version 0"
+    );
     let reset_id: ResetId = fixture.reset_id.parse().unwrap();
     let reset = ResetStore::find(&store, Mode::Test, reset_id)
         .await
