@@ -667,6 +667,8 @@ async fn completion_requires_the_stored_digest_and_attempts_below_the_cap(db: Te
 
 async fn a_refused_completion_writes_nothing(db: TestDb) {
     let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let storefront = add_client(&db, "storefront", t0()).await;
+    let session = open_session(&db, &storefront, Some(&jane), t0(), Some(1)).await;
     let revoked = add_reset(&db, &jane, minutes(1)).await;
     let outstanding = add_reset(&db, &jane, minutes(2)).await;
     // Every way the conditional update can miss: revoked, wrong digest, expired, unknown.
@@ -703,6 +705,16 @@ async fn a_refused_completion_writes_nothing(db: TestDb) {
         .unwrap();
     assert_eq!(stored.password_hash, None);
     assert_eq!(stored.updated_at, jane.updated_at);
+    assert_eq!(stored.password_version, 0);
+    assert_eq!(
+        db.sessions.find(session.id).await.unwrap().as_ref(),
+        Some(&session),
+        "her session was not revoked"
+    );
+    assert_eq!(
+        status(&db, session.id, minutes(4)).await,
+        SessionStatus::Live
+    );
     let now = find(&db, Mode::Test, outstanding.reset.id).await.unwrap();
     assert_eq!(now, outstanding.reset);
     for (id, expected) in [
