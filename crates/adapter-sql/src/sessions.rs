@@ -19,7 +19,7 @@ use crate::sql::Sql;
 use crate::value::{Ty, Val};
 
 /// The retention purge's delete of sessions with its cutoff as `$1`: the text
-/// [`purge_ended_sessions`] makes (a unit test checks they are the same), public for the
+/// `purge_ended_sessions` makes (a unit test checks they are the same), public for the
 /// query-plan test.
 pub const PURGE_ENDED_SESSIONS: &str =
     "DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1";
