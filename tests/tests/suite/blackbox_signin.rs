@@ -17,9 +17,9 @@ per_backend!(
     a_wrong_password_and_an_unknown_address_get_the_same_bytes,
     refresh_tokens_rotate_and_a_reused_one_ends_the_session,
     revoked_tokens_are_refused,
-    customer_tokens_read_their_own_customer_and_nothing_else,
-    a_reset_ends_every_session_of_the_customer,
-    the_jwks_verifies_the_tokens,
+    a_customer_token_reads_its_own_customer_and_nothing_else,
+    a_reset_ends_every_session_and_only_the_new_password_signs_in,
+    the_jwks_verifies_issued_tokens_and_holds_no_private_part,
     sign_in_is_throttled_per_address_and_per_client,
     a_revoked_client_is_refused_at_once,
 );
@@ -311,7 +311,7 @@ async fn revoked_tokens_are_refused(db: TestDb) {
     f.app.stop().await;
 }
 
-async fn customer_tokens_read_their_own_customer_and_nothing_else(db: TestDb) {
+async fn a_customer_token_reads_its_own_customer_and_nothing_else(db: TestDb) {
     let f = start(&db).await;
     let store = create_client(&f, "sales_channel").await;
     let jane = f.customer("jane@example.com").await;
@@ -355,7 +355,7 @@ async fn customer_tokens_read_their_own_customer_and_nothing_else(db: TestDb) {
     f.app.stop().await;
 }
 
-async fn a_reset_ends_every_session_of_the_customer(db: TestDb) {
+async fn a_reset_ends_every_session_and_only_the_new_password_signs_in(db: TestDb) {
     let f = start(&db).await;
     let store = create_client(&f, "sales_channel").await;
     let id = f.customer("jane@example.com").await;
@@ -413,7 +413,7 @@ async fn a_reset_ends_every_session_of_the_customer(db: TestDb) {
     f.app.stop().await;
 }
 
-async fn the_jwks_verifies_the_tokens(db: TestDb) {
+async fn the_jwks_verifies_issued_tokens_and_holds_no_private_part(db: TestDb) {
     let f = start(&db).await;
     let store = create_client(&f, "sales_channel").await;
     let id = f.customer("jane@example.com").await;
