@@ -316,7 +316,7 @@ async fn a_customer_token_reads_its_own_customer_and_nothing_else(db: TestDb) {
     let store = create_client(&f, "sales_channel").await;
     let jane = f.customer("jane@example.com").await;
     let john = f.customer("john@example.com").await;
-    let (reset, _) = f.reset("john@example.com").await;
+    let (reset, reset_token) = f.reset("john@example.com").await;
     let signed_in = sign_in(&f, &store, "jane@example.com", PASSWORD).await;
     let token = signed_in["access_token"].as_str().unwrap();
     let res = f.client.get(&format!("/api/customers/{jane}"), token).await;
@@ -338,6 +338,14 @@ async fn a_customer_token_reads_its_own_customer_and_nothing_else(db: TestDb) {
             )
             .await,
         f.client.delete(&format!("/api/customers/{jane}"), token).await,
+        // A customer token is a sales channel's, but completes nothing.
+        f.client
+            .patch(
+                &format!("/api/customer_password_resets/{reset}"),
+                token,
+                crate::blackbox::complete_doc(&reset, &json!(reset_token), "a brand new password"),
+            )
+            .await,
         f.client
             .post(
                 "/api/customer_password_resets",
@@ -350,8 +358,9 @@ async fn a_customer_token_reads_its_own_customer_and_nothing_else(db: TestDb) {
         assert_eq!(res.status, 401, "{}", res.body);
         assert_eq!(res.error_code().as_deref(), Some("UNAUTHORIZED"));
     }
-    // Nothing changed: the password still signs in.
+    // Nothing changed: the passwords still sign in.
     sign_in(&f, &store, "jane@example.com", PASSWORD).await;
+    sign_in(&f, &store, "john@example.com", PASSWORD).await;
     f.app.stop().await;
 }
 
