@@ -702,7 +702,7 @@ async fn forms_and_http_basic_authenticate_clients_too() {
 #[actix_web::test]
 async fn bad_client_authentication_is_invalid_client_with_the_rfc_detail() {
     let wrong = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "client-1:nope");
-    for req in [
+    for (i, req) in [
         token_request(
             &json!({"grant_type": "client_credentials", "client_id": "client-1", "client_secret": TOKEN}),
         ),
@@ -713,13 +713,23 @@ async fn bad_client_authentication_is_invalid_client_with_the_rfc_detail() {
             .insert_header(("Authorization", format!("Basic {wrong}"))),
         token_request(&json!({"grant_type": "client_credentials"}))
             .insert_header(("Authorization", "Basic %%%")),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // The last two use HTTP Basic.
+        let basic = i >= 4;
         let reply = call(
             Mocks::new().with_client(ClientKind::Integration).state(),
             req,
         )
         .await;
         assert_oauth_error(&reply, 401, "invalid_client", "UNAUTHORIZED");
+        assert_eq!(
+            reply.headers.contains_key("www-authenticate"),
+            basic,
+            "a challenge for HTTP Basic only"
+        );
         assert_eq!(
             reply.body["errors"][0]["detail"],
             "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method."

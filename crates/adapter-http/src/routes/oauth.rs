@@ -127,6 +127,25 @@ impl OAuthFailure {
         )
     }
 
+    /// The answer to `req`: a failed HTTP Basic authentication also gets
+    /// `WWW-Authenticate` (RFC 6749 5.2).
+    fn response_to(&self, req: &HttpRequest) -> HttpResponse {
+        let mut res = self.response();
+        let basic = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.get(..6))
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic "));
+        if basic && self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"pwreset\""),
+            );
+        }
+        res
+    }
+
     fn response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status);
         if let Some(secs) = self.retry_after {
@@ -331,7 +350,7 @@ async fn token(
 ) -> HttpResponse {
     match grant(&state, &req, payload).await {
         Ok(body) => HttpResponse::Ok().json(body),
-        Err(e) => e.response(),
+        Err(e) => e.response_to(&req),
     }
 }
 
@@ -418,7 +437,7 @@ async fn revoke(
     .await;
     match result {
         Ok(()) => HttpResponse::Ok().json(json!({})),
-        Err(e) => e.response(),
+        Err(e) => e.response_to(&req),
     }
 }
 
