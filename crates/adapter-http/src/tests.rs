@@ -697,6 +697,15 @@ async fn forms_and_http_basic_authenticate_clients_too() {
         &format!("grant_type=client_credentials&client_id=client-1&client_secret={SECRET}"),
     );
     assert_eq!(call(m.state(), req).await.status, StatusCode::OK);
+    // A bearer token beside body credentials is not a second client authentication.
+    let m = Mocks::new().with_client(ClientKind::Integration);
+    let req = form(
+        "/oauth/token",
+        &format!("grant_type=client_credentials&client_id=client-1&client_secret={SECRET}"),
+    )
+    .insert_header(("Authorization", "Bearer op-integration"));
+    let reply = call(m.state(), req).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
 }
 
 #[actix_web::test]

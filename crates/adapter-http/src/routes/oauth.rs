@@ -274,15 +274,16 @@ async fn parameters(
 }
 
 /// Client credentials from `Authorization: Basic` (form-encoded id and secret, RFC 6749
-/// 2.3.1), if the request has that header.
+/// 2.3.1), if the request uses that scheme; other schemes (a bearer token) are not client
+/// authentication and are ignored here.
 fn basic_auth(req: &HttpRequest) -> Option<Result<(String, String), OAuthFailure>> {
-    let value = req.headers().get(header::AUTHORIZATION)?;
-    let parsed = value
-        .to_str()
+    let value = req.headers().get(header::AUTHORIZATION)?.as_bytes();
+    if value.len() < 6 || !value[..6].eq_ignore_ascii_case(b"basic ") {
+        return None;
+    }
+    let parsed = std::str::from_utf8(&value[6..])
         .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-        .and_then(|(_, b64)| STANDARD.decode(b64.trim()).ok())
+        .and_then(|b64| STANDARD.decode(b64.trim()).ok())
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|text| {
             let (id, secret) = text.split_once(':')?;
