@@ -43,6 +43,7 @@ pub use events::insert_event;
 pub use migrate::{LegacyMigration, LegacyRecord, adoptable};
 pub use outbox::insert_outbox;
 pub use resets::PURGE_ENDED_RESETS;
+pub use sessions::PURGE_ENDED_SESSIONS;
 pub use sql::Sql;
 pub use value::{Ty, Typed, Val};
 

@@ -18,8 +18,15 @@ use crate::rows::{
 use crate::sql::Sql;
 use crate::value::{Ty, Val};
 
+/// The retention purge's delete of sessions with its cutoff as `$1`: the text
+/// `purge_ended_sessions` makes (a unit test checks they are the same), public for the
+/// query-plan test.
+pub const PURGE_ENDED_SESSIONS: &str =
+    "DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1";
+
 /// The retention purge's delete of sessions that expired or were revoked before `cutoff`
-/// (their refresh tokens go with them, by the foreign key's cascade).
+/// (their refresh tokens go with them, by the foreign key's cascade). Each half of the
+/// condition has its index (`sessions_expires_idx`, the partial `sessions_revoked_idx`).
 pub(crate) fn purge_ended_sessions(cutoff: Timestamp) -> Sql {
     let mut sql = Sql::new("DELETE FROM sessions WHERE expires_at < ");
     let c = sql.bind(cutoff);
@@ -156,5 +163,15 @@ impl SessionStore for SqlStore {
     async fn purge(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
         let mut conn = self.driver.connection().await.map_err(db)?;
         conn.execute(purge_ended_sessions(cutoff)).await.map_err(db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_published_purge_statement_is_the_one_the_store_runs() {
+        let sql = super::purge_ended_sessions(chrono::Utc::now());
+        assert_eq!(sql.text(), super::PURGE_ENDED_SESSIONS);
+        assert_eq!(sql.args().len(), 1);
     }
 }

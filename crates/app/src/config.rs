@@ -514,9 +514,9 @@ impl Settings {
             per_credential: self.limit_credential.0.first().copied(),
             per_client: self.limit_client.0.first().copied(),
             failures_per_customer: self.limit_customer_failures.0.first().copied(),
-            // Placeholder until sign-in is wired (branch wt-http): no sign-in route yet.
-            signin_failures_per_email: None,
-            token_requests_per_client: None,
+            // Placeholder until sign-in is configurable (branch wt-http): the domain's
+            // defaults, which nothing uses yet (no sign-in route is wired here).
+            ..pwreset_domain::RateLimits::default()
         }
     }
 

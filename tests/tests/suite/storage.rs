@@ -61,6 +61,7 @@ per_backend!(
     sql_only: [
         deleting_a_customer_revoking_and_purging_find_resets_through_an_index,
         revocation_events_get_uuidv7_ids_of_their_time_however_many_are_revoked,
+        sessions_are_revoked_deleted_and_purged_through_an_index,
     ],
 );
 
@@ -666,6 +667,8 @@ async fn completion_requires_the_stored_digest_and_attempts_below_the_cap(db: Te
 
 async fn a_refused_completion_writes_nothing(db: TestDb) {
     let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let storefront = add_client(&db, "storefront", t0()).await;
+    let session = open_session(&db, &storefront, Some(&jane), t0(), Some(1)).await;
     let revoked = add_reset(&db, &jane, minutes(1)).await;
     let outstanding = add_reset(&db, &jane, minutes(2)).await;
     // Every way the conditional update can miss: revoked, wrong digest, expired, unknown.
@@ -702,6 +705,16 @@ async fn a_refused_completion_writes_nothing(db: TestDb) {
         .unwrap();
     assert_eq!(stored.password_hash, None);
     assert_eq!(stored.updated_at, jane.updated_at);
+    assert_eq!(stored.password_version, 0);
+    assert_eq!(
+        db.sessions.find(session.id).await.unwrap().as_ref(),
+        Some(&session),
+        "her session was not revoked"
+    );
+    assert_eq!(
+        status(&db, session.id, minutes(4)).await,
+        SessionStatus::Live
+    );
     let now = find(&db, Mode::Test, outstanding.reset.id).await.unwrap();
     assert_eq!(now, outstanding.reset);
     for (id, expected) in [
@@ -2614,4 +2627,34 @@ async fn purging_removes_expired_and_revoked_sessions_with_their_tokens(db: Test
     db.resets.purge(minutes(62)).await.unwrap();
     assert_eq!(db.sessions.find(revoked_late.id).await.unwrap(), None);
     assert!(db.sessions.find(live.id).await.unwrap().is_some());
+}
+
+async fn sessions_are_revoked_deleted_and_purged_through_an_index(db: TestDb) {
+    use pwreset_tests::{PlanArg, query_plan};
+    // A new password revokes the customer's sessions, and deleting the customer cascades
+    // to them and on to their refresh tokens (so does the purge of a session).
+    for (sql, index) in [
+        (
+            "UPDATE sessions SET revoked_at = created_at WHERE customer_id = $1 \
+             AND revoked_at IS NULL",
+            "sessions_customer_idx",
+        ),
+        (
+            "DELETE FROM sessions WHERE customer_id = $1",
+            "sessions_customer_idx",
+        ),
+        (
+            "DELETE FROM refresh_tokens WHERE session_id = $1",
+            "refresh_tokens_session_idx",
+        ),
+    ] {
+        let plan = query_plan(&db, sql, PlanArg::Id(uuid::Uuid::nil())).await;
+        assert!(plan.contains(index), "{:?}: {sql}\n{plan}", db.backend);
+    }
+    // The retention purge, every ten minutes: each half of its condition has an index.
+    let sql = pwreset_adapter_sql::PURGE_ENDED_SESSIONS;
+    let plan = query_plan(&db, sql, PlanArg::Time(t0())).await;
+    for index in ["sessions_expires_idx", "sessions_revoked_idx"] {
+        assert!(plan.contains(index), "{:?}: {sql}\n{plan}", db.backend);
+    }
 }

@@ -66,8 +66,9 @@ impl CompleteReset {
 /// let store = Arc::new(MemoryStore::new());
 /// # let now = to_millis(chrono::Utc::now());
 /// # store.create(&Customer { id: CustomerId::new_at(now), mode: Mode::Test,
-/// #     email: EmailAddress::parse("jane@example.com")?, password_hash: None, reference: None,
-/// #     reference_origin: None, metadata: None, created_at: now, updated_at: now }).await?;
+/// #     email: EmailAddress::parse("jane@example.com")?, password_hash: None,
+/// #     password_version: 0, reference: None, reference_origin: None, metadata: None,
+/// #     created_at: now, updated_at: now }).await?;
 /// let ports = Ports::new(
 ///     store.clone(),
 ///     store,
