@@ -66,7 +66,8 @@ pub struct ClientCreateArgs {
 
 #[derive(Debug, Args)]
 pub struct ClientRevokeArgs {
-    /// The client_id to revoke.
+    /// The client_id to revoke (generated ids may begin with `-`; they are taken as is).
+    #[arg(allow_hyphen_values = true)]
     pub client_id: String,
 }
 
@@ -814,6 +815,15 @@ mod tests {
         assert_eq!(s.limit_signin_email.to_string(), "10/15m");
         assert_eq!(s.limit_signin_client.to_string(), "30/1m");
         assert_eq!(s.issuer(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn a_client_id_beginning_with_a_dash_is_a_value() {
+        let cli = Cli::try_parse_from(["pwreset", "client", "revoke", "-2GKImL84wp5d-XG"]).unwrap();
+        let Some(Command::Client(ClientCommand::Revoke(args))) = cli.command else {
+            panic!("not a revoke: {cli:?}");
+        };
+        assert_eq!(args.client_id, "-2GKImL84wp5d-XG");
     }
 
     #[test]
