@@ -18,7 +18,17 @@ pub struct Req {
     pub body: Option<String>,
     /// The status that counts as success.
     pub expect: u16,
+    /// The body's media type (when there is a body).
+    pub content_type: &'static str,
 }
+
+/// The API's media type.
+pub const JSON_API: &str = "application/vnd.api+json";
+/// What OAuth clients send to `/oauth/token`.
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Called with the body of every answer that had the expected status.
+pub type Observer = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
 /// A keep-alive connection.
 pub struct Conn {

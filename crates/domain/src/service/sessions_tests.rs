@@ -63,10 +63,7 @@ impl Setup {
         let mut tokens = MockAccessTokens::new();
         tokens.expect_sign().returning(|_| Ok("signed".into()));
         let mut ports = MockPorts::new();
-        ports
-            .digester
-            .expect_fingerprint()
-            .returning(digest_of);
+        ports.digester.expect_fingerprint().returning(digest_of);
         Self {
             ports,
             clients,
