@@ -175,6 +175,12 @@ async fn mail_delivery_sends_the_link_to_the_stored_address_and_a_notice_after_t
         mails[1].header("Subject").as_deref(),
         Some("Your password was changed")
     );
+    // The reset ended every session (issue 11): the notice says so.
+    assert!(
+        mails[1].text().contains("you have been signed out"),
+        "{}",
+        mails[1].text()
+    );
     assert_ne!(mails[0].header("Message-ID"), mails[1].header("Message-ID"));
 
     // Once delivered, no outbox row keeps the token; the trail shows both deliveries.

@@ -137,6 +137,15 @@ pub enum TokenError {
 
 super::errors::unexpected_from_ports!(TokenError);
 
+/// A client id from 256 random bits in base64url, never starting with `-`, so that it is
+/// never mistaken for an option on a command line (`pwreset client revoke <id>`).
+fn generated_client_id(random: &str) -> String {
+    match random.strip_prefix('-') {
+        Some(rest) => format!("x{rest}"),
+        None => random.to_owned(),
+    }
+}
+
 /// The longest password a sign-in hashes; longer ones cannot be a customer's.
 const SIGNIN_PASSWORD_MAX_BYTES: usize = 4096;
 
@@ -211,7 +220,7 @@ impl SessionService {
     ) -> Result<CreatedClient, StoreError> {
         let now = self.ports.now();
         let (id_token, _) = self.ports.digester.issue();
-        let client_id = ClientId::parse(id_token.expose_secret())
+        let client_id = ClientId::parse(&generated_client_id(id_token.expose_secret()))
             .map_err(|e| StoreError::unexpected(format!("generated client id: {e}")))?;
         let (secret, secret_digest) = self.ports.digester.issue();
         let client = Client {

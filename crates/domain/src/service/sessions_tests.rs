@@ -587,3 +587,10 @@ async fn revoking_a_client_forgets_its_cached_tokens_at_once() {
         "read again after being forgotten"
     );
 }
+
+#[test]
+fn generated_client_ids_never_start_with_a_dash() {
+    assert_eq!(generated_client_id("-abc"), "xabc");
+    assert_eq!(generated_client_id("_abc"), "_abc");
+    assert_eq!(generated_client_id("abc-"), "abc-");
+}
