@@ -93,9 +93,21 @@ pub fn client_ip(req: &actix_web::HttpRequest, trusted: &[IpAddr]) -> Option<IpA
 pub fn configure(state: web::Data<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(state)
-            .route("/health", web::get().to(routes::health))
-            .route("/ready", web::get().to(routes::ready))
-            .route("/openapi.json", web::get().to(routes::openapi))
+            .service(
+                web::resource("/health")
+                    .route(web::get().to(routes::health))
+                    .default_service(routes::method_not_allowed("GET")),
+            )
+            .service(
+                web::resource("/ready")
+                    .route(web::get().to(routes::ready))
+                    .default_service(routes::method_not_allowed("GET")),
+            )
+            .service(
+                web::resource("/openapi.json")
+                    .route(web::get().to(routes::openapi))
+                    .default_service(routes::method_not_allowed("GET")),
+            )
             .service(
                 web::scope("/api")
                     .wrap(actix_web::middleware::from_fn(middleware::jsonapi_edge))
