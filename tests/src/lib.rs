@@ -378,6 +378,17 @@ pub async fn outbox_rows(db: &TestDb) -> i64 {
     }
 }
 
+/// Outbox messages still waiting for delivery (neither delivered nor dead). Once it is 0,
+/// nothing more will be sent unless something new is queued.
+pub async fn outbox_pending(db: &TestDb) -> i64 {
+    match &db.place {
+        Place::Memory(store) => memory_count(store, |s| s.pending),
+        Place::Sql { .. } => {
+            scalar(db, "SELECT count(*) FROM outbox WHERE status = 'pending'").await
+        }
+    }
+}
+
 /// The most delivery attempts any outbox message took.
 pub async fn outbox_max_attempts(db: &TestDb) -> i64 {
     match &db.place {
