@@ -21,6 +21,7 @@ per_backend!(
     deleting_a_reset_makes_it_gone,
     bad_input_always_gets_a_4xx_json_api_error,
     every_bad_token_gets_the_same_answer_and_five_failures_kill_the_reset,
+    used_revoked_foreign_and_expired_tokens_get_the_answer_a_wrong_token_gets,
     metadata_only_updates_leave_the_reset_usable,
     health_and_readiness_answer_without_credentials,
     reset_requests_are_limited_per_address_whether_or_not_it_is_known,
@@ -683,6 +684,67 @@ async fn every_bad_token_gets_the_same_answer_and_five_failures_kill_the_reset(d
         200
     );
     f.app.stop().await;
+}
+
+async fn used_revoked_foreign_and_expired_tokens_get_the_answer_a_wrong_token_gets(db: TestDb) {
+    let f = start(&db).await;
+    let mut answers = Vec::new();
+    let mut refused = |what: &'static str, res: Response| {
+        assert_eq!(res.status, 422, "{what}: {}", res.body);
+        answers.push((what, res.body));
+    };
+    // The reference: a well-formed token that is not this reset's.
+    f.customer("wrong@example.com").await;
+    let (target, token) = f.reset("wrong@example.com").await;
+    refused(
+        "a wrong token",
+        f.complete(&target, &wrong_token(&token), "a brand new password")
+            .await,
+    );
+    // Used: completed once, presented again.
+    f.customer("used@example.com").await;
+    let (used, used_token) = f.reset("used@example.com").await;
+    let done = f.complete(&used, &used_token, "a brand new password").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    refused(
+        "a used token",
+        f.complete(&used, &used_token, "another new password").await,
+    );
+    // Revoked: a newer reset for the same customer revokes the older one.
+    f.customer("revoked@example.com").await;
+    let (revoked, revoked_token) = f.reset("revoked@example.com").await;
+    let (_newer, newer_token) = f.reset("revoked@example.com").await;
+    refused(
+        "a revoked token",
+        f.complete(&revoked, &revoked_token, "a brand new password")
+            .await,
+    );
+    // Another reset's token, itself outstanding and valid.
+    refused(
+        "another reset's token",
+        f.complete(&target, &newer_token, "a brand new password")
+            .await,
+    );
+    // Expired: the right token after the reset's lifetime ran out.
+    f.customer("expired@example.com").await;
+    let (expired, expired_token) = f.reset("expired@example.com").await;
+    pwreset_tests::expire_reset(&db, &expired).await;
+    refused(
+        "an expired token",
+        f.complete(&expired, &expired_token, "a brand new password")
+            .await,
+    );
+    let (_, reference) = &answers[0];
+    for (what, body) in &answers[1..] {
+        assert_eq!(body, reference, "{what} is told apart from a wrong token");
+    }
+    f.app.stop().await;
+}
+
+/// `token` with its last character changed to another canonical one.
+fn wrong_token(token: &str) -> String {
+    let last = if token.ends_with('A') { 'E' } else { 'A' };
+    format!("{}{last}", &token[..42])
 }
 
 async fn metadata_only_updates_leave_the_reset_usable(db: TestDb) {
