@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use pwreset_adapter_http::AppKind;
 use pwreset_domain::Mode;
-use pwreset_tests::http::{Response, send};
+use pwreset_tests::http::Response;
 use pwreset_tests::{RunningApp, TestDb, logs};
 use serde_json::{Value, json};
 
@@ -38,6 +38,32 @@ const JSONAPI: &str = "application/vnd.api+json";
 pub(crate) struct Client {
     addr: SocketAddr,
     pub(crate) seen: Arc<Mutex<Vec<String>>>,
+}
+
+/// Every request of this suite, through the client or raw: security item 22 says every
+/// `/api` answer, refusals included, carries `no-store` and `no-referrer`, so each one here
+/// is checked for both.
+pub(crate) async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Response {
+    let res = pwreset_tests::http::send(addr, method, path, headers, body).await;
+    if path.starts_with("/api") {
+        assert_eq!(
+            res.header("cache-control"),
+            Some("no-store"),
+            "{method} {path}"
+        );
+        assert_eq!(
+            res.header("referrer-policy"),
+            Some("no-referrer"),
+            "{method} {path}"
+        );
+    }
+    res
 }
 
 impl Client {
@@ -72,16 +98,6 @@ impl Client {
             res.body
         );
         if path.starts_with("/api") {
-            assert_eq!(
-                res.header("cache-control"),
-                Some("no-store"),
-                "{method} {path}"
-            );
-            assert_eq!(
-                res.header("referrer-policy"),
-                Some("no-referrer"),
-                "{method} {path}"
-            );
             if !res.body.is_empty() {
                 assert_eq!(res.header("content-type"), Some(JSONAPI), "{method} {path}");
             }
