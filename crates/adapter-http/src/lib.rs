@@ -71,18 +71,20 @@ impl std::fmt::Debug for ApiState {
 }
 
 /// The client's address: the socket peer, or the nearest untrusted hop of
-/// `X-Forwarded-For` when the peer is a configured trusted proxy.
+/// `X-Forwarded-For` when the peer is a configured trusted proxy. A trusted peer that
+/// forwards no (readable) untrusted hop is the client itself, so every request has an
+/// address to count per-client limits against.
 #[must_use]
 pub fn client_ip(req: &actix_web::HttpRequest, trusted: &[IpAddr]) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();
     if !trusted.contains(&peer) {
         return Some(peer);
     }
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())?;
-    forwarded
+    req.headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",")
         .rsplit(',')
         .filter_map(|s| s.trim().parse::<IpAddr>().ok())
         .find(|ip| !trusted.contains(ip))

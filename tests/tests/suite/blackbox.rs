@@ -26,6 +26,8 @@ per_backend!(
     health_and_readiness_answer_without_credentials,
     reset_requests_are_limited_per_address_whether_or_not_it_is_known,
     completions_are_limited_per_customer,
+    the_client_address_is_the_peer_unless_a_trusted_proxy_forwarded_it,
+    reset_requests_are_limited_per_credential,
     digest_keys_rotate_without_breaking_outstanding_tokens,
     links_come_from_configuration_never_from_the_host_header,
     password_hashing_never_stalls_other_requests,
@@ -858,6 +860,146 @@ async fn reset_requests_are_limited_per_address_whether_or_not_it_is_known(db: T
     // Other addresses are not affected.
     f.customer("john@example.com").await;
     assert_eq!(f.reset("john@example.com").await.1.len(), 43);
+    f.app.stop().await;
+}
+
+fn limit(max: u32) -> pwreset_app::config::LimitList {
+    pwreset_app::config::LimitList(vec![pwreset_domain::Limit::new(
+        max,
+        chrono::TimeDelta::hours(1),
+    )])
+}
+
+/// A reset request for `email` sent with `X-Forwarded-For: forwarded` (if any), as
+/// `token`'s caller.
+async fn request_forwarded(
+    f: &Fixture,
+    token: &str,
+    email: &str,
+    forwarded: Option<&str>,
+) -> Response {
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![("Authorization", auth.as_str()), ("Content-Type", JSONAPI)];
+    if let Some(xff) = forwarded {
+        headers.push(("X-Forwarded-For", xff));
+    }
+    let body = reset_doc(email).to_string();
+    send(
+        f.app.addr,
+        "POST",
+        "/api/customer_password_resets",
+        &headers,
+        Some(body.as_bytes()),
+    )
+    .await
+}
+
+/// The `client_ip` of a reset's `requested` event.
+async fn requested_from(f: &Fixture, res: &Response) -> String {
+    assert_eq!(res.status, 201, "{}", res.body);
+    let id = res.json()["data"]["id"].as_str().unwrap().to_owned();
+    let events = f
+        .client
+        .get(
+            &format!("/api/customer_password_resets/{id}/events"),
+            &f.integration,
+        )
+        .await
+        .json();
+    let requested = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["attributes"]["name"] == "requested")
+        .unwrap_or_else(|| panic!("no requested event: {events}"))
+        .clone();
+    requested["attributes"]["client_ip"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no client_ip: {requested}"))
+        .to_owned()
+}
+
+async fn the_client_address_is_the_peer_unless_a_trusted_proxy_forwarded_it(db: TestDb) {
+    // No trusted proxy (the default): X-Forwarded-For is anyone's to write, and ignored.
+    let f = start_with(&db, |s| {
+        s.disable_rate_limits();
+        s.limit_client = limit(2);
+    })
+    .await;
+    f.customer("jane@example.com").await;
+    for i in 0..2 {
+        let xff = format!("203.0.113.{i}");
+        let res = request_forwarded(&f, &f.integration, "jane@example.com", Some(&xff)).await;
+        assert_eq!(requested_from(&f, &res).await, "127.0.0.1");
+    }
+    // Every request came from the one peer, whatever it claimed: its bucket is full.
+    let res = request_forwarded(&f, &f.integration, "jane@example.com", Some("203.0.113.9")).await;
+    assert_eq!(res.status, 429, "{}", res.body);
+    f.app.stop().await;
+
+    // The peer is a trusted proxy: the nearest untrusted hop is the client.
+    let f = start_with(&db, |s| {
+        s.disable_rate_limits();
+        s.limit_client = limit(2);
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let chain = "198.51.100.7, 203.0.113.5, 127.0.0.1";
+    for _ in 0..2 {
+        let res = request_forwarded(&f, &f.integration, "jane@example.com", Some(chain)).await;
+        assert_eq!(requested_from(&f, &res).await, "203.0.113.5");
+    }
+    // That client's bucket is full; another client's is not.
+    let res = request_forwarded(&f, &f.integration, "jane@example.com", Some("203.0.113.5")).await;
+    assert_eq!(res.status, 429, "{}", res.body);
+    assert_eq!(res.header("x-ratelimit-limit"), Some("2"));
+    assert_eq!(res.header("x-ratelimit-interval"), Some("3600"));
+    let res = request_forwarded(&f, &f.integration, "jane@example.com", Some("203.0.113.6")).await;
+    assert_eq!(requested_from(&f, &res).await, "203.0.113.6");
+    // A request the proxy forwards for nobody is its own, counted in the bucket the first
+    // app filled for 127.0.0.1 (limits live in the database), not in nobody's.
+    let res = request_forwarded(&f, &f.integration, "jane@example.com", None).await;
+    assert_eq!(res.status, 429, "{}", res.body);
+    f.app.stop().await;
+}
+
+async fn reset_requests_are_limited_per_credential(db: TestDb) {
+    let f = start_with(&db, |s| {
+        s.disable_rate_limits();
+        s.limit_credential = limit(2);
+        // Each request from its own client, so only the credential is shared.
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    for i in 0..4 {
+        f.customer(&format!("user{i}@example.com")).await;
+    }
+    for i in 0..2 {
+        let res = request_forwarded(
+            &f,
+            &f.integration,
+            &format!("user{i}@example.com"),
+            Some(&format!("203.0.113.{i}")),
+        )
+        .await;
+        assert_eq!(res.status, 201, "{}", res.body);
+    }
+    let res = request_forwarded(&f, &f.integration, "user2@example.com", Some("203.0.113.2")).await;
+    assert_eq!(res.status, 429, "{}", res.body);
+    assert_eq!(res.header("x-ratelimit-limit"), Some("2"));
+    // Another integration (another organization's credential) has its own count.
+    let other =
+        pwreset_adapter_http::JwtKey::new(pwreset_tests::TEST_JWT_SECRET.as_bytes().to_vec())
+            .unwrap()
+            .sign(
+                AppKind::Integration,
+                Mode::Test,
+                "another-org",
+                chrono::Utc::now().timestamp(),
+                3600,
+            );
+    let res = request_forwarded(&f, &other, "user3@example.com", Some("203.0.113.3")).await;
+    assert_eq!(res.status, 201, "{}", res.body);
     f.app.stop().await;
 }
 
