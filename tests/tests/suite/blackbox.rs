@@ -99,10 +99,8 @@ impl Client {
             res.status,
             res.body
         );
-        if path.starts_with("/api") {
-            if !res.body.is_empty() {
-                assert_eq!(res.header("content-type"), Some(JSONAPI), "{method} {path}");
-            }
+        if path.starts_with("/api") && !res.body.is_empty() {
+            assert_eq!(res.header("content-type"), Some(JSONAPI), "{method} {path}");
         }
         self.seen.lock().unwrap().push(res.body.clone());
         res
