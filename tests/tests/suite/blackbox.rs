@@ -23,6 +23,7 @@ per_backend!(
     every_bad_token_gets_the_same_answer_and_five_failures_kill_the_reset,
     used_revoked_foreign_and_expired_tokens_get_the_answer_a_wrong_token_gets,
     metadata_only_updates_leave_the_reset_usable,
+    concurrent_completions_over_http_leave_the_winners_password,
     health_and_readiness_answer_without_credentials,
     reset_requests_are_limited_per_address_whether_or_not_it_is_known,
     completions_are_limited_per_customer,
@@ -761,6 +762,85 @@ async fn used_revoked_foreign_and_expired_tokens_get_the_answer_a_wrong_token_ge
 fn wrong_token(token: &str) -> String {
     let last = if token.ends_with('A') { 'E' } else { 'A' };
     format!("{}{last}", &token[..42])
+}
+
+async fn concurrent_completions_over_http_leave_the_winners_password(db: TestDb) {
+    use pwreset_domain::ports::PasswordHasher as _;
+    let f = start(&db).await;
+    let customer = f.customer("jane@example.com").await;
+    let (id, token) = f.reset("jane@example.com").await;
+    let addr = f.app.addr;
+    let auth = format!("Bearer {}", f.sales);
+    let candidates: Vec<String> = (0..12).map(|i| format!("candidate password {i}")).collect();
+    let tasks: Vec<_> = candidates
+        .iter()
+        .map(|password| {
+            let body = complete_doc(&id, &json!(token), password).to_string();
+            let path = format!("/api/customer_password_resets/{id}");
+            let auth = auth.clone();
+            tokio::spawn(async move {
+                send(
+                    addr,
+                    "PATCH",
+                    &path,
+                    &[("Authorization", auth.as_str()), ("Content-Type", JSONAPI)],
+                    Some(body.as_bytes()),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut refusals = std::collections::BTreeSet::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let res = t.await.unwrap();
+        match res.status {
+            200 => winners.push(i),
+            422 => {
+                refusals.insert(res.body);
+            }
+            other => panic!("{other}: {}", res.body),
+        }
+    }
+    assert_eq!(winners.len(), 1, "one winner: {winners:?}");
+    assert_eq!(
+        refusals.len(),
+        1,
+        "every loser gets the one 422: {refusals:?}"
+    );
+    let events = f
+        .client
+        .get(
+            &format!("/api/customer_password_resets/{id}/events"),
+            &f.integration,
+        )
+        .await
+        .json();
+    let completed = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["attributes"]["name"] == "completed")
+        .count();
+    assert_eq!(completed, 1);
+    // The stored hash verifies the winner's password, and no loser's.
+    let stored = db
+        .customers
+        .find(Mode::Test, customer.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash
+        .unwrap();
+    let hasher = pwreset_adapter_crypto::Argon2Hasher::owasp_minimum();
+    for (i, password) in candidates.iter().enumerate() {
+        let verifies = hasher
+            .verify(&pwreset_domain::Password::new(password.clone()), &stored)
+            .await
+            .unwrap();
+        assert_eq!(verifies, i == winners[0], "candidate {i}");
+    }
+    f.app.stop().await;
 }
 
 async fn metadata_only_updates_leave_the_reset_usable(db: TestDb) {
