@@ -52,6 +52,13 @@ browser:
     cargo build -p pwreset-app
     bash browser/run.sh target/debug/pwreset
 
+# Mutation testing (cargo-mutants) of the domain crate and the token digest and hashing
+# code, each mutant checked by its own crate's tests. Slow: see docs/testing.md for the
+# figures and for running a part, e.g. `just mutants --file crates/domain/src/service/limiter.rs`.
+# Needs `cargo install cargo-mutants`; results in mutants.out/.
+mutants *ARGS:
+    cargo mutants --package pwreset-domain --package pwreset-adapter-crypto {{ARGS}}
+
 # Everything CI runs.
 ci:
     bash .ci/run

@@ -345,6 +345,46 @@ async fn scalar(db: &TestDb, sql: &'static str) -> i64 {
     }
 }
 
+/// Moves reset `id`'s expiry one second into the past, as if its lifetime had run out (a
+/// SQL backend; black-box tests have no clock to turn).
+///
+/// # Panics
+/// On the memory backend, or when no reset has that id.
+pub async fn expire_reset(db: &TestDb, id: &str) {
+    let id = uuid::Uuid::parse_str(id).expect("a reset id");
+    let affected = match db.backend {
+        Backend::Memory => panic!("no SQL on the memory backend"),
+        Backend::Postgres => {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(db.url())
+                .await
+                .expect("connect");
+            sqlx::query(
+                "UPDATE password_resets SET expires_at = now() - interval '1 second' WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut conn)
+            .await
+            .expect("age a reset")
+            .rows_affected()
+        }
+        Backend::Sqlite => {
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(db.url())
+                .await
+                .expect("connect");
+            sqlx::query(
+                "UPDATE password_resets SET expires_at = \
+                 (CAST(strftime('%s', 'now') AS INTEGER) - 1) * 1000 WHERE id = ?1",
+            )
+            .bind(id.to_string())
+            .execute(&mut conn)
+            .await
+            .expect("age a reset")
+            .rows_affected()
+        }
+    };
+    assert_eq!(affected, 1, "no reset {id}");
+}
+
 /// The one argument of a query whose plan is asked for.
 #[derive(Debug, Clone, Copy)]
 pub enum PlanArg {
@@ -421,6 +461,17 @@ pub async fn outbox_rows(db: &TestDb) -> i64 {
     match &db.place {
         Place::Memory(store) => memory_count(store, |s| s.messages),
         Place::Sql { .. } => scalar(db, "SELECT count(*) FROM outbox").await,
+    }
+}
+
+/// Outbox messages still waiting for delivery (neither delivered nor dead). Once it is 0,
+/// nothing more will be sent unless something new is queued.
+pub async fn outbox_pending(db: &TestDb) -> i64 {
+    match &db.place {
+        Place::Memory(store) => memory_count(store, |s| s.pending),
+        Place::Sql { .. } => {
+            scalar(db, "SELECT count(*) FROM outbox WHERE status = 'pending'").await
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! local ports, started by the tests themselves.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +45,7 @@ impl ReceivedMail {
 pub struct Recorder<T> {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<T>>>,
+    refusing: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -60,9 +62,16 @@ impl<T: Clone + std::fmt::Debug + Send + 'static> Recorder<T> {
         let listener = TcpListener::bind(addr).await.expect("bind a test sink");
         let addr = listener.local_addr().expect("local addr");
         let received = Arc::new(Mutex::new(Vec::new()));
+        let refusing = Arc::new(AtomicBool::new(false));
         let store = received.clone();
+        let down = refusing.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                if down.load(Ordering::SeqCst) {
+                    // A server that is down: the connection closes before a single byte.
+                    drop(stream);
+                    continue;
+                }
                 let store = store.clone();
                 tokio::spawn(async move {
                     let _ = session(stream, store).await;
@@ -72,8 +81,15 @@ impl<T: Clone + std::fmt::Debug + Send + 'static> Recorder<T> {
         Self {
             addr,
             received,
+            refusing,
             task,
         }
+    }
+
+    /// While `down`, every new connection is closed at once, unanswered: a server that is
+    /// down, on an address that stays this sink's (no port is freed and bound again).
+    pub fn set_down(&self, down: bool) {
+        self.refusing.store(down, Ordering::SeqCst);
     }
 
     /// Everything received so far.

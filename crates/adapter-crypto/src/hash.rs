@@ -281,6 +281,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_hash_leaves_the_runtime_that_asked_for_it_free() {
+        // `#[tokio::test]` runs one thread. Were the hash computed on it, the spawned task
+        // would hold that thread until the hash was done, so this task could only resume
+        // after it finished; off the runtime, this task resumes while it is still running.
+        let h = std::sync::Arc::new(Argon2Hasher::owasp_minimum());
+        let hasher = h.clone();
+        let hashing = tokio::spawn(async move {
+            hasher
+                .hash(&Password::new("correct horse battery staple"))
+                .await
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !hashing.is_finished(),
+            "the hash ran on the runtime's own thread"
+        );
+        let hash = hashing.await.unwrap().unwrap();
+        assert!(
+            h.verify(&Password::new("correct horse battery staple"), &hash)
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
     async fn long_passwords_are_not_truncated() {
         let h = Argon2Hasher::owasp_minimum();
         let long = "é".repeat(256);

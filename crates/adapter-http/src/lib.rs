@@ -76,18 +76,20 @@ impl std::fmt::Debug for ApiState {
 }
 
 /// The client's address: the socket peer, or the nearest untrusted hop of
-/// `X-Forwarded-For` when the peer is a configured trusted proxy.
+/// `X-Forwarded-For` when the peer is a configured trusted proxy. A trusted peer that
+/// forwards no (readable) untrusted hop is the client itself, so every request has an
+/// address to count per-client limits against.
 #[must_use]
 pub fn client_ip(req: &actix_web::HttpRequest, trusted: &[IpAddr]) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();
     if !trusted.contains(&peer) {
         return Some(peer);
     }
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())?;
-    forwarded
+    req.headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",")
         .rsplit(',')
         .filter_map(|s| s.trim().parse::<IpAddr>().ok())
         .find(|ip| !trusted.contains(ip))
@@ -99,10 +101,26 @@ pub fn client_ip(req: &actix_web::HttpRequest, trusted: &[IpAddr]) -> Option<IpA
 pub fn configure(state: web::Data<ApiState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(state)
-            .route("/health", web::get().to(routes::health))
-            .route("/ready", web::get().to(routes::ready))
-            .route("/openapi.json", web::get().to(routes::openapi))
-            .route("/.well-known/jwks.json", web::get().to(routes::oauth::jwks))
+            .service(
+                web::resource("/health")
+                    .route(web::get().to(routes::health))
+                    .default_service(routes::method_not_allowed("GET")),
+            )
+            .service(
+                web::resource("/ready")
+                    .route(web::get().to(routes::ready))
+                    .default_service(routes::method_not_allowed("GET")),
+            )
+            .service(
+                web::resource("/openapi.json")
+                    .route(web::get().to(routes::openapi))
+                    .default_service(routes::method_not_allowed("GET")),
+            )
+            .service(
+                web::resource("/.well-known/jwks.json")
+                    .route(web::get().to(routes::oauth::jwks))
+                    .default_service(routes::method_not_allowed("GET")),
+            )
             .service(
                 web::scope("/oauth")
                     .wrap(actix_web::middleware::from_fn(routes::oauth::no_store))

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::{Method, header};
+use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{Error, ResponseError};
 use tracing::Instrument;
@@ -24,26 +24,18 @@ fn accepts_jsonapi(req: &ServiceRequest) -> bool {
     })
 }
 
-fn content_type_ok(req: &ServiceRequest) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or_default().trim())
-        .is_some_and(|media| media.eq_ignore_ascii_case(JSONAPI))
-}
-
-/// Checks `Accept` (406) and, on requests with a body, `Content-Type` (415); adds
-/// `Cache-Control: no-store` and `Referrer-Policy: no-referrer` to every answer.
+/// Checks `Accept` (406); adds `Cache-Control: no-store` and `Referrer-Policy: no-referrer`
+/// to every answer. `Content-Type` (415) is checked where a body is read
+/// ([`crate::routes::incoming`]), after routing, so that a method a path does not take is a
+/// 405 whatever its body.
 pub(crate) async fn jsonapi_edge(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let refusal = if !accepts_jsonapi(&req) {
-        Some(ApiError::not_acceptable())
-    } else if matches!(*req.method(), Method::POST | Method::PATCH) && !content_type_ok(&req) {
-        Some(ApiError::unsupported_media_type())
-    } else {
+    let refusal = if accepts_jsonapi(&req) {
         None
+    } else {
+        Some(ApiError::not_acceptable())
     };
     let mut res = match refusal {
         Some(e) => req.into_response(e.error_response()).map_into_right_body(),

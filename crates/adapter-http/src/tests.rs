@@ -535,13 +535,25 @@ async fn the_openapi_document_matches_the_routes() {
     assert_eq!(paths.len(), 12);
     for (path, item) in paths {
         let concrete = path.replace("{id}", RESET_ID);
-        for method in ["get", "post", "patch", "delete", "put"] {
+        let allowed: Vec<String> = ["get", "post", "patch", "delete"]
+            .into_iter()
+            .filter(|m| item.get(*m).is_some())
+            .map(str::to_uppercase)
+            .collect();
+        for method in ["get", "post", "patch", "delete", "put", "trace"] {
             let documented = item.get(method).is_some();
+            // A method the path does not take is a 405 whatever the body says it is.
+            let media = if documented {
+                crate::JSONAPI
+            } else {
+                "text/plain"
+            };
             let req = test::TestRequest::default()
                 .method(method.to_uppercase().parse().unwrap())
                 .uri(&concrete)
-                .insert_header(("Content-Type", crate::JSONAPI))
-                .insert_header(("Accept", crate::JSONAPI));
+                .insert_header(("Content-Type", media))
+                .insert_header(("Accept", crate::JSONAPI))
+                .set_payload("x");
             // Unauthenticated: a real route answers 401 (or 200 for the open ones), never
             // "no such route" or "method not allowed".
             let reply = call(Mocks::new().state(), req).await;
@@ -552,11 +564,17 @@ async fn the_openapi_document_matches_the_routes() {
                     "{method} {path} is documented but not routed: {}",
                     reply.status
                 );
-            } else if path.starts_with("/api") {
+            } else {
                 assert_eq!(
                     reply.status,
                     StatusCode::METHOD_NOT_ALLOWED,
                     "{method} {path} is routed but not documented"
+                );
+                // RFC 9110: a 405 names the methods the path does take.
+                assert_eq!(
+                    reply.headers.get("allow").map(|v| v.to_str().unwrap()),
+                    Some(allowed.join(", ").as_str()),
+                    "{method} {path}"
                 );
             }
         }
@@ -568,6 +586,42 @@ async fn the_openapi_document_matches_the_routes() {
     .await;
     assert_eq!(served.status, StatusCode::OK);
     assert_eq!(served.body, doc);
+}
+
+#[::core::prelude::v1::test]
+fn no_operation_documents_an_internal_error_and_every_429_names_its_headers() {
+    // A documented 500 would let the fuzz run accept one; bad input must be a 4xx instead.
+    let doc = crate::openapi::document();
+    let mut limited = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(responses) = operation.get("responses").and_then(|r| r.as_object()) else {
+                continue;
+            };
+            for (status, response) in responses {
+                let allowed_5xx = path == "/ready" && status == "503";
+                assert!(
+                    !status.starts_with('5') || allowed_5xx,
+                    "{method} {path} documents {status}"
+                );
+                if status == "429" {
+                    limited += 1;
+                    for name in [
+                        "Retry-After",
+                        "X-Ratelimit-Limit",
+                        "X-Ratelimit-Interval",
+                        "X-Ratelimit-Remaining",
+                    ] {
+                        assert_eq!(
+                            response["headers"][name]["required"], true,
+                            "{method} {path} 429 {name}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(limited, 12, "every /api operation may answer 429");
 }
 
 #[actix_web::test]

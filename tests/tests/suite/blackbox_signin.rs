@@ -65,6 +65,21 @@ async fn create_client(f: &Fixture, kind: &str) -> Creds {
     }
 }
 
+/// A new client of `kind` and a client-credentials access token for it: a credential of
+/// its own, for tests about per-credential accounting.
+pub(crate) async fn new_client_token(f: &Fixture, kind: &str) -> String {
+    let creds = create_client(f, kind).await;
+    let res = oauth(
+        f,
+        "/oauth/token",
+        &json!({"grant_type": "client_credentials", "client_id": creds.id,
+                "client_secret": creds.secret}),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    res.json()["access_token"].as_str().unwrap().to_owned()
+}
+
 /// Posts `body` as JSON to an `/oauth` path; checks the headers every answer carries.
 async fn oauth(f: &Fixture, path: &str, body: &Value) -> Response {
     let bytes = body.to_string().into_bytes();

@@ -816,19 +816,34 @@ async fn fifty_concurrent_completions_of_one_reset_yield_exactly_one_success(db:
             tokio::spawn(async move { store.complete(&c).await })
         })
         .collect();
-    let mut successes = 0;
-    for t in tasks {
+    let mut winners = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
         match t.await.unwrap().unwrap() {
-            CompletionOutcome::Completed(_) => successes += 1,
+            CompletionOutcome::Completed(_) => winners.push(i),
             CompletionOutcome::NotApplied => {}
         }
     }
     assert_eq!(
-        successes, 1,
-        "exactly one of 50 concurrent completions may win"
+        winners.len(),
+        1,
+        "exactly one of 50 concurrent completions may win: {winners:?}"
     );
     let completed_events = count_events(&db, Mode::Test, r.reset.id, EventKind::Completed).await;
     assert_eq!(completed_events, 1);
+    // The password stored is the winner's, not a loser's written over it.
+    let stored = db
+        .customers
+        .find(Mode::Test, jane.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.password_hash,
+        Some(PasswordHash::new(format!(
+            "$argon2id$candidate{}",
+            winners[0]
+        )))
+    );
 }
 
 async fn failures_are_counted_and_recorded(db: TestDb) {

@@ -138,26 +138,26 @@ pub fn configure(pages: web::Data<Pages>) -> impl FnOnce(&mut web::ServiceConfig
                     .wrap(from_fn(page_headers))
                     .route(web::get().to(routes::forgot_form))
                     .route(web::post().to(routes::forgot_submit))
-                    .default_service(web::to(routes::method_not_allowed)),
+                    .default_service(routes::method_not_allowed("GET, POST")),
             )
             .service(
                 web::resource("/reset-password")
                     .wrap(from_fn(page_headers))
                     .route(web::get().to(routes::reset_form))
                     .route(web::post().to(routes::reset_submit))
-                    .default_service(web::to(routes::method_not_allowed)),
+                    .default_service(routes::method_not_allowed("GET, POST")),
             )
             .service(
                 web::resource("/reset-password/done")
                     .wrap(from_fn(page_headers))
                     .route(web::get().to(routes::changed))
-                    .default_service(web::to(routes::method_not_allowed)),
+                    .default_service(routes::method_not_allowed("GET")),
             )
             .service(
                 web::resource("/assets/pages.css")
                     .wrap(from_fn(page_headers))
                     .route(web::get().to(routes::style))
-                    .default_service(web::to(routes::method_not_allowed)),
+                    .default_service(routes::method_not_allowed("GET")),
             );
     }
 }

@@ -491,7 +491,21 @@ pub(crate) async fn style(pages: web::Data<Pages>) -> HttpResponse {
         .body(pages.renderer.style.clone())
 }
 
-/// A page path with a method it does not support.
-pub(crate) async fn method_not_allowed(pages: web::Data<Pages>, req: HttpRequest) -> HttpResponse {
-    View::new(&pages, &req).message(StatusCode::METHOD_NOT_ALLOWED, "not-found", "not_found")
+/// A page path's answer to a method it does not support: a 405 page whose `Allow` header
+/// names the methods it does (RFC 9110 section 15.5.6).
+pub(crate) fn method_not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(
+        move |pages: web::Data<Pages>, req: HttpRequest| async move {
+            let mut res = View::new(&pages, &req).message(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "not-found",
+                "not_found",
+            );
+            res.headers_mut().insert(
+                actix_web::http::header::ALLOW,
+                actix_web::http::header::HeaderValue::from_static(allow),
+            );
+            res
+        },
+    )
 }

@@ -30,13 +30,13 @@ const ATTRIBUTES: &[&str] = &[
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/customers")
-            .default_service(web::to(super::method_not_allowed))
+            .default_service(super::method_not_allowed("GET, POST"))
             .route(web::get().to(list))
             .route(web::post().to(create)),
     )
     .service(
         web::resource("/customers/{id}")
-            .default_service(web::to(super::method_not_allowed))
+            .default_service(super::method_not_allowed("GET, PATCH, DELETE"))
             .route(web::get().to(retrieve))
             .route(web::patch().to(update))
             .route(web::delete().to(delete)),

@@ -41,9 +41,15 @@ pub(crate) async fn not_found() -> HttpResponse {
     actix_web::ResponseError::error_response(&ApiError::route_not_found())
 }
 
-/// A known path with a method it does not support.
-pub(crate) async fn method_not_allowed() -> HttpResponse {
-    actix_web::ResponseError::error_response(&ApiError::method_not_allowed())
+/// The answer of a known path to a method it does not support: a 405 whose `Allow` header
+/// names the methods it does (RFC 9110 section 15.5.6 requires it).
+pub(crate) fn method_not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(move || async move {
+        let mut res = actix_web::ResponseError::error_response(&ApiError::method_not_allowed());
+        res.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        res
+    })
 }
 
 /// Reads the body, refusing more than the configured limit with a JSON:API 413.
@@ -78,7 +84,17 @@ pub(crate) struct Incoming {
     pub doc: crate::jsonapi::Incoming,
 }
 
-/// Parses the query (`accepts`) and reads and checks the body as a `kind` document.
+/// Whether the request says its body is `application/vnd.api+json` (parameters aside).
+fn content_type_ok(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().trim())
+        .is_some_and(|media| media.eq_ignore_ascii_case(JSONAPI))
+}
+
+/// Checks the media type (415), parses the query (`accepts`) and reads and checks the body
+/// as a `kind` document.
 pub(crate) async fn incoming(
     req: &HttpRequest,
     payload: web::Payload,
@@ -88,6 +104,9 @@ pub(crate) async fn incoming(
     url_id: Option<&str>,
     allowed: &[&str],
 ) -> Result<Incoming, ApiError> {
+    if !content_type_ok(req) {
+        return Err(ApiError::unsupported_media_type());
+    }
     let params = crate::jsonapi::parse_params(req.query_string(), accepts)?;
     let body = read_body(req, payload, state.body_limit).await?;
     let doc = crate::jsonapi::parse_document(&body, kind, url_id, allowed)?;

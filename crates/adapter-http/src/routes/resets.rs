@@ -41,25 +41,25 @@ const DETAIL_ATTRIBUTES: &[&str] = &["reference", "reference_origin", "metadata"
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/customer_password_resets")
-            .default_service(web::to(super::method_not_allowed))
+            .default_service(super::method_not_allowed("GET, POST"))
             .route(web::get().to(list))
             .route(web::post().to(create)),
     )
     .service(
         web::resource("/customer_password_resets/{id}")
-            .default_service(web::to(super::method_not_allowed))
+            .default_service(super::method_not_allowed("GET, PATCH, DELETE"))
             .route(web::get().to(retrieve))
             .route(web::patch().to(update))
             .route(web::delete().to(delete)),
     )
     .service(
         web::resource("/customer_password_resets/{id}/customer")
-            .default_service(web::to(super::method_not_allowed))
+            .default_service(super::method_not_allowed("GET"))
             .route(web::get().to(customer)),
     )
     .service(
         web::resource("/customer_password_resets/{id}/events")
-            .default_service(web::to(super::method_not_allowed))
+            .default_service(super::method_not_allowed("GET"))
             .route(web::get().to(events)),
     );
 }

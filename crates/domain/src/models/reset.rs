@@ -502,6 +502,29 @@ mod tests {
         );
     }
 
+    /// Pieces of text and their length in code points after NFKC, each read off the
+    /// Unicode Character Database by hand (decomposition mappings and composition), so the
+    /// property below does not ask a normalizer what a normalizer should say.
+    const NFKC_ATOMS: &[(&str, usize)] = &[
+        ("a", 1),
+        ("7", 1),
+        ("\u{FF21}", 1),         // FULLWIDTH LATIN CAPITAL A -> A
+        ("\u{FB03}", 3),         // LATIN SMALL LIGATURE FFI -> ffi
+        ("\u{338F}", 2),         // SQUARE KG -> kg
+        ("e\u{301}", 1),         // e + COMBINING ACUTE -> composed U+00E9
+        ("\u{216B}", 3),         // ROMAN NUMERAL TWELVE -> XII
+        ("\u{2026}", 3),         // HORIZONTAL ELLIPSIS -> ...
+        ("\u{1100}\u{1161}", 1), // HANGUL CHOSEONG KIYEOK + JUNGSEONG A -> U+AC00
+        ("\u{BD}", 3),           // VULGAR FRACTION ONE HALF -> 1, FRACTION SLASH, 2
+        ("\u{FDFA}", 18),        // ARABIC LIGATURE SALLALLAHOU ALAYHE WASALLAM
+        ("\u{2003}", 1),         // EM SPACE -> SPACE
+        ("\u{1C6}", 2),          // LATIN SMALL LETTER DZ WITH CARON -> d, z with caron
+        ("\u{212B}", 1),         // ANGSTROM SIGN -> U+00C5
+        ("\u{FF8A}\u{FF9F}", 1), // HALFWIDTH KATAKANA HA + SEMI-VOICED MARK -> U+30D1
+        ("\u{1F600}", 1),        // an emoji: unchanged
+        ("\u{DF}", 1),           // sharp s: unchanged (NFKC does not case-fold)
+    ];
+
     proptest! {
         #[test]
         fn expiry_is_exact_for_any_lifetime(secs in 300i64..=86_400) {
@@ -518,13 +541,40 @@ mod tests {
         }
 
         #[test]
-        fn password_length_rule_matches_code_point_count(s in "\\PC{0,300}") {
+        fn password_length_rule_matches_code_point_count(s in "[ -~]{0,300}") {
+            // NFKC leaves ASCII as it is, so an ASCII password's length is its byte count.
             let email = EmailAddress::parse("zq@example.com").unwrap();
-            let n: usize = s.nfkc().count();
             let r = PasswordPolicy::default().check(&Password::new(s.clone()), &email);
-            if n < 8 { prop_assert!(matches!(r, Err(PasswordRejection::TooShort { .. })), "short"); }
-            else if n > 256 { prop_assert!(matches!(r, Err(PasswordRejection::TooLong { .. })), "long"); }
-            else { prop_assert!(r.is_ok()); }
+            match s.len() {
+                0..=7 => prop_assert!(matches!(r, Err(PasswordRejection::TooShort { .. })), "{:?}", r),
+                257.. => prop_assert!(matches!(r, Err(PasswordRejection::TooLong { .. })), "{:?}", r),
+                _ => prop_assert!(!matches!(r, Err(PasswordRejection::TooShort { .. } | PasswordRejection::TooLong { .. })), "{:?}", r),
+            }
+        }
+
+        #[test]
+        fn any_text_gets_a_verdict_without_panicking(s in "\\PC{0,300}") {
+            let email = EmailAddress::parse("zq@example.com").unwrap();
+            let _ = PasswordPolicy::default().check(&Password::new(s), &email);
+        }
+
+        #[test]
+        fn password_length_after_nfkc_matches_an_independent_count(
+            atoms in proptest::collection::vec(0usize..NFKC_ATOMS.len(), 0..120)
+        ) {
+            // The password is built from pieces whose NFKC length is known from the Unicode
+            // tables (NFKC_ATOMS), not computed by any normalizer; no piece starts with a
+            // combining mark or a jamo that could join the piece before it, so lengths add.
+            let text: String = atoms.iter().map(|&i| NFKC_ATOMS[i].0).collect();
+            let expected: usize = atoms.iter().map(|&i| NFKC_ATOMS[i].1).sum();
+            let email = EmailAddress::parse("zq@example.com").unwrap();
+            let r = PasswordPolicy::default().check(&Password::new(text.clone()), &email);
+            match expected {
+                0..=7 => prop_assert!(matches!(r, Err(PasswordRejection::TooShort { .. })), "{} -> {:?}", expected, r),
+                257.. => prop_assert!(matches!(r, Err(PasswordRejection::TooLong { .. })), "{} -> {:?}", expected, r),
+                // Within bounds: no length verdict (a common password is its own refusal).
+                _ => prop_assert!(r.is_ok() || r == Err(PasswordRejection::Common), "{} -> {:?}", expected, r),
+            }
         }
     }
 }
