@@ -167,9 +167,9 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
 
-    /// The `iss` of access tokens, e.g. https://auth.example.com (clients using
-    /// @commercelayer/js-auth need https://auth.<domain> routed here). Default: the public
-    /// URL, else http:// and PWRESET_BIND as given.
+    /// The `iss` of access tokens, e.g. `https://auth.example.com` (clients using
+    /// @commercelayer/js-auth need `https://auth.<domain>` routed here). Default: the
+    /// public URL, else `http://` and PWRESET_BIND as given.
     #[arg(long, env = "PWRESET_ISSUER", global = true)]
     pub issuer: Option<String>,
 
