@@ -79,6 +79,47 @@ thread_local! {
     static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
+/// argon2 of `password` with `salt` into `out`, using this thread's memory.
+fn hash_into(
+    argon2: &Argon2<'_>,
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> anyhow::Result<()> {
+    MEMORY.with(|memory| {
+        let mut blocks = memory.borrow_mut();
+        if blocks.len() != params.block_count() {
+            *blocks = vec![Block::default(); params.block_count()];
+        }
+        argon2
+            .hash_password_into_with_memory(password, salt, out, &mut blocks[..])
+            .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))
+    })
+}
+
+/// Whether `password` matches the argon2id PHC `phc`, computed in this thread's memory
+/// (verification allocates nothing, like hashing). Other algorithms or versions go through
+/// the crate's own verification.
+fn verify_phc(argon2: &Argon2<'_>, password: &[u8], phc: &Phc<'_>) -> anyhow::Result<bool> {
+    let (Some(expected), Some(salt)) = (phc.hash, phc.salt) else {
+        anyhow::bail!("stored hash has no salt or output");
+    };
+    if phc.algorithm != Algorithm::Argon2id.ident() || phc.version != Some(Version::V0x13.into()) {
+        return Ok(argon2.verify_password(password, phc).is_ok());
+    }
+    let params = Params::try_from(phc).map_err(|e| anyhow::anyhow!("stored params: {e}"))?;
+    let stored = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let mut salt_buf = [0u8; 64];
+    let salt_raw = salt
+        .decode_b64(&mut salt_buf)
+        .map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let mut out = vec![0u8; expected.len()];
+    hash_into(&stored, &params, password, salt_raw, &mut out)?;
+    // `Output`'s equality is constant-time.
+    Ok(Output::new(&out).map_err(|e| anyhow::anyhow!("{e}"))? == expected)
+}
+
 /// argon2id of `password` with `salt` into a PHC string, using this thread's memory.
 fn hash_phc(
     argon2: &Argon2<'_>,
@@ -91,15 +132,7 @@ fn hash_phc(
         .decode_b64(&mut salt_buf)
         .map_err(|e| anyhow::anyhow!("salt: {e}"))?;
     let mut out = [0u8; 32];
-    MEMORY.with(|memory| {
-        let mut blocks = memory.borrow_mut();
-        if blocks.len() != params.block_count() {
-            *blocks = vec![Block::default(); params.block_count()];
-        }
-        argon2
-            .hash_password_into_with_memory(password, salt_raw, &mut out, &mut blocks[..])
-            .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))
-    })?;
+    hash_into(argon2, params, password, salt_raw, &mut out)?;
     let phc = Phc {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
@@ -243,7 +276,7 @@ impl PasswordHasher for Argon2Hasher {
         self.run(move |argon2| {
             let parsed =
                 Phc::new(&phc).map_err(|e| anyhow::anyhow!("stored hash is not PHC: {e}"))?;
-            Ok(argon2.verify_password(secret.as_bytes(), &parsed).is_ok())
+            verify_phc(&argon2, secret.as_bytes(), &parsed)
         })
         .await
         .map_err(HashError::new)
@@ -278,6 +311,46 @@ mod tests {
         assert!(!h.verify(&Password::new("wrong"), &hash).await.unwrap());
         assert_ne!(h.hash(&pw).await.unwrap(), hash, "salts differ");
         assert!(h.verify(&pw, &PasswordHash::new("garbage")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn hashes_made_with_other_parameters_verify_in_reused_memory() {
+        let current = Argon2Hasher::owasp_minimum();
+        let pw = Password::new("correct horse battery staple");
+        // An older, weaker argon2id hash (below today's minimum, so made directly).
+        let phc_of = |algorithm, password: &[u8]| {
+            let a = Argon2::new(
+                algorithm,
+                Version::V0x13,
+                Params::new(8 * 1024, 1, 1, None).unwrap(),
+            );
+            let salt = SaltString::generate(&mut OsRng);
+            argon2::PasswordHasher::hash_password(&a, password, &salt)
+                .unwrap()
+                .to_string()
+        };
+        let old = PasswordHash::new(phc_of(Algorithm::Argon2id, pw.expose_secret().as_bytes()));
+        assert!(old.as_str().starts_with("$argon2id$v=19$m=8192,t=1,p=1$"));
+        // Alternate parameters on one pool, so its memory is resized both ways.
+        for _ in 0..2 {
+            assert!(current.verify(&pw, &old).await.unwrap());
+            assert!(!current.verify(&Password::new("wrong"), &old).await.unwrap());
+            let fresh = current.hash(&pw).await.unwrap();
+            assert!(current.verify(&pw, &fresh).await.unwrap());
+        }
+        // An argon2i hash (another algorithm) goes through the crate's own check.
+        let argon2i = phc_of(Algorithm::Argon2i, b"pw");
+        let verify = |pw: &'static str, phc: String| {
+            let current = &current;
+            async move {
+                current
+                    .verify(&Password::new(pw), &PasswordHash::new(phc))
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(verify("pw", argon2i.clone()).await);
+        assert!(!verify("px", argon2i).await);
     }
 
     #[tokio::test]
