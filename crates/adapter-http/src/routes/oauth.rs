@@ -192,14 +192,18 @@ pub(crate) async fn no_store(
     Ok(res)
 }
 
+/// Both OAuth paths take `POST` only; a 405 says so (RFC 9110 `Allow`).
 async fn method_not_allowed() -> HttpResponse {
-    OAuthFailure::new(
+    let mut res = OAuthFailure::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "METHOD_NOT_ALLOWED",
         "This method is not supported on this path.",
     )
-    .response()
+    .response();
+    res.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    res
 }
 
 async fn not_found() -> HttpResponse {
