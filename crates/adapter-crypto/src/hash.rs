@@ -286,13 +286,16 @@ impl PasswordHasher for Argon2Hasher {
         let Ok(phc) = Phc::new(hash.as_str()) else {
             return true;
         };
-        let current =
-            |name: &str, want: u32| phc.params.get_decimal(name).is_some_and(|got| got == want);
+        // Only weaker hashes are upgraded: one instance configured lower than the rest (a
+        // mistake, or a rolling deploy) must not downgrade the hashes of those who sign in
+        // there, nor make hashes flip between two settings.
+        let weaker =
+            |name: &str, want: u32| phc.params.get_decimal(name).is_none_or(|got| got < want);
         phc.algorithm != Algorithm::Argon2id.ident()
             || phc.version != Some(Version::V0x13.into())
-            || !current("m", self.params.m_cost())
-            || !current("t", self.params.t_cost())
-            || !current("p", self.params.p_cost())
+            || weaker("m", self.params.m_cost())
+            || weaker("t", self.params.t_cost())
+            || weaker("p", self.params.p_cost())
             || phc.hash.is_none_or(|h| h.len() != 32)
     }
 }
@@ -469,8 +472,7 @@ mod tests {
         for other in [
             format!("$argon2i$v=19$m=19456,t=3,p=1${tail}"),
             format!("$argon2id$v=16$m=19456,t=3,p=1${tail}"),
-            format!("$argon2id$v=19$m=65536,t=3,p=1${tail}"),
-            format!("$argon2id$v=19$m=19456,t=3,p=2${tail}"),
+            format!("$argon2id$v=19$m=19455,t=3,p=1${tail}"),
             "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW".to_owned(),
             "garbage".to_owned(),
         ] {
@@ -479,9 +481,17 @@ mod tests {
                 "{other}"
             );
         }
-        assert!(!current.needs_rehash(&PasswordHash::new(format!(
-            "$argon2id$v=19$m=19456,t=3,p=1${tail}"
-        ))));
+        // Today's parameters, or stronger ones: never rehashed (never downgraded).
+        for same_or_stronger in [
+            format!("$argon2id$v=19$m=19456,t=3,p=1${tail}"),
+            format!("$argon2id$v=19$m=65536,t=3,p=1${tail}"),
+            format!("$argon2id$v=19$m=19456,t=4,p=2${tail}"),
+        ] {
+            assert!(
+                !current.needs_rehash(&PasswordHash::new(same_or_stronger.clone())),
+                "{same_or_stronger}"
+            );
+        }
     }
 
     #[test]

@@ -569,7 +569,7 @@ fn oauth(doc: &mut Value) {
             "owner_type": { "const": "customer" },
         },
     });
-    let mut throttled = error("Too many token requests, or failed sign-ins for the address");
+    let mut throttled = error("Too many token requests, or sign-in attempts for the address");
     throttled["headers"] =
         json!({ "Retry-After": { "required": true, "schema": { "type": "string" } } });
     // No 500 is documented: bad input of any kind is a 4xx, and the fuzzer must not accept

@@ -88,12 +88,13 @@ impl CustomerStore for MemoryStore {
         };
         // Mode, id and creation time are what the customer is matched by and stay.
         stored.email = c.email.clone();
-        stored.password_hash = c.password_hash.clone();
         stored.reference = c.reference.clone();
         stored.reference_origin = c.reference_origin.clone();
         stored.metadata = c.metadata.clone();
         stored.updated_at = c.updated_at;
         if change == CredentialChange::Password {
+            // Only a password change writes the hash (see the port's contract).
+            stored.password_hash = c.password_hash.clone();
             stored.password_version = stored.password_version.saturating_add(1);
         }
         state.emails.remove(&old_key);

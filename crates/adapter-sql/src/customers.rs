@@ -96,8 +96,6 @@ impl CustomerStore for SqlStore {
         sql.push_bind(c.email.as_str())
             .push(", email_normalized = ")
             .push_bind(c.email.normalized())
-            .push(", password_hash = ")
-            .push_bind(c.password_hash.as_ref().map(|h| h.as_str().to_owned()))
             .push(", reference = ")
             .push_bind(text_of(c.reference.as_ref()))
             .push(", reference_origin = ")
@@ -107,8 +105,12 @@ impl CustomerStore for SqlStore {
             .push(", updated_at = ")
             .push_bind(c.updated_at);
         if change == CredentialChange::Password {
-            // Counted in the store, so that concurrent changes all count.
-            sql.push(", password_version = password_version + 1");
+            // Only a password change writes the hash: any other update would write back
+            // the hash it read, undoing a reset that completed meanwhile. The version is
+            // counted in the store, so that concurrent changes all count.
+            sql.push(", password_hash = ")
+                .push_bind(c.password_hash.as_ref().map(|h| h.as_str().to_owned()))
+                .push(", password_version = password_version + 1");
         }
         sql.push(" WHERE mode = ")
             .push_bind(c.mode.as_str())

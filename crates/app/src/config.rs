@@ -392,9 +392,10 @@ pub struct Settings {
     #[arg(long, env = "PWRESET_LIMIT_CUSTOMER_FAILURES", default_value_t = LimitList::defaults().failures_per_customer, value_parser = parse_limits, global = true)]
     pub limit_customer_failures: LimitList,
 
-    /// Failed sign-ins (password grants) per email address, unknown addresses counted
+    /// Sign-in attempts (password grants) per email address, counted before the password
+    /// is checked (so concurrent guesses cannot overtake the count), unknown addresses counted
     /// alike (`off` to disable). While over it, even the right password gets 429.
-    #[arg(long, env = "PWRESET_LIMIT_SIGNIN_EMAIL", default_value_t = LimitList::defaults().signin_failures_per_email, value_parser = parse_limits, global = true)]
+    #[arg(long, env = "PWRESET_LIMIT_SIGNIN_EMAIL", default_value_t = LimitList::defaults().signin_attempts_per_email, value_parser = parse_limits, global = true)]
     pub limit_signin_email: LimitList,
 
     /// Token requests (/oauth/token, every grant) per client address (`off` to disable).
@@ -559,7 +560,7 @@ pub struct DefaultLimits {
     pub per_credential: LimitList,
     pub per_client: LimitList,
     pub failures_per_customer: LimitList,
-    pub signin_failures_per_email: LimitList,
+    pub signin_attempts_per_email: LimitList,
     pub token_requests_per_client: LimitList,
 }
 
@@ -573,7 +574,7 @@ impl LimitList {
             per_credential: LimitList(d.per_credential.into_iter().collect()),
             per_client: LimitList(d.per_client.into_iter().collect()),
             failures_per_customer: LimitList(d.failures_per_customer.into_iter().collect()),
-            signin_failures_per_email: LimitList(d.signin_failures_per_email.into_iter().collect()),
+            signin_attempts_per_email: LimitList(d.signin_attempts_per_email.into_iter().collect()),
             token_requests_per_client: LimitList(d.token_requests_per_client.into_iter().collect()),
         }
     }
@@ -634,7 +635,7 @@ impl Settings {
             per_credential: self.limit_credential.0.first().copied(),
             per_client: self.limit_client.0.first().copied(),
             failures_per_customer: self.limit_customer_failures.0.first().copied(),
-            signin_failures_per_email: self.limit_signin_email.0.first().copied(),
+            signin_attempts_per_email: self.limit_signin_email.0.first().copied(),
             token_requests_per_client: self.limit_signin_client.0.first().copied(),
         }
     }
@@ -795,7 +796,7 @@ mod tests {
             d.per_credential,
             d.per_client,
             d.failures_per_customer,
-            d.signin_failures_per_email,
+            d.signin_attempts_per_email,
             d.token_requests_per_client,
         ] {
             assert_eq!(parse_limits(&l.to_string()), Ok(l));

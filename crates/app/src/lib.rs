@@ -184,6 +184,13 @@ impl Application {
         let notifications = delivery::notifications(settings, &public_base)?;
         let store = open_store(settings).await?;
         let services = services(settings, store, notifications.plan)?;
+        // One hash now, so the first sign-in for an unknown address is not slower than
+        // the rest (sign-in answers must not tell addresses apart by time).
+        services
+            .sessions
+            .prepare()
+            .await
+            .context("preparing sign-in (the password hasher failed)")?;
         let self_service = if settings.self_service {
             // `notifications` refused self-service without mail, so this is always `Some`.
             let service = services

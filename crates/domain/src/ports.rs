@@ -273,8 +273,10 @@ pub trait CustomerStore: Send + Sync + Debug {
     ) -> Result<Page<Customer>, StoreError>;
 
     /// Replaces the stored customer (matched by mode and id) with `customer`, except
-    /// `password_version`, which only [`CredentialChange::Password`] changes (by one, in
-    /// the store, so concurrent changes all count); with `Email` or `Password` also revokes
+    /// `password_hash` and `password_version`, which only [`CredentialChange::Password`]
+    /// writes (the hash as given, the version up by one in the store, so concurrent
+    /// changes all count; any other update leaves the stored hash alone, so it can never
+    /// write back a hash it read before a reset completed); with `Email` or `Password` also revokes
     /// its outstanding resets, and with `Password` its sessions, atomically.
     /// `false` when no such customer exists.
     ///

@@ -198,14 +198,31 @@ async fn customers_are_created_found_updated_and_deleted(db: TestDb) {
 
     c.reference = Some(Reference::parse("crm-7").unwrap());
     c.metadata = Some(Metadata::parse(serde_json::json!({"vip": true})).unwrap());
-    c.password_hash = Some(PasswordHash::new("$argon2id$x"));
     c.updated_at = minutes(1);
+    // A hash in an update that is not a password change is not written: it could only be
+    // one read before a reset that completed since, and would undo it.
+    let stale = Customer {
+        password_hash: Some(PasswordHash::new("$argon2id$stale")),
+        ..c.clone()
+    };
     assert!(
         db.customers
-            .update(&c, CredentialChange::None)
+            .update(&stale, CredentialChange::None)
             .await
             .unwrap()
     );
+    assert_eq!(
+        db.customers.find(Mode::Test, c.id).await.unwrap(),
+        Some(c.clone())
+    );
+    c.password_hash = Some(PasswordHash::new("$argon2id$x"));
+    assert!(
+        db.customers
+            .update(&c, CredentialChange::Password)
+            .await
+            .unwrap()
+    );
+    c.password_version = 1;
     assert_eq!(
         db.customers.find(Mode::Test, c.id).await.unwrap(),
         Some(c.clone())
@@ -2544,9 +2561,10 @@ async fn upgrading_a_hash_replaces_only_the_hash_it_was_made_from(db: TestDb) {
     let other = PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$other");
     jane.password_hash = Some(weak.clone());
     db.customers
-        .update(&jane, CredentialChange::None)
+        .update(&jane, CredentialChange::Password)
         .await
         .unwrap();
+    jane.password_version = 1;
     let session = open_session(&db, &storefront, Some(&jane), t0(), None).await;
     let r = add_reset(&db, &jane, t0()).await;
     let stored = || {
@@ -2583,7 +2601,7 @@ async fn upgrading_a_hash_replaces_only_the_hash_it_was_made_from(db: TestDb) {
     );
     let now = stored().await;
     assert_eq!(now.password_hash.as_ref(), Some(&strong));
-    assert_eq!(now.password_version, 0, "the same password: no new version");
+    assert_eq!(now.password_version, 1, "the same password: no new version");
     assert_eq!(
         status(&db, session.id, minutes(1)).await,
         SessionStatus::Live

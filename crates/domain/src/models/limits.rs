@@ -29,9 +29,10 @@ pub struct RateLimits {
     pub per_client: Option<Limit>,
     /// Failed completions per customer, across all of their resets.
     pub failures_per_customer: Option<Limit>,
-    /// Failed sign-ins (password grants) per email address, normalized; unknown addresses
-    /// count alike. While over it, even the right password is refused.
-    pub signin_failures_per_email: Option<Limit>,
+    /// Sign-in attempts (password grants) per email address, normalized; unknown addresses
+    /// count alike. Counted before the password is checked, so concurrent guesses cannot
+    /// overtake the count; while over it, even the right password is refused.
+    pub signin_attempts_per_email: Option<Limit>,
     /// Token requests (`/oauth/token`, every grant) per client address.
     pub token_requests_per_client: Option<Limit>,
 }
@@ -46,7 +47,7 @@ impl Default for RateLimits {
             per_credential: Some(Limit::new(10_000, TimeDelta::minutes(15))),
             per_client: Some(Limit::new(300, TimeDelta::minutes(15))),
             failures_per_customer: Some(Limit::new(100, TimeDelta::hours(1))),
-            signin_failures_per_email: Some(Limit::new(10, TimeDelta::minutes(15))),
+            signin_attempts_per_email: Some(Limit::new(10, TimeDelta::minutes(15))),
             // Commerce Layer documents 30 requests per minute per address on /oauth/token.
             token_requests_per_client: Some(Limit::new(30, TimeDelta::minutes(1))),
         }

@@ -42,6 +42,19 @@ impl From<LimitError> for RequestResetError {
     }
 }
 
+/// How a client address is counted: IPv4 as is, IPv6 by its /64 prefix (one subscriber's
+/// network hands out a whole /64, so counting single addresses would let one client use
+/// 2^64 counters).
+fn client_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
 /// The bucket over its limit whose window ends last, if any.
 fn exceeded(buckets: &[Bucket], counts: &[u64], now: Timestamp) -> Option<RateLimited> {
     buckets
@@ -101,7 +114,7 @@ impl RateLimiter {
         }
         if let (Some(l), Some(ip)) = (limits.per_client, caller.client_ip) {
             buckets.push(Bucket {
-                key: format!("request:client:{ip}"),
+                key: format!("request:client:{}", client_key(ip)),
                 limit: l,
             });
         }
@@ -186,7 +199,7 @@ impl RateLimiter {
             return Ok(());
         };
         let bucket = Bucket {
-            key: format!("token:client:{ip}"),
+            key: format!("token:client:{}", client_key(ip)),
             limit,
         };
         let counts = store.hit(std::slice::from_ref(&bucket), now).await?;
@@ -196,11 +209,11 @@ impl RateLimiter {
         }
     }
 
-    /// The failed sign-in counter of a username: its keyed fingerprint, normalized when it
+    /// The sign-in attempt counter of a username: its keyed fingerprint, normalized when it
     /// parses as an address, else trimmed and lower-cased, so any spelling counts alike.
     fn signin_bucket(&self, username: &str) -> Option<(&dyn RateLimitStore, Bucket)> {
         let (store, limits) = self.counters.as_ref()?;
-        let limit = limits.signin_failures_per_email?;
+        let limit = limits.signin_attempts_per_email?;
         let key = match EmailAddress::parse(username) {
             Ok(email) => self.digester.fingerprint(email.normalized()),
             Err(_) => self.digester.fingerprint(&username.trim().to_lowercase()),
@@ -208,15 +221,17 @@ impl RateLimiter {
         Some((
             store.as_ref(),
             Bucket {
-                key: format!("signin:failures:{}", key.to_hex()),
+                key: format!("signin:attempts:{}", key.to_hex()),
                 limit,
             },
         ))
     }
 
-    /// Refuses a sign-in for `username` while its failures have reached the limit (even
-    /// with the right password), without counting anything.
-    pub(crate) async fn check_signin(
+    /// Counts one sign-in attempt for `username` before its password is checked, and
+    /// refuses it (even with the right password) when that goes over the limit. Counting
+    /// first, atomically in the store, means concurrent guesses cannot all pass a check
+    /// made before any of them is counted.
+    pub(crate) async fn count_signin(
         &self,
         username: &str,
         now: Timestamp,
@@ -224,23 +239,28 @@ impl RateLimiter {
         let Some((store, bucket)) = self.signin_bucket(username) else {
             return Ok(());
         };
-        let counts = store.peek(std::slice::from_ref(&bucket), now).await?;
-        let with_this: Vec<u64> = counts.iter().map(|c| c + 1).collect();
-        match exceeded(std::slice::from_ref(&bucket), &with_this, now) {
+        let counts = store.hit(std::slice::from_ref(&bucket), now).await?;
+        match exceeded(std::slice::from_ref(&bucket), &counts, now) {
             Some(r) => Err(LimitError::Exceeded(r)),
             None => Ok(()),
         }
     }
+}
 
-    /// Counts one failed sign-in for `username`.
-    pub(crate) async fn count_signin_failure(
-        &self,
-        username: &str,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        if let Some((store, bucket)) = self.signin_bucket(username) {
-            store.hit(std::slice::from_ref(&bucket), now).await?;
-        }
-        Ok(())
+#[cfg(test)]
+mod tests {
+    use super::client_key;
+
+    #[test]
+    fn ipv4_addresses_count_alone_and_ipv6_by_their_64_prefix() {
+        let key = |s: &str| client_key(s.parse().unwrap());
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        assert_ne!(key("203.0.113.7"), key("203.0.113.8"));
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 }

@@ -64,8 +64,8 @@ impl std::fmt::Debug for ClientAuth<'_> {
     }
 }
 
-/// What a successful grant hands out.
-#[derive(Debug, Clone)]
+/// What a successful grant hands out. Its `Debug` leaves the tokens out.
+#[derive(Clone)]
 pub struct Grant {
     pub access_token: String,
     pub client: Client,
@@ -79,6 +79,21 @@ pub struct Grant {
     /// Why a sign-in could not store a stronger hash of the proven password, for the logs
     /// (the sign-in stands; the next one tries again).
     pub hash_upgrade_error: Option<String>,
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant")
+            .field("access_token", &"<redacted>")
+            .field("client", &self.client.client_id)
+            .field("session", &self.session)
+            .field("customer", &self.customer)
+            .field("refresh_token", &self.refresh_token)
+            .field("created_at", &self.created_at)
+            .field("expires_in", &self.expires_in)
+            .field("hash_upgrade_error", &self.hash_upgrade_error)
+            .finish()
+    }
 }
 
 /// A new client and its secret, which exists nowhere else: shown once.
@@ -166,8 +181,8 @@ struct Verified {
     checked_at: Timestamp,
 }
 
-/// The sign-in and session use cases.
-#[derive(Debug, Clone)]
+/// The sign-in and session use cases. Its `Debug` shows no cached token.
+#[derive(Clone)]
 pub struct SessionService {
     ports: Ports,
     clients: Arc<dyn ClientStore>,
@@ -181,7 +196,26 @@ pub struct SessionService {
     verified: Arc<Mutex<HashMap<String, Verified>>>,
 }
 
+impl std::fmt::Debug for SessionService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionService")
+            .field("settings", &self.settings)
+            .field("limiter", &self.limiter)
+            .field("cached_tokens", &self.lock_verified().len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl SessionService {
+    /// Makes the decoy hash now, so that the first sign-in for an unknown address costs
+    /// what every later one does. Call once at start-up.
+    ///
+    /// # Errors
+    /// When the hasher fails.
+    pub async fn prepare(&self) -> Result<(), OAuthError> {
+        self.decoy().await.map(|_| ())
+    }
+
     #[must_use]
     pub fn new(
         ports: Ports,
@@ -309,7 +343,7 @@ impl SessionService {
     ///
     /// # Errors
     /// `RateLimited` over the per-address token request limit or while the username's
-    /// failed sign-ins are at their limit (even with the right password); `InvalidClient`;
+    /// sign-in attempts are over their limit (even with the right password); `InvalidClient`;
     /// `UnauthorizedClient` for an integration; `InvalidGrant` for a wrong password, an
     /// unknown address or a customer without a password, alike.
     pub async fn password(
@@ -325,7 +359,7 @@ impl SessionService {
         if client.kind != ClientKind::SalesChannel {
             return Err(OAuthError::UnauthorizedClient);
         }
-        self.limiter.check_signin(username, now).await?;
+        self.limiter.count_signin(username, now).await?;
         match self.check_password(client.mode, username, password).await? {
             Some(signed_in) => {
                 let mut grant = self
@@ -339,10 +373,7 @@ impl SessionService {
                 grant.hash_upgrade_error = signed_in.hash_upgrade_error;
                 Ok(grant)
             }
-            None => {
-                self.limiter.count_signin_failure(username, now).await?;
-                Err(OAuthError::InvalidGrant)
-            }
+            None => Err(OAuthError::InvalidGrant),
         }
     }
 
@@ -472,7 +503,14 @@ impl SessionService {
         let session = if let Ok(refresh) = ResetToken::parse(token) {
             let digests = self.ports.digester.digests(&refresh);
             self.sessions.find_by_refresh(&digests).await?
-        } else if let Some(claims) = self.tokens.verify(token, now) {
+        } else if let Some(claims) = self
+            .tokens
+            .verify(token, chrono::DateTime::<chrono::Utc>::MIN_UTC)
+        {
+            // Expired access tokens are revoked too (verified as of the earliest instant,
+            // so only the signature, key and issuer count): a storefront logs out with
+            // whatever access token it kept, and its session, refresh token included,
+            // must end all the same.
             match claims.session {
                 Some(id) => self.sessions.find(id).await?,
                 None => None,

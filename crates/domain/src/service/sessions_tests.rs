@@ -234,17 +234,24 @@ async fn integrations_may_not_sign_customers_in() {
     );
 }
 
-/// A counter store that holds `count` for every bucket and records what was hit.
+/// A counter store in which the sign-in counter already holds `count` (so a hit makes it
+/// `count + 1`), every other counter nothing; it records what was hit.
 fn counters(count: u64) -> (MockRateLimitStore, Arc<Mutex<Vec<String>>>) {
     let hits = Arc::new(Mutex::new(Vec::new()));
     let mut store = MockRateLimitStore::new();
-    store
-        .expect_peek()
-        .returning(move |b: &[Bucket], _| Ok(vec![count; b.len()]));
+    store.expect_peek().never();
     let seen = hits.clone();
     store.expect_hit().returning(move |b: &[Bucket], _| {
         seen.lock().unwrap().extend(b.iter().map(|b| b.key.clone()));
-        Ok(vec![1; b.len()])
+        Ok(b.iter()
+            .map(|b| {
+                if b.key.starts_with("signin:") {
+                    count + 1
+                } else {
+                    1
+                }
+            })
+            .collect())
     });
     (store, hits)
 }
@@ -252,7 +259,7 @@ fn counters(count: u64) -> (MockRateLimitStore, Arc<Mutex<Vec<String>>>) {
 #[tokio::test]
 async fn a_throttled_address_is_refused_even_with_the_right_password() {
     let (mut setup, verified) = signin_setup(true, "right password");
-    let limit = RateLimits::default().signin_failures_per_email.unwrap();
+    let limit = RateLimits::default().signin_attempts_per_email.unwrap();
     let (store, _) = counters(u64::from(limit.max));
     setup.limits = Some(store);
     let result = setup
@@ -269,7 +276,7 @@ async fn a_throttled_address_is_refused_even_with_the_right_password() {
 #[tokio::test]
 async fn one_below_the_limit_a_sign_in_still_goes_through() {
     let (mut setup, _) = signin_setup(true, "right password");
-    let limit = RateLimits::default().signin_failures_per_email.unwrap();
+    let limit = RateLimits::default().signin_attempts_per_email.unwrap();
     let (store, _) = counters(u64::from(limit.max) - 1);
     setup.limits = Some(store);
     setup.sessions.expect_open().returning(|_| Ok(()));
@@ -281,7 +288,7 @@ async fn one_below_the_limit_a_sign_in_still_goes_through() {
 }
 
 #[tokio::test]
-async fn failures_count_per_address_in_any_spelling_and_requests_per_client_ip() {
+async fn attempts_count_per_address_in_any_spelling_and_requests_per_client_ip() {
     let mut keys = Vec::new();
     for username in ["Jane@Example.com", "jane@example.com", "nobody@example.com"] {
         let (mut setup, _) = signin_setup(true, "right password");
@@ -294,7 +301,7 @@ async fn failures_count_per_address_in_any_spelling_and_requests_per_client_ip()
         let hits = hits.lock().unwrap().clone();
         assert_eq!(hits.len(), 2, "{hits:?}");
         assert_eq!(hits[0], format!("token:client:{IP}"));
-        assert!(hits[1].starts_with("signin:failures:"), "{hits:?}");
+        assert!(hits[1].starts_with("signin:attempts:"), "{hits:?}");
         assert!(!hits[1].contains("example"), "no address in the clear");
         keys.push(hits[1].clone());
     }
@@ -422,9 +429,11 @@ async fn revoking_ends_the_whole_session_of_the_callers_own_token_only() {
     };
     for (session, ok) in [(theirs, true), (other_clients, false)] {
         let mut setup = Setup::with_client(Some(client(ClientKind::SalesChannel)));
+        // Expired tokens are revoked too: verified as of the earliest instant.
         setup
             .tokens
             .expect_verify()
+            .withf(|_, at| *at == chrono::DateTime::<chrono::Utc>::MIN_UTC)
             .returning(move |_, _| Some(access_claims(Some(id), None)));
         setup
             .sessions

@@ -1147,7 +1147,7 @@ async fn with_every_request_limit_off_the_limit_store_is_not_touched() {
         per_credential: None,
         per_client: None,
         failures_per_customer: None,
-        signin_failures_per_email: None,
+        signin_attempts_per_email: None,
         token_requests_per_client: None,
     };
     let service = ResetService::new(m.ports(), TokenPolicy::default(), PasswordPolicy::default())
