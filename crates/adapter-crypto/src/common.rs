@@ -62,5 +62,15 @@ mod tests {
             assert!(list.contains(common), "{common}");
         }
         assert!(!list.contains("correct horse battery staple 7"));
+        assert!(!list.is_empty());
+        assert_eq!(format!("{list:?}"), "CommonPasswordList(100000 entries)");
+    }
+
+    #[test]
+    fn a_listed_password_in_another_case_is_common_too() {
+        // The list holds "password" but not this spelling: only the lowercase lookup finds it.
+        let list = CommonPasswordList::embedded();
+        assert!(!list.has("PaSsWoRd"));
+        assert!(list.contains("PaSsWoRd"));
     }
 }
