@@ -67,6 +67,13 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_list_says_so_and_contains_nothing() {
+        let empty = CommonPasswordList { sorted: Vec::new() };
+        assert!(empty.is_empty());
+        assert!(!empty.contains("password"));
+    }
+
+    #[test]
     fn a_listed_password_in_another_case_is_common_too() {
         // The list holds "password" but not this spelling: only the lowercase lookup finds it.
         let list = CommonPasswordList::embedded();

@@ -520,11 +520,16 @@ mod tests {
             Reference::parse(&"é".repeat(REFERENCE_MAX_CHARS + 1)),
             Err(ReferenceError::TooLong)
         );
-        // {"k":"..."} is 8 bytes of JSON around the value.
-        let fits = serde_json::json!({ "k": "v".repeat(METADATA_MAX_BYTES - 8) });
-        assert_eq!(serde_json::to_vec(&fits).unwrap().len(), METADATA_MAX_BYTES);
+        // {"k":"..."} is 8 bytes of JSON around the value; 8 KiB written out, not taken
+        // from the constant under test.
+        let fits = serde_json::json!({ "k": "v".repeat(8192 - 8) });
+        assert_eq!(serde_json::to_vec(&fits).unwrap().len(), 8192);
         assert!(Metadata::parse(fits).is_ok());
-        let over = serde_json::json!({ "k": "v".repeat(METADATA_MAX_BYTES - 7) });
+        let over = serde_json::json!({ "k": "v".repeat(8192 - 7) });
         assert_eq!(Metadata::parse(over), Err(MetadataError::TooLarge));
+        // A stored digest is 64 hex digits exactly, ASCII only.
+        assert!(TokenDigest::from_hex(&"ab".repeat(32)).is_some());
+        assert_eq!(TokenDigest::from_hex(&"ab".repeat(31)), None);
+        assert_eq!(TokenDigest::from_hex(&"é".repeat(32)), None);
     }
 }
