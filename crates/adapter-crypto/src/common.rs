@@ -62,5 +62,22 @@ mod tests {
             assert!(list.contains(common), "{common}");
         }
         assert!(!list.contains("correct horse battery staple 7"));
+        assert!(!list.is_empty());
+        assert_eq!(format!("{list:?}"), "CommonPasswordList(100000 entries)");
+    }
+
+    #[test]
+    fn an_empty_list_says_so_and_contains_nothing() {
+        let empty = CommonPasswordList { sorted: Vec::new() };
+        assert!(empty.is_empty());
+        assert!(!empty.contains("password"));
+    }
+
+    #[test]
+    fn a_listed_password_in_another_case_is_common_too() {
+        // The list holds "password" but not this spelling: only the lowercase lookup finds it.
+        let list = CommonPasswordList::embedded();
+        assert!(!list.has("PaSsWoRd"));
+        assert!(list.contains("PaSsWoRd"));
     }
 }

@@ -127,6 +127,12 @@ mod tests {
     }
 
     #[test]
+    fn debug_counts_the_keys_and_shows_none() {
+        let d = HmacDigester::new(vec![vec![0xab; 32], vec![0xcd; 32]]).unwrap();
+        assert_eq!(format!("{d:?}"), "HmacDigester(2 keys, redacted)");
+    }
+
+    #[test]
     fn weak_key_lists_are_refused() {
         assert_eq!(
             HmacDigester::new(vec![]).unwrap_err(),

@@ -382,6 +382,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn hashes_use_the_configured_parameters_as_argon2_itself_checks_them() {
+        // Above the minimum, so the parameters are not argon2's defaults; the check is the
+        // argon2 crate's own verifier reading the PHC string, not this module's.
+        let h = Argon2Hasher::new(Argon2Hasher::MIN_M_KIB + 1024, 3, 1, 1).unwrap();
+        assert_eq!(
+            format!("{h:?}"),
+            "Argon2Hasher(m=20480, t=3, p=1, threads=1)"
+        );
+        let hash = h
+            .hash(&Password::new("correct horse battery staple"))
+            .await
+            .unwrap();
+        assert!(
+            hash.as_str().starts_with("$argon2id$v=19$m=20480,t=3,p=1$"),
+            "{}",
+            hash.as_str()
+        );
+        let phc = Phc::new(hash.as_str()).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse battery staple", &phc)
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
     async fn long_passwords_are_not_truncated() {
         let h = Argon2Hasher::owasp_minimum();
         let long = "é".repeat(256);

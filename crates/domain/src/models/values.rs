@@ -452,4 +452,92 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_token_is_canonical_exactly_when_its_last_character_carries_no_stray_bits() {
+        // The alphabet in its RFC 4648 order, so each character's value is its position
+        // here, not what the parser computes; 43 characters hold 258 bits, so the last one
+        // may only have its two low bits clear.
+        const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        for (value, last) in ALPHABET.chars().enumerate() {
+            let token = format!("{}{last}", "A".repeat(42));
+            assert_eq!(
+                ResetToken::parse(&token).is_ok(),
+                value % 4 == 0,
+                "last character {last:?} (value {value})"
+            );
+            let inside = format!("{last}{}", "A".repeat(42));
+            assert!(
+                ResetToken::parse(&inside).is_ok(),
+                "{last:?} inside a token"
+            );
+        }
+        for bad in ['=', '+', '/', '.', ' ', '\u{e9}'] {
+            assert!(
+                ResetToken::parse(&format!("{bad}{}", "A".repeat(42))).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_address_may_be_254_bytes_before_and_after_normalization_and_no_more() {
+        let domain_of = |n: usize| format!("{}.com", "d".repeat(n - 4));
+        // "a@" + domain: exactly 254 bytes, accepted; one more, refused.
+        assert!(EmailAddress::parse(&format!("a@{}", domain_of(252))).is_ok());
+        assert_eq!(
+            EmailAddress::parse(&format!("a@{}", domain_of(253))),
+            Err(EmailError::TooLong)
+        );
+        // 256 bytes as given, 254 after NFKC (each U+338F SQUARE KG, 3 bytes, becomes "kg"):
+        // the address as given is still too long.
+        let shrinking = format!("\u{338F}\u{338F}@{}", domain_of(249));
+        assert_eq!(shrinking.len(), 256);
+        assert_eq!(normalize_email(&shrinking).len(), 254);
+        assert_eq!(EmailAddress::parse(&shrinking), Err(EmailError::TooLong));
+        // 252 bytes as given, 282 after NFKC (U+FDFA, 3 bytes, becomes 33): too long, which
+        // is decided before the spaces it expands to make the address malformed.
+        let growing = format!("\u{FDFA}@{}", domain_of(248));
+        assert!(growing.len() <= 254);
+        assert!(normalize_email(&growing).len() > 254);
+        assert_eq!(EmailAddress::parse(&growing), Err(EmailError::TooLong));
+    }
+
+    #[test]
+    fn angle_brackets_commas_and_controls_make_an_address_malformed() {
+        for bad in [
+            "a<b@example.com",
+            "a>b@example.com",
+            "a,b@example.com",
+            "a\u{7}b@example.com",
+            "a b@example.com",
+        ] {
+            assert_eq!(
+                EmailAddress::parse(bad),
+                Err(EmailError::Malformed),
+                "{bad:?}"
+            );
+        }
+        assert!(EmailAddress::parse("a.b+c@example.com").is_ok());
+    }
+
+    #[test]
+    fn a_reference_may_be_255_characters_and_metadata_8_kib_and_no_more() {
+        assert!(Reference::parse(&"é".repeat(REFERENCE_MAX_CHARS)).is_ok());
+        assert_eq!(
+            Reference::parse(&"é".repeat(REFERENCE_MAX_CHARS + 1)),
+            Err(ReferenceError::TooLong)
+        );
+        // {"k":"..."} is 8 bytes of JSON around the value; 8 KiB written out, not taken
+        // from the constant under test.
+        let fits = serde_json::json!({ "k": "v".repeat(8192 - 8) });
+        assert_eq!(serde_json::to_vec(&fits).unwrap().len(), 8192);
+        assert!(Metadata::parse(fits).is_ok());
+        let over = serde_json::json!({ "k": "v".repeat(8192 - 7) });
+        assert_eq!(Metadata::parse(over), Err(MetadataError::TooLarge));
+        // A stored digest is 64 hex digits exactly, ASCII only.
+        assert!(TokenDigest::from_hex(&"ab".repeat(32)).is_some());
+        assert_eq!(TokenDigest::from_hex(&"ab".repeat(31)), None);
+        assert_eq!(TokenDigest::from_hex(&"é".repeat(32)), None);
+    }
 }

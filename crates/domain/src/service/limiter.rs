@@ -264,3 +264,20 @@ mod tests {
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_is_exceeded_only_past_its_maximum() {
+        let now = crate::models::to_millis(chrono::Utc::now());
+        let bucket = Bucket {
+            key: "request:client:203.0.113.9".into(),
+            limit: crate::models::Limit::new(3, chrono::TimeDelta::minutes(15)),
+        };
+        assert_eq!(exceeded(std::slice::from_ref(&bucket), &[3], now), None);
+        let over = exceeded(std::slice::from_ref(&bucket), &[4], now).unwrap();
+        assert_eq!(over.limit, bucket.limit);
+    }
+}

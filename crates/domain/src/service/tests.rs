@@ -439,6 +439,71 @@ async fn a_token_issued_under_an_older_key_still_completes() {
 }
 
 #[tokio::test]
+async fn a_key_listed_twice_still_completes() {
+    // Both digests match: whichever way they are combined, a match is a match.
+    let mut m = Mocks::new().with_reset(reset());
+    m.digester = MockTokenDigester::new();
+    m.digester
+        .expect_digests()
+        .returning(|t| vec![digest_of(t.expose_secret()), digest_of(t.expose_secret())]);
+    m.hasher
+        .expect_hash()
+        .returning(|_| Ok(PasswordHash::new("$argon2id$hash")));
+    m.resets
+        .expect_complete()
+        .returning(|_| Ok(CompletionOutcome::Completed(Box::new(reset()))));
+    let done = m
+        .resets()
+        .complete(
+            &caller(),
+            reset().id,
+            completion(Some(TOKEN), "a fine new password"),
+        )
+        .await;
+    assert!(done.is_ok(), "{done:?}");
+}
+
+#[tokio::test]
+async fn a_reset_that_expires_while_the_password_hashes_is_refused_as_expired() {
+    // Valid when checked; one millisecond past its expiry when the write finds it gone.
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let later = reset().expires_at + TimeDelta::milliseconds(1);
+    let mut m = Mocks::new()
+        .with_reset(reset())
+        .expect_failure("expired", false);
+    m.clock = MockClock::new();
+    m.clock.expect_now().returning(move || {
+        if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            t0()
+        } else {
+            later
+        }
+    });
+    m.hasher
+        .expect_hash()
+        .returning(|_| Ok(PasswordHash::new("$argon2id$hash")));
+    m.resets
+        .expect_complete()
+        .returning(|_| Ok(CompletionOutcome::NotApplied));
+    let err = m
+        .resets()
+        .complete(
+            &caller(),
+            reset().id,
+            completion(Some(TOKEN), "a fine new password"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CompleteResetError::InvalidToken(TokenRejection::Expired)
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn failures_of_hashing_or_storage_while_completing_are_unexpected() {
     let mut m = Mocks::new().with_reset(reset());
     m.hasher
