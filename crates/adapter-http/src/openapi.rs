@@ -541,7 +541,10 @@ fn oauth(doc: &mut Value) {
     });
     let error = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": errors } } });
     let body = |properties: Value, required: &[&str]| {
-        let schema = json!({ "type": "object", "properties": properties, "required": required });
+        // Parameters are strings (RFC 6749 form parameters; in JSON a null counts as
+        // absent), unknown ones included: they are ignored, but must be strings too.
+        let schema = json!({ "type": "object", "properties": properties, "required": required,
+            "additionalProperties": { "type": ["string", "null"] } });
         json!({ "required": true, "content": {
             "application/json": { "schema": schema },
             "application/x-www-form-urlencoded": { "schema": schema },
@@ -607,7 +610,7 @@ fn oauth(doc: &mut Value) {
     } });
     paths["/oauth/revoke"] = json!({ "post": {
         "operationId": "revokeToken", "security": [{ "basic": [] }, {}],
-        "requestBody": body(json!({ "client_id": string, "client_secret": string, "token": string }), &["token"]),
+        "requestBody": body(json!({ "client_id": string, "client_secret": string, "token": { "type": "string", "minLength": 1 } }), &["token"]),
         "responses": failures(&[("200", ok("Revoked, or not a known token (RFC 7009)", json!({ "type": "object", "maxProperties": 0 })))], false),
     } });
     paths["/.well-known/jwks.json"] = json!({ "get": {
