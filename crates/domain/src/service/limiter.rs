@@ -249,7 +249,7 @@ impl RateLimiter {
 
 #[cfg(test)]
 mod tests {
-    use super::client_key;
+    use super::*;
 
     #[test]
     fn ipv4_addresses_count_alone_and_ipv6_by_their_64_prefix() {
@@ -263,11 +263,6 @@ mod tests {
         );
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn a_bucket_is_exceeded_only_past_its_maximum() {
