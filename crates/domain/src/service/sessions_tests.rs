@@ -603,3 +603,202 @@ fn generated_client_ids_never_start_with_a_dash() {
     assert_eq!(generated_client_id("_abc"), "_abc");
     assert_eq!(generated_client_id("abc-"), "abc-");
 }
+
+#[tokio::test]
+async fn a_secret_matching_under_two_keys_still_authenticates() {
+    // Two configured keys that happen to give one digest: the match is an OR, never a
+    // parity of matches.
+    let mut setup = Setup::with_client(Some(client(ClientKind::Integration)));
+    setup.ports.digester.checkpoint();
+    setup
+        .ports
+        .digester
+        .expect_digests()
+        .returning(|t| vec![digest_of(t.expose_secret()); 2]);
+    let result = setup
+        .service()
+        .authenticate_client(auth(Some(SECRET)))
+        .await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn passwords_up_to_4096_bytes_are_verified_and_longer_or_empty_ones_are_not() {
+    for (password, verified) in [
+        ("p".repeat(4096), true),
+        ("p".repeat(4097), false),
+        (String::new(), false),
+    ] {
+        let (setup, seen) = signin_setup(true, "right password");
+        let result = setup
+            .service()
+            .password(None, auth(None), "jane@example.com", &password)
+            .await;
+        assert!(
+            matches!(result, Err(OAuthError::InvalidGrant)),
+            "{result:?}"
+        );
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            usize::from(verified),
+            "{} bytes",
+            password.len()
+        );
+    }
+}
+
+/// Every claim the service signed, through a tokens mock that records them.
+fn recording_tokens(setup: &mut Setup) -> Arc<Mutex<Vec<AccessClaims>>> {
+    let signed = Arc::new(Mutex::new(Vec::new()));
+    let seen = signed.clone();
+    setup.tokens.checkpoint();
+    setup.tokens.expect_sign().returning(move |c| {
+        seen.lock().unwrap().push(c.clone());
+        Ok("signed".into())
+    });
+    signed
+}
+
+#[tokio::test]
+async fn tokens_live_for_the_access_ttl_and_client_sessions_end_with_them() {
+    let mut setup = Setup::with_client(Some(client(ClientKind::Integration)));
+    let signed = recording_tokens(&mut setup);
+    let opened = Arc::new(Mutex::new(None));
+    let seen = opened.clone();
+    setup.sessions.expect_open().returning(move |n| {
+        *seen.lock().unwrap() = Some(n.clone());
+        Ok(())
+    });
+    let service = setup.service();
+    service
+        .client_credentials(None, auth(Some(SECRET)))
+        .await
+        .unwrap();
+    let claims = signed.lock().unwrap()[0].clone();
+    assert_eq!(claims.issued_at, t0().timestamp());
+    assert_eq!(claims.expires_at, t0().timestamp() + 7200);
+    assert_eq!(claims.customer, None);
+    let opened = opened.lock().unwrap().clone().unwrap();
+    assert_eq!(opened.session.expires_at, t0() + TimeDelta::hours(2));
+    assert_eq!(
+        opened.refresh, None,
+        "client credentials carry no refresh token"
+    );
+
+    service
+        .operator_token(ClientKind::SalesChannel, Mode::Live, TimeDelta::minutes(5))
+        .unwrap();
+    let operator = signed.lock().unwrap()[1].clone();
+    assert_eq!(
+        (
+            operator.client,
+            operator.session,
+            operator.kind,
+            operator.mode
+        ),
+        (None, None, ClientKind::SalesChannel, Mode::Live)
+    );
+    assert_eq!(operator.expires_at, t0().timestamp() + 300);
+}
+
+#[tokio::test]
+async fn client_changes_pass_the_store_through() {
+    for revoked in [true, false] {
+        let mut setup = Setup::with_client(None);
+        setup
+            .clients
+            .expect_revoke()
+            .times(1)
+            .returning(move |_, _| Ok(revoked));
+        setup.clients.expect_list().returning(|| {
+            Ok(vec![
+                client(ClientKind::Integration),
+                client(ClientKind::SalesChannel),
+            ])
+        });
+        let service = setup.service();
+        let id = ClientId::parse(CLIENT_ID).unwrap();
+        assert_eq!(service.revoke_client(&id).await.unwrap(), revoked);
+        assert_eq!(service.list_clients().await.unwrap().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn the_decoy_is_made_once_at_start_up() {
+    let (mut setup, _) = signin_setup(false, "right password");
+    setup.ports.hasher.checkpoint();
+    setup
+        .ports
+        .hasher
+        .expect_hash()
+        .times(1)
+        .returning(|_| Ok(PasswordHash::new("$argon2id$decoy")));
+    setup
+        .ports
+        .hasher
+        .expect_verify()
+        .returning(|_, _| Ok(false));
+    let service = setup.service();
+    service.prepare().await.unwrap();
+    for _ in 0..2 {
+        let result = service
+            .password(None, auth(None), "nobody@example.com", "pw")
+            .await;
+        assert!(matches!(result, Err(OAuthError::InvalidGrant)));
+    }
+}
+
+#[tokio::test]
+async fn revoking_or_reusing_forgets_only_that_sessions_cached_tokens() {
+    // Two client tokens of two sessions, both cached; ending one session (a revoke, then a
+    // reused refresh token) makes this instance read that one again at once, not the other.
+    let (a, b) = (SessionId::new_at(t0()), SessionId::new_at(t0()));
+    let mut setup = Setup::with_client(Some(client(ClientKind::SalesChannel)));
+    setup.tokens.expect_verify().returning(move |token, _| {
+        let id = if token.starts_with('a') { a } else { b };
+        Some(access_claims(Some(id), None))
+    });
+    let reads = Arc::new(Mutex::new(Vec::new()));
+    let seen = reads.clone();
+    setup.sessions.expect_status().returning(move |id, _| {
+        seen.lock().unwrap().push(id);
+        Ok(SessionStatus::Live)
+    });
+    let session = |id| Session {
+        id,
+        client: client(ClientKind::SalesChannel).key,
+        mode: Mode::Test,
+        customer: None,
+        password_version: 0,
+        created_at: t0(),
+        expires_at: t0() + TimeDelta::hours(2),
+        revoked_at: None,
+    };
+    setup
+        .sessions
+        .expect_find()
+        .returning(move |id| Ok(Some(session(id))));
+    setup.sessions.expect_revoke().returning(|_, _| Ok(true));
+    setup
+        .sessions
+        .expect_rotate()
+        .returning(move |_, _, _, _| Ok(Rotation::Reused(b)));
+    let service = setup.service();
+    for token in ["a.token", "b.token", "a.token", "b.token"] {
+        service.authenticate_token(token).await.unwrap();
+    }
+    assert_eq!(
+        *reads.lock().unwrap(),
+        [a, b],
+        "each read once, then cached"
+    );
+    service.revoke(auth(None), "a.token").await.unwrap();
+    service.authenticate_token("a.token").await.unwrap();
+    service.authenticate_token("b.token").await.unwrap();
+    assert_eq!(*reads.lock().unwrap(), [a, b, a], "only a was forgotten");
+    let reused = service.refresh(None, auth(None), OTHER_TOKEN).await;
+    assert!(matches!(reused, Err(OAuthError::InvalidGrant)));
+    service.authenticate_token("a.token").await.unwrap();
+    service.authenticate_token("b.token").await.unwrap();
+    assert_eq!(*reads.lock().unwrap(), [a, b, a, b], "only b was forgotten");
+}
