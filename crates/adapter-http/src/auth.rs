@@ -42,18 +42,6 @@ impl Credentials {
             Err(ApiError::unauthorized())
         }
     }
-
-    /// `UNAUTHORIZED` unless an integration token or the token of customer `id`.
-    ///
-    /// # Errors
-    /// For sales channel tokens and other customers' tokens.
-    pub fn require_integration_or_customer(&self, id: CustomerId) -> Result<(), ApiError> {
-        match self.customer {
-            Some(own) if own == id => Ok(()),
-            Some(_) => Err(ApiError::unauthorized()),
-            None => self.require_integration(),
-        }
-    }
 }
 
 /// The bearer token of `req`, if it has one.
