@@ -484,6 +484,7 @@ fn token_setup(
         .tokens
         .expect_verify()
         .returning(move |_, _| Some(claims.clone()));
+    setup.clients.expect_revoke().returning(|_, _| Ok(true));
     let reads = Arc::new(Mutex::new(0));
     let seen = reads.clone();
     setup.sessions.expect_status().returning(move |_, _| {
@@ -585,10 +586,16 @@ async fn revoking_a_client_forgets_its_cached_tokens_at_once() {
     service.authenticate_token("tok").await.unwrap();
     service.authenticate_token("tok").await.unwrap();
     assert_eq!(*reads.lock().unwrap(), 1);
-    // The mock client store of token_setup has no revoke expectation: drive forget directly
-    // through the path revoke_client uses.
+    let other = ClientId::parse("another-client").unwrap();
+    assert!(service.revoke_client(&other).await.unwrap());
+    service.authenticate_token("tok").await.unwrap();
+    assert_eq!(
+        *reads.lock().unwrap(),
+        1,
+        "another client's revocation changes nothing"
+    );
     let id = ClientId::parse(CLIENT_ID).unwrap();
-    service.forget(|c| c.client.as_ref().is_some_and(|(_, cid)| *cid == id));
+    assert!(service.revoke_client(&id).await.unwrap());
     service.authenticate_token("tok").await.unwrap();
     assert_eq!(
         *reads.lock().unwrap(),
@@ -727,12 +734,17 @@ async fn client_changes_pass_the_store_through() {
 async fn the_decoy_is_made_once_at_start_up() {
     let (mut setup, _) = signin_setup(false, "right password");
     setup.ports.hasher.checkpoint();
+    let hashed = Arc::new(Mutex::new(0));
+    let seen = hashed.clone();
     setup
         .ports
         .hasher
         .expect_hash()
         .times(1)
-        .returning(|_| Ok(PasswordHash::new("$argon2id$decoy")));
+        .returning(move |_| {
+            *seen.lock().unwrap() += 1;
+            Ok(PasswordHash::new("$argon2id$decoy"))
+        });
     setup
         .ports
         .hasher
@@ -740,6 +752,7 @@ async fn the_decoy_is_made_once_at_start_up() {
         .returning(|_, _| Ok(false));
     let service = setup.service();
     service.prepare().await.unwrap();
+    assert_eq!(*hashed.lock().unwrap(), 1, "made before any sign-in");
     for _ in 0..2 {
         let result = service
             .password(None, auth(None), "nobody@example.com", "pw")
