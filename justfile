@@ -52,12 +52,14 @@ browser:
     cargo build -p pwreset-app
     bash browser/run.sh target/debug/pwreset
 
-# Mutation testing (cargo-mutants) of the domain crate and the token digest and hashing
-# code, each mutant checked by its own crate's tests. Slow: see docs/testing.md for the
-# figures and for running a part, e.g. `just mutants --file crates/domain/src/service/limiter.rs`.
+# Mutation testing (cargo-mutants) of the domain crate, the token digest, hashing and JWT
+# code, and the HTTP auth extractor, each mutant checked by its own crate's tests. Slow:
+# see docs/testing.md for the figures and for running a part, e.g.
+# `just mutants --file crates/domain/src/service/limiter.rs`.
 # Needs `cargo install cargo-mutants`; results in mutants.out/.
 mutants *ARGS:
     cargo mutants --package pwreset-domain --package pwreset-adapter-crypto {{ARGS}}
+    cargo mutants --package pwreset-adapter-http --file crates/adapter-http/src/auth.rs --output mutants.out/http-auth {{ARGS}}
 
 # Everything CI runs.
 ci:
