@@ -11,15 +11,8 @@
 import assert from 'node:assert/strict'
 import { CommerceLayer } from '@commercelayer/sdk/bundle'
 import { CommerceLayerStatic } from '@commercelayer/sdk'
+import { env, runSteps } from './steps.mjs'
 
-const env = (name) => {
-  const v = process.env[name]
-  if (!v) {
-    console.error(`compat: environment variable ${name} is required`)
-    process.exit(2)
-  }
-  return v
-}
 
 const PWRESET_URL = env('PWRESET_URL').replace(/\/+$/, '')
 const INTEGRATION_TOKEN = env('CL_INTEGRATION_TOKEN')
@@ -107,8 +100,6 @@ const expectApiError = async (status, fn) => {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
 
-let passed = 0
-let failed = 0
 const steps = []
 const step = (name, fn) => steps.push({ name, fn })
 
@@ -212,30 +203,16 @@ step('g. sales channel: customer_password_resets.list is refused with 401', asyn
 
 // ---- run ----
 
-for (const { name, fn } of steps) {
-  const before = exchanges.length
-  try {
-    await fn()
-    passed++
-    console.log(`ok   ${name}`)
-  } catch (err) {
-    failed++
-    console.log(`FAIL ${name}`)
-    console.log(`     ${describeError(err).split('\n').join('\n     ')}`)
-    const mine = exchanges.slice(before)
-    for (const x of mine) {
-      console.log(`     -> ${x.method} ${x.url}   (SDK built ${x.sdkUrl})`)
-      console.log(`        request headers: ${JSON.stringify(x.requestHeaders)}`)
-      if (x.requestBody !== undefined) console.log(`        request body: ${x.requestBody}`)
-      console.log(`     <- ${x.status ?? '(no response)'}`)
-      if (x.responseHeaders) console.log(`        response headers: ${JSON.stringify(x.responseHeaders)}`)
-      if (x.responseBody !== undefined) console.log(`        response body: ${x.responseBody}`)
-    }
-    // Later steps depend on earlier ones; stop rather than cascade.
-    break
-  }
-}
-
-const skipped = steps.length - passed - failed
-console.log(`compat: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} not run` : ''}`)
-process.exit(failed || skipped ? 1 : 0)
+await runSteps({
+  steps,
+  exchanges,
+  describeError,
+  report: (x) => {
+    console.log(`     -> ${x.method} ${x.url}   (SDK built ${x.sdkUrl})`)
+    console.log(`        request headers: ${JSON.stringify(x.requestHeaders)}`)
+    if (x.requestBody !== undefined) console.log(`        request body: ${x.requestBody}`)
+    console.log(`     <- ${x.status ?? '(no response)'}`)
+    if (x.responseHeaders) console.log(`        response headers: ${JSON.stringify(x.responseHeaders)}`)
+    if (x.responseBody !== undefined) console.log(`        response body: ${x.responseBody}`)
+  },
+})

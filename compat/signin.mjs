@@ -16,15 +16,8 @@ import assert from 'node:assert/strict'
 import { authenticate, revoke, jwtVerify, jwtDecode, getCoreApiBaseEndpoint } from '@commercelayer/js-auth'
 import { CommerceLayer } from '@commercelayer/sdk/bundle'
 import { CommerceLayerStatic } from '@commercelayer/sdk'
+import { env, runSteps } from './steps.mjs'
 
-const env = (name) => {
-  const v = process.env[name]
-  if (!v) {
-    console.error(`compat: environment variable ${name} is required`)
-    process.exit(2)
-  }
-  return v
-}
 
 const PWRESET_URL = env('PWRESET_URL').replace(/\/+$/, '')
 const DOMAIN = env('CL_DOMAIN')
@@ -83,8 +76,6 @@ const assertGrantError = (answer, title, status) => {
 /** The last exchange with the token endpoint, as seen on the wire. */
 const lastTokenExchange = () => [...exchanges].reverse().find((x) => x.url.endsWith('/oauth/token'))
 
-let passed = 0
-let failed = 0
 const steps = []
 const step = (name, fn) => steps.push({ name, fn })
 
@@ -206,21 +197,9 @@ step('k. an unknown client is refused as Commerce Layer does', async () => {
   assert.equal(answer.errors[0].code, 'UNAUTHORIZED')
 })
 
-for (const { name, fn } of steps) {
-  const before = exchanges.length
-  try {
-    await fn()
-    passed++
-    console.log(`ok   ${name}`)
-  } catch (err) {
-    failed++
-    console.log(`FAIL ${name}`)
-    console.log(`     ${describeError(err).split('\n').join('\n     ')}`)
-    for (const x of exchanges.slice(before)) console.log(`     -> ${x.method} ${x.url} <- ${x.status ?? '(no response)'}`)
-    break
-  }
-}
-
-const skipped = steps.length - passed - failed
-console.log(`compat: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} not run` : ''}`)
-process.exit(failed || skipped ? 1 : 0)
+await runSteps({
+  steps,
+  exchanges,
+  describeError,
+  report: (x) => console.log(`     -> ${x.method} ${x.url} <- ${x.status ?? '(no response)'}`),
+})
