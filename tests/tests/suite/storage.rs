@@ -1822,6 +1822,23 @@ fn refresh(n: u8, expires_at: Timestamp) -> RefreshRecord {
     }
 }
 
+/// Presents the refresh token(s) numbered `presented` (see [`refresh_digest`]) as
+/// `client`, to be replaced by token `next` expiring at `expires`, at `at`.
+async fn present(
+    db: &TestDb,
+    presented: &[u8],
+    client: ClientKey,
+    next: u8,
+    expires: Timestamp,
+    at: Timestamp,
+) -> Rotation {
+    let digests: Vec<TokenDigest> = presented.iter().map(|n| refresh_digest(*n)).collect();
+    db.sessions
+        .rotate(&digests, client, &refresh(next, expires), at)
+        .await
+        .unwrap()
+}
+
 /// Opens a session of `client` (for `customer`, with their current password version) at
 /// `at`, expiring an hour later, with refresh token `n` when given.
 async fn open_session(
@@ -1976,15 +1993,7 @@ async fn a_revoked_client_ends_its_sessions_and_refresh_tokens(db: TestDb) {
     );
     assert_eq!(status(&db, kept.id, minutes(2)).await, SessionStatus::Live);
     assert_eq!(
-        db.sessions
-            .rotate(
-                &[refresh_digest(1)],
-                storefront.key,
-                &refresh(3, minutes(90)),
-                minutes(2)
-            )
-            .await
-            .unwrap(),
+        present(&db, &[1], storefront.key, 3, minutes(90), minutes(2)).await,
         Rotation::Invalid
     );
     assert_eq!(
@@ -2092,15 +2101,7 @@ async fn a_new_password_ends_sessions_and_a_new_email_does_not(db: TestDb) {
         SessionStatus::Ended
     );
     assert_eq!(
-        db.sessions
-            .rotate(
-                &[refresh_digest(3)],
-                storefront.key,
-                &refresh(4, minutes(90)),
-                minutes(6)
-            )
-            .await
-            .unwrap(),
+        present(&db, &[3], storefront.key, 4, minutes(90), minutes(6)).await,
         Rotation::Invalid
     );
     // One opened with the current version lives.
@@ -2124,15 +2125,7 @@ async fn deleting_a_customer_ends_their_sessions(db: TestDb) {
         SessionStatus::Ended
     );
     assert_eq!(
-        db.sessions
-            .rotate(
-                &[refresh_digest(1)],
-                storefront.key,
-                &refresh(3, minutes(90)),
-                minutes(1)
-            )
-            .await
-            .unwrap(),
+        present(&db, &[1], storefront.key, 3, minutes(90), minutes(1)).await,
         Rotation::Invalid
     );
     assert_eq!(
@@ -2151,16 +2144,8 @@ async fn refresh_tokens_rotate_once_and_reuse_ends_the_session(db: TestDb) {
     let session = open_session(&db, &storefront, Some(&jane), t0(), Some(1)).await;
 
     // Presented with its digests under every key (one of them unknown).
-    let Rotation::Rotated(rotated) = db
-        .sessions
-        .rotate(
-            &[refresh_digest(99), refresh_digest(1)],
-            storefront.key,
-            &refresh(2, minutes(120)),
-            minutes(10),
-        )
-        .await
-        .unwrap()
+    let Rotation::Rotated(rotated) =
+        present(&db, &[99, 1], storefront.key, 2, minutes(120), minutes(10)).await
     else {
         panic!("the current token did not rotate");
     };
@@ -2191,31 +2176,15 @@ async fn refresh_tokens_rotate_once_and_reuse_ends_the_session(db: TestDb) {
         status(&db, session.id, minutes(100)).await,
         SessionStatus::Live
     );
-    let Rotation::Rotated(_) = db
-        .sessions
-        .rotate(
-            &[refresh_digest(2)],
-            storefront.key,
-            &refresh(3, minutes(180)),
-            minutes(20),
-        )
-        .await
-        .unwrap()
+    let Rotation::Rotated(_) =
+        present(&db, &[2], storefront.key, 3, minutes(180), minutes(20)).await
     else {
         panic!("the new token did not rotate");
     };
 
     // The first token again: reuse, and the whole session ends.
     assert_eq!(
-        db.sessions
-            .rotate(
-                &[refresh_digest(1)],
-                storefront.key,
-                &refresh(4, minutes(240)),
-                minutes(30)
-            )
-            .await
-            .unwrap(),
+        present(&db, &[1], storefront.key, 4, minutes(240), minutes(30)).await,
         Rotation::Reused(session.id)
     );
     assert_eq!(
@@ -2233,15 +2202,7 @@ async fn refresh_tokens_rotate_once_and_reuse_ends_the_session(db: TestDb) {
     );
     // Even the current token is dead now, and nothing was stored for the attempts.
     assert_eq!(
-        db.sessions
-            .rotate(
-                &[refresh_digest(3)],
-                storefront.key,
-                &refresh(5, minutes(240)),
-                minutes(32)
-            )
-            .await
-            .unwrap(),
+        present(&db, &[3], storefront.key, 5, minutes(240), minutes(32)).await,
         Rotation::Invalid
     );
     for n in [4, 5] {
@@ -2255,15 +2216,7 @@ async fn refresh_tokens_rotate_once_and_reuse_ends_the_session(db: TestDb) {
     }
     // Reused again later: still reuse, and the revocation time stays the first one.
     assert_eq!(
-        db.sessions
-            .rotate(
-                &[refresh_digest(2)],
-                storefront.key,
-                &refresh(6, minutes(240)),
-                minutes(40)
-            )
-            .await
-            .unwrap(),
+        present(&db, &[2], storefront.key, 6, minutes(240), minutes(40)).await,
         Rotation::Reused(session.id)
     );
     assert_eq!(
@@ -2337,29 +2290,13 @@ async fn refresh_tokens_of_another_client_expired_or_unknown_are_invalid_and_wri
     );
 
     // A used token presented by another client is not reuse by the owner: the session lives.
-    let Rotation::Rotated(_) = db
-        .sessions
-        .rotate(
-            &[refresh_digest(1)],
-            storefront.key,
-            &refresh(3, minutes(120)),
-            minutes(2),
-        )
-        .await
-        .unwrap()
+    let Rotation::Rotated(_) =
+        present(&db, &[1], storefront.key, 3, minutes(120), minutes(2)).await
     else {
         panic!("the owner could not rotate");
     };
     assert_eq!(
-        db.sessions
-            .rotate(
-                &[refresh_digest(1)],
-                thief.key,
-                &refresh(4, minutes(120)),
-                minutes(3)
-            )
-            .await
-            .unwrap(),
+        present(&db, &[1], thief.key, 4, minutes(120), minutes(3)).await,
         Rotation::Invalid
     );
     assert_eq!(
@@ -2512,15 +2449,7 @@ async fn completing_a_reset_ends_the_customers_sessions_and_says_how_many(db: Te
     assert_eq!(recorded.created_at, minutes(4));
     // The refresh token of an ended session no longer rotates.
     assert_eq!(
-        db.sessions
-            .rotate(
-                &[refresh_digest(1)],
-                storefront.key,
-                &refresh(2, minutes(90)),
-                minutes(5)
-            )
-            .await
-            .unwrap(),
+        present(&db, &[1], storefront.key, 2, minutes(90), minutes(5)).await,
         Rotation::Invalid
     );
 }
