@@ -505,6 +505,35 @@ mod tests {
     }
 
     #[test]
+    fn properly_signed_claims_that_do_not_fit_together_are_refused() {
+        // Signed with the right key, so only the claims' own checks can refuse them.
+        let t = tokens(&PEMS.0);
+        let token = t.sign(&customer_claims()).unwrap();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS512);
+        header.kid = part(&token, 0)["kid"].as_str().map(str::to_owned);
+        let der = parse_key(&PEMS.0, 0).unwrap().to_pkcs1_der().unwrap();
+        let key = EncodingKey::from_rsa_der(der.as_bytes());
+        let sign =
+            |claims: &serde_json::Value| jsonwebtoken::encode(&header, claims, &key).unwrap();
+        assert!(
+            t.verify(&sign(&part(&token, 1)), at(1_000)).is_some(),
+            "as issued"
+        );
+        let mut user = part(&token, 1);
+        user["owner"]["type"] = "User".into();
+        assert!(
+            t.verify(&sign(&user), at(1_000)).is_none(),
+            "an owner that is no customer"
+        );
+        let mut public = part(&token, 1);
+        public["application"]["public"] = false.into();
+        assert!(
+            t.verify(&sign(&public), at(1_000)).is_none(),
+            "a private sales channel"
+        );
+    }
+
+    #[test]
     fn other_issuers_algorithms_kids_and_tampering_are_refused() {
         let t = tokens(&PEMS.0);
         let token = t.sign(&customer_claims()).unwrap();

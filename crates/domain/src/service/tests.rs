@@ -1140,6 +1140,32 @@ async fn a_reset_mail_whose_link_expired_while_waiting_is_parked_not_sent() {
     assert_eq!(report.dead, 1);
 }
 
+#[tokio::test]
+async fn a_reset_mail_whose_link_expires_this_very_millisecond_is_still_sent() {
+    // A token is valid at its expiry instant (see the completion's expiry tests), so its
+    // mail is too: only a link already past its expiry is parked.
+    let due = OutboxMessage::new(
+        Notification::ResetRequested {
+            reset_id: reset().id,
+            mode: Mode::Test,
+            to: customer().email,
+            token: ResetToken::parse(TOKEN).unwrap(),
+            expires_at: t0(),
+        },
+        t0() - TimeDelta::hours(1),
+    );
+    let mut outbox = MockOutboxStore::new();
+    outbox
+        .expect_claim()
+        .returning(move |_, _, _| Ok(vec![due.clone()]));
+    outbox.expect_failed().never();
+    outbox.expect_delivered().times(1).returning(|_, _| Ok(()));
+    let mut notifier = MockNotifier::new();
+    notifier.expect_deliver().times(1).returning(|_, _| Ok(()));
+    let report = delivery(outbox, notifier).run_once().await.unwrap();
+    assert_eq!((report.delivered, report.dead), (1, 0));
+}
+
 // ---- rate limits ----
 
 fn limited(m: Mocks, store: MockRateLimitStore) -> ResetService {
