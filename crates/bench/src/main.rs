@@ -718,6 +718,100 @@ async fn sign_in_rounds(
     Ok(signin_rps)
 }
 
+/// Times `pairs` pairs of requests on one connection, alternating which goes first: the
+/// request for a known account (`make(i, true)`) and for an unknown one (`make(i, false)`).
+/// Every answer must be the expected status and all must be the same bytes; the two
+/// timing distributions are summed up as medians and a Mann-Whitney z (|z| < 2: not told
+/// apart at 95%). This is how "answers alike for every address" is measured: a test could
+/// only assert it against the machine's load.
+async fn alike(
+    server: &Server,
+    token: &str,
+    pairs: u64,
+    make: impl Fn(u64, bool) -> Req,
+) -> anyhow::Result<String> {
+    let mut c = Conn::open(server.addr, token).await?;
+    for i in 0..5 {
+        c.send(&make(1_000_000 + i, i % 2 == 0)).await?;
+    }
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    let mut bodies = std::collections::BTreeSet::new();
+    for i in 0..pairs {
+        let order = if i % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for is_known in order {
+            let req = make(i, is_known);
+            let started = Instant::now();
+            let (status, body) = c.send(&req).await?;
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            if status != req.expect {
+                bail!(
+                    "{} answered {status}: {}",
+                    req.path,
+                    String::from_utf8_lossy(&body)
+                );
+            }
+            bodies.insert(body);
+            if is_known {
+                known.push(ms)
+            } else {
+                unknown.push(ms)
+            }
+        }
+    }
+    if bodies.len() != 1 {
+        bail!(
+            "{} different answers for known and unknown accounts",
+            bodies.len()
+        );
+    }
+    let (mk, mu) = (median(&known), median(&unknown));
+    Ok(format!(
+        "medians {mk:.3} / {mu:.3} ms (ratio {:.2}), Mann-Whitney z = {:.2}, n = {pairs} each, one body",
+        mk.max(mu) / mk.min(mu),
+        mann_whitney_z(&known, &unknown)
+    ))
+}
+
+/// Mann-Whitney U test: the z score of `a` against `b` (ties get average ranks).
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "rank statistics over a few hundred samples: exact in f64"
+)]
+fn mann_whitney_z(a: &[f64], b: &[f64]) -> f64 {
+    let mut all: Vec<(f64, bool)> = a
+        .iter()
+        .map(|&x| (x, true))
+        .chain(b.iter().map(|&x| (x, false)))
+        .collect();
+    all.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut rank_sum_a = 0.0;
+    let mut i = 0;
+    while i < all.len() {
+        let mut j = i;
+        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum_a += all[i..=j].iter().filter(|(_, is_a)| *is_a).count() as f64 * avg;
+        i = j + 1;
+    }
+    let (n1, n2) = (a.len() as f64, b.len() as f64);
+    let u = rank_sum_a - n1 * (n1 + 1.0) / 2.0;
+    let mean = n1 * n2 / 2.0;
+    let sd = (n1 * n2 * (n1 + n2 + 1.0) / 12.0).sqrt();
+    (u - mean) / sd
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
 /// Latency of each operation at low concurrency, for the growth check.
 async fn latency_round(
     server: &Server,
@@ -1028,6 +1122,24 @@ async fn main() -> anyhow::Result<()> {
         rss: Some(server.memory().0),
     });
     let signin_rps = sign_in_rounds(&server, complete_secs, d, &mut rows).await?;
+    let sc = server.sales_channel.clone();
+    let signin_alike = alike(&server, "", if o.quick { 15 } else { 40 }, |i, known| {
+        let username = if known {
+            "signin%40example.com".to_owned()
+        } else {
+            format!("nobody{i}%40example.com")
+        };
+        Req {
+            method: "POST",
+            path: "/oauth/token".into(),
+            body: Some(format!(
+                "grant_type=password&client_id={sc}&username={username}&password=not+the+password"
+            )),
+            expect: 400,
+            content_type: load::FORM,
+        }
+    })
+    .await?;
     server.stop();
 
     // create with mail delivery on: the outbox enqueue (worker idle, so only the write counts)
@@ -1041,6 +1153,7 @@ async fn main() -> anyhow::Result<()> {
             ("PWRESET_DELIVERY", "mail"),
             ("PWRESET_SMTP_URL", "smtp://127.0.0.1:9?tls=none"),
             ("PWRESET_OUTBOX_POLL_MS", "600000"),
+            ("PWRESET_SELF_SERVICE", "true"),
         ],
     )?;
     server.wait_ready().await?;
@@ -1053,6 +1166,26 @@ async fn main() -> anyhow::Result<()> {
         rss: Some(server.memory().0),
     });
     let (peak_mail, _) = server.memory();
+    let self_service = alike(
+        &server,
+        &server.sales,
+        if o.quick { 100 } else { 300 },
+        |i, known| {
+            let email = if known {
+                format!("bench{}@example.com", i % n as u64)
+            } else {
+                format!("nobody{i}@example.com")
+            };
+            Req {
+                method: "POST",
+                path: "/api/customer_password_resets".into(),
+                body: Some(reset_body(&email)),
+                expect: 202,
+                content_type: load::JSON_API,
+            }
+        },
+    )
+    .await?;
     server.stop();
     let _ = std::fs::remove_dir_all(&data);
 
@@ -1101,6 +1234,12 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "  peak RSS {peak:.1} MiB (token delivery, after 256 connections), {peak_mail:.1} MiB (mail delivery run)"
+    );
+    println!(
+        "  self-service request, known vs unknown address (one connection, alternating): {self_service}"
+    );
+    println!(
+        "  sign-in, wrong password vs unknown address (one connection, alternating): {signin_alike}"
     );
     println!("\ntargets:");
     let check = |ok: bool| if ok { "met" } else { "MISSED" };

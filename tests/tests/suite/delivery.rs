@@ -376,46 +376,10 @@ async fn self_service_app(db: &TestDb, smtp: std::net::SocketAddr) -> Fixture {
         s.self_service = true;
         s.smtp_url = Some(format!("smtp://{smtp}?tls=none"));
         s.public_url = Some("https://shop.test".into());
-        // The timing check sends hundreds of requests from one address.
+        // The check sends hundreds of requests from one address.
         s.disable_rate_limits();
     })
     .await
-}
-
-/// Mann-Whitney U test: the z score of `a` against `b` (ties get average ranks).
-#[allow(
-    clippy::cast_precision_loss,
-    reason = "rank statistics over a few hundred samples: exact in f64"
-)]
-fn mann_whitney_z(a: &[f64], b: &[f64]) -> f64 {
-    let mut all: Vec<(f64, bool)> = a
-        .iter()
-        .map(|&x| (x, true))
-        .chain(b.iter().map(|&x| (x, false)))
-        .collect();
-    all.sort_by(|x, y| x.0.total_cmp(&y.0));
-    let mut rank_sum_a = 0.0;
-    let mut i = 0;
-    while i < all.len() {
-        let mut j = i;
-        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
-            j += 1;
-        }
-        let avg = (i + j) as f64 / 2.0 + 1.0;
-        rank_sum_a += all[i..=j].iter().filter(|(_, is_a)| *is_a).count() as f64 * avg;
-        i = j + 1;
-    }
-    let (n1, n2) = (a.len() as f64, b.len() as f64);
-    let u = rank_sum_a - n1 * (n1 + 1.0) / 2.0;
-    let mean = n1 * n2 / 2.0;
-    let sd = (n1 * n2 * (n1 + n2 + 1.0) / 12.0).sqrt();
-    (u - mean) / sd
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[s.len() / 2]
 }
 
 async fn self_service_answers_alike_for_known_unknown_and_passwordless_addresses(db: TestDb) {
@@ -435,24 +399,22 @@ async fn self_service_answers_alike_for_known_unknown_and_passwordless_addresses
         .await;
     assert_eq!(passwordless.status, 201);
 
+    // Equal time is measured by the benchmark (`pwreset-bench`, the self-service row),
+    // not here: a test asserts what cannot vary with the machine's load.
     let ask = |email: String| {
         let client = &f.client;
         let token = f.sales.clone();
         async move {
-            let started = Instant::now();
-            let res = client
+            client
                 .post("/api/customer_password_resets", &token, reset_doc(&email))
-                .await;
-            (started.elapsed().as_secs_f64() * 1000.0, res)
+                .await
         }
     };
     // Warm up connections and caches on both paths.
     for i in 0..10 {
         ask(format!("warm{i}@example.com")).await;
     }
-    let (_, guest) = ask("guest@example.com".into()).await;
-    let mut known = Vec::with_capacity(N);
-    let mut unknown = Vec::with_capacity(N);
+    let guest = ask("guest@example.com".into()).await;
     let mut bodies = std::collections::BTreeSet::new();
     bodies.insert(guest.body.clone());
     for i in 0..N {
@@ -460,35 +422,14 @@ async fn self_service_answers_alike_for_known_unknown_and_passwordless_addresses
             format!("known{i}@example.com"),
             format!("nobody{i}@example.com"),
         ];
-        let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
-        for k in order {
-            let (ms, res) = ask(pair[k].clone()).await;
+        for email in pair {
+            let res = ask(email).await;
             assert_eq!(res.status, 202, "{}", res.body);
             bodies.insert(res.body);
-            if k == 0 {
-                known.push(ms)
-            } else {
-                unknown.push(ms)
-            }
         }
     }
     assert_eq!(bodies.len(), 1, "one body for every address: {bodies:?}");
     assert_eq!(guest.status, 202);
-    let z = mann_whitney_z(&known, &unknown);
-    let (mk, mu) = (median(&known), median(&unknown));
-    eprintln!(
-        "self-service timing ({:?}): known median {mk:.3} ms, unknown median {mu:.3} ms, Mann-Whitney z = {z:.2} (n = {N} each)",
-        db.backend
-    );
-    assert!(
-        z.abs() < 4.0,
-        "known and unknown addresses are distinguishable by time: z = {z:.2}"
-    );
-    assert!(
-        (0.75..1.33).contains(&(mk / mu)),
-        "medians differ: {mk:.3} vs {mu:.3} ms"
-    );
-
     // In the background: a mail for every customer (with or without a password), none for
     // the unknown addresses.
     let mails = sink.wait_for(N + 1, WAIT).await;
