@@ -25,6 +25,13 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = cli.settings;
+    if std::env::var_os("PWRESET_JWT_SECRET").is_some() {
+        // Left over from a release before sign-in: say so rather than ignore it silently.
+        tracing::warn!(
+            "PWRESET_JWT_SECRET is no longer used and is ignored: access tokens are RS512 JWTs \
+             signed with PWRESET_SIGNING_KEYS (see docs/operations.md); remove it"
+        );
+    }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = Application::build(&settings).await?;
