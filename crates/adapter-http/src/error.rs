@@ -59,6 +59,14 @@ fn attr_pointer(attribute: &str) -> Option<Source> {
     Some(Source::Pointer(format!("/data/attributes/{attribute}")))
 }
 
+/// `Retry-After` for a refusal: the seconds until its window ends, rounded up, at least 1
+/// (so a client never retries into the same window). Shared by the API, the OAuth
+/// endpoints and the pages.
+pub(crate) fn retry_after_secs(limited: &RateLimited) -> u64 {
+    let millis = limited.retry_after.num_milliseconds().max(0);
+    u64::try_from((millis + 999) / 1000).unwrap_or(1).max(1)
+}
+
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, title: &str, detail: impl Into<String>) -> Self {
         Self {
@@ -233,9 +241,8 @@ impl ApiError {
             "Too many requests",
             "Too many requests; retry later",
         );
-        let millis = limited.retry_after.num_milliseconds().max(0);
         e.throttle = Some(Box::new(Throttle {
-            retry_after: u64::try_from((millis + 999) / 1000).unwrap_or(1).max(1),
+            retry_after: retry_after_secs(limited),
             limit: limited.limit.max,
             interval: limited.limit.window.num_seconds(),
         }));

@@ -80,8 +80,7 @@ impl<'a> View<'a> {
     }
 
     fn throttled(&self, limited: &RateLimited) -> HttpResponse {
-        let millis = limited.retry_after.num_milliseconds().max(0);
-        let seconds = u64::try_from((millis + 999) / 1000).unwrap_or(1).max(1);
+        let seconds = crate::error::retry_after_secs(limited);
         let mut res = self.message(StatusCode::TOO_MANY_REQUESTS, "throttled", "throttled");
         if let Ok(v) = header::HeaderValue::from_str(&seconds.to_string()) {
             res.headers_mut().insert(header::RETRY_AFTER, v);

@@ -106,14 +106,13 @@ impl OAuthFailure {
     }
 
     fn too_many_requests(limited: &RateLimited) -> Self {
-        let millis = limited.retry_after.num_milliseconds().max(0);
         let mut e = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_requests",
             "TOO_MANY_REQUESTS",
             "Too many requests; retry later.",
         );
-        e.retry_after = Some(u64::try_from((millis + 999) / 1000).unwrap_or(1).max(1));
+        e.retry_after = Some(crate::error::retry_after_secs(limited));
         e
     }
 
