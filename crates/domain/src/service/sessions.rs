@@ -604,9 +604,13 @@ impl SessionService {
     /// The caller an access token stands for, for limits and the audit trail.
     #[must_use]
     pub fn caller(claims: &AccessClaims, client_ip: Option<IpAddr>) -> Caller {
+        // Runs on every API request: hash the id's bytes, no string is built.
         let credential = match &claims.client {
-            Some((key, _)) => fnv1a64(key.to_string().as_bytes()),
-            None => fnv1a64(format!("operator|{}", claims.kind.as_str()).as_bytes()),
+            Some((key, _)) => fnv1a64(key.as_uuid().as_bytes()),
+            None => match claims.kind {
+                ClientKind::Integration => fnv1a64(b"operator|integration"),
+                ClientKind::SalesChannel => fnv1a64(b"operator|sales_channel"),
+            },
         };
         let caller = Caller::new(claims.mode).with_credential(credential);
         match client_ip {
