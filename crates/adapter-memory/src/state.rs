@@ -281,7 +281,7 @@ impl State {
         }
         for id in revoked {
             self.push_event(ResetEvent {
-                id: EventId::new_at(now),
+                id: EventId::restated(id, EventKind::Revoked, now),
                 reset_id: id,
                 mode,
                 kind: EventKind::Revoked,

@@ -5,11 +5,9 @@
 //! one snapshot and commit together. Each is the same write as the generic transactional
 //! form in `pwreset_adapter_sql::atomic` (the storage contract suite runs both).
 //!
-//! Revocation events get UUIDv7 ids made here, [`REVOCATION_IDS`] of them per statement,
-//! paired with the revoked resets by row number. Should more resets be revoked than ids
-//! were supplied, the surplus events would get a NULL id, which the primary key refuses:
-//! the statement fails as a whole (nothing written), and the write is done again in its
-//! transactional form, which makes one id per revoked reset.
+//! No event row is written for what a reset's row restates (requested, completed,
+//! revoked: see `pwreset_domain::RowTrail`): the reset insert carries the requester's
+//! address, the completion update the completer's, the revocation its reason.
 
 use async_trait::async_trait;
 use pwreset_adapter_sql::atomic::{
@@ -19,35 +17,24 @@ use pwreset_adapter_sql::atomic::{
 use pwreset_adapter_sql::codec::{self, INSERT_COLUMNS};
 use pwreset_adapter_sql::rows::{
     EVENT_COLUMNS, RESET_COLUMNS, RESET_TYPES, SESSION_COLUMNS, SESSION_TYPES, event_values,
-    json_of, reset_values, session_values, text_of,
+    ip_value, json_of, reset_values, session_values, text_of,
 };
-use pwreset_adapter_sql::{DbError, Dialect, Driver, Sql, Ty, Val, db};
+use pwreset_adapter_sql::{Dialect, Driver, Sql, Ty, Val, db};
 use pwreset_domain::AddressedReset;
 use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
 use pwreset_domain::{
-    ClientKey, EmailAddress, EventId, NewSession, OutboxMessage, PasswordReset, RefreshRecord,
-    ResetDraft, ResetEvent, Rotation, Timestamp, TokenDigest,
+    ClientKey, EmailAddress, NewSession, OutboxMessage, PasswordReset, RefreshRecord, ResetDraft,
+    ResetEvent, Rotation, Timestamp, TokenDigest,
 };
 
-/// Revocation event ids bound per statement. A customer normally has at most one
-/// outstanding reset (each new one revokes the others), so this is plenty; more only
-/// costs a fallback to the transactional form.
-pub const REVOCATION_IDS: usize = 4;
-
-/// Whether `e` is the failure of a statement that revoked more resets than it had ids for.
-fn ran_out_of_ids(e: &DbError) -> bool {
-    matches!(e, DbError::NotNull { column } if column == "reset_events.id")
-}
-
-/// The revocation of a customer's outstanding resets and its events, as two CTEs
-/// (`revoked`, `revoked_events`); the text pieces are placeholders or SQL expressions.
+/// The revocation of a customer's outstanding resets, as a CTE (`revoked`); the text
+/// pieces are placeholders or SQL expressions.
 struct Revocation<'a> {
     mode: &'a str,
     customer: &'a str,
     /// A reset that stays (the one being completed).
     keep: Option<&'a str>,
     at: &'a str,
-    at_time: Timestamp,
     reason: &'static str,
     /// Extra condition on the revocation (` AND EXISTS (...)`), or empty.
     only_if: &'a str,
@@ -61,6 +48,8 @@ impl Revocation<'_> {
             .push(self.at)
             .push(", updated_at = ")
             .push(self.at)
+            .push(", invalidated_reason = ")
+            .push_bind(self.reason)
             .push(" WHERE mode = ")
             .push(self.mode)
             .push(" AND customer_id = ")
@@ -68,29 +57,14 @@ impl Revocation<'_> {
         if let Some(keep) = self.keep {
             sql.push(" AND id <> ").push(keep);
         }
-        let ids: Vec<uuid::Uuid> = (0..REVOCATION_IDS)
-            .map(|_| EventId::new_at(self.at_time).as_uuid())
-            .collect();
         sql.push(" AND reset_password_at IS NULL AND invalidated_at IS NULL")
             .push(self.only_if)
-            .push(" RETURNING id), revoked_events AS (INSERT INTO reset_events (")
-            .push(EVENT_COLUMNS)
-            .push(") SELECT ids.id, r.id, ")
-            .push(self.mode)
-            .push(", 'revoked', ")
-            .push_bind(self.reason)
-            .push(", NULL, ")
-            .push(self.at)
-            .push(
-                " FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM revoked) r \
-                 LEFT JOIN unnest(",
-            )
-            .push_bind(Val::Uuids(ids))
-            .push("::uuid[]) WITH ORDINALITY AS ids(id, n) ON ids.n = r.n)");
+            .push(")");
     }
 }
 
-/// Revocation, the reset, its event and the outbox messages in one statement.
+/// Revocation, the reset (with its requester's address) and the outbox messages in one
+/// statement.
 fn create_statement(reset: &PasswordReset, event: &ResetEvent, outbox: &[OutboxMessage]) -> Sql {
     let mut sql = Sql::new("WITH ");
     let mode = sql.bind(reset.mode.as_str());
@@ -101,16 +75,10 @@ fn create_statement(reset: &PasswordReset, event: &ResetEvent, outbox: &[OutboxM
         customer: &customer,
         keep: None,
         at: &at,
-        at_time: reset.created_at,
         reason: "superseded",
         only_if: "",
     }
     .push(&mut sql);
-    sql.push(", new_reset AS (INSERT INTO password_resets (")
-        .push(RESET_COLUMNS)
-        .push(", email_normalized) VALUES (")
-        .push_binds(reset_values(reset))
-        .push("))");
     for (i, m) in outbox.iter().enumerate() {
         sql.push(&format!(", outbox_{i} AS (INSERT INTO outbox ("))
             .push(INSERT_COLUMNS)
@@ -118,16 +86,18 @@ fn create_statement(reset: &PasswordReset, event: &ResetEvent, outbox: &[OutboxM
         codec::push_row(&mut sql, m);
         sql.push("))");
     }
-    sql.push(" INSERT INTO reset_events (")
-        .push(EVENT_COLUMNS)
-        .push(") VALUES (")
-        .push_binds(event_values(event))
+    sql.push(" INSERT INTO password_resets (")
+        .push(RESET_COLUMNS)
+        .push(", email_normalized, requested_ip) VALUES (")
+        .push_binds(reset_values(reset))
+        .push(", ")
+        .push_bind(ip_value(event.client_ip))
         .push(")");
     sql
 }
 
 /// The customer found by mode and normalized address and, if there is one, revocation, the
-/// reset and its event for them; returns the customer's id and stored address, or no row.
+/// reset for them; returns the customer's id and stored address, or no row.
 fn create_for_email_statement(email: &EmailAddress, draft: &ResetDraft, event: &ResetEvent) -> Sql {
     let mut sql = Sql::new("WITH customer AS (SELECT id, email FROM customers WHERE mode = ");
     let mode = sql.bind(draft.mode.as_str());
@@ -140,14 +110,13 @@ fn create_for_email_statement(email: &EmailAddress, draft: &ResetDraft, event: &
         customer: "(SELECT id FROM customer)",
         keep: None,
         at: &at,
-        at_time: draft.created_at,
         reason: "superseded",
         only_if: "",
     }
     .push(&mut sql);
     sql.push(", new_reset AS (INSERT INTO password_resets (")
         .push(RESET_COLUMNS)
-        .push(", email_normalized) SELECT ")
+        .push(", email_normalized, requested_ip) SELECT ")
         .push_bind(draft.id.as_uuid())
         .push(", ")
         .push(&mode)
@@ -168,11 +137,9 @@ fn create_for_email_statement(email: &EmailAddress, draft: &ResetDraft, event: &
         .push(&at)
         .push(", ")
         .push(&normalized)
-        .push(" FROM customer RETURNING id), requested AS (INSERT INTO reset_events (")
-        .push(EVENT_COLUMNS)
-        .push(") SELECT ")
-        .push_binds(event_values(event))
-        .push(" FROM new_reset) SELECT id, email FROM customer");
+        .push(", ")
+        .push_bind(ip_value(event.client_ip))
+        .push(" FROM customer) SELECT id, email FROM customer");
     sql
 }
 
@@ -199,16 +166,10 @@ fn complete_statement(c: &Completion) -> Sql {
         customer: &customer,
         keep: Some(&binds.id),
         at: &binds.now,
-        at_time: c.now,
         reason: "password_changed",
         only_if: " AND EXISTS (SELECT 1 FROM done)",
     }
     .push(&mut sql);
-    sql.push(", completed AS (INSERT INTO reset_events (")
-        .push(EVENT_COLUMNS)
-        .push(") SELECT ")
-        .push_binds(event_values(&c.event))
-        .push(" FROM done)");
     // The customer's live sessions end, and the trail says how many when there were any.
     sql.push(", ended AS (UPDATE sessions SET revoked_at = ")
         .push(&binds.now)
@@ -330,15 +291,11 @@ impl Dialect for PgDialect {
         event: &ResetEvent,
         outbox: &[OutboxMessage],
     ) -> Result<(), StoreError> {
-        let outcome = {
-            let mut conn = driver.connection().await.map_err(db)?;
-            conn.execute(create_statement(reset, event, outbox)).await
-        };
-        match outcome {
-            Ok(_) => Ok(()),
-            Err(e) if ran_out_of_ids(&e) => atomic::create(driver, reset, event, outbox).await,
-            Err(e) => Err(db(e)),
-        }
+        let mut conn = driver.connection().await.map_err(db)?;
+        conn.execute(create_statement(reset, event, outbox))
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 
     async fn create_for_email(
@@ -357,20 +314,14 @@ impl Dialect for PgDialect {
             event,
             ..
         } = request;
-        let outcome = {
+        let rows = {
             let mut conn = driver.connection().await.map_err(db)?;
             conn.fetch(
                 create_for_email_statement(email, draft, event),
                 &[Ty::Uuid, Ty::Text],
             )
             .await
-        };
-        let rows = match outcome {
-            Ok(rows) => rows,
-            Err(e) if ran_out_of_ids(&e) => {
-                return atomic::create_for_email(driver, request).await;
-            }
-            Err(e) => return Err(db(e)),
+            .map_err(db)?
         };
         Ok(atomic::found_customer(&rows)?
             .map(|(id, stored)| draft.clone().for_customer(id, stored)))
@@ -381,14 +332,11 @@ impl Dialect for PgDialect {
         driver: &dyn Driver,
         c: &Completion,
     ) -> Result<CompletionOutcome, StoreError> {
-        let outcome = {
+        let rows = {
             let mut conn = driver.connection().await.map_err(db)?;
-            conn.fetch(complete_statement(c), RESET_TYPES).await
-        };
-        let rows = match outcome {
-            Ok(rows) => rows,
-            Err(e) if ran_out_of_ids(&e) => return atomic::complete(driver, c).await,
-            Err(e) => return Err(db(e)),
+            conn.fetch(complete_statement(c), RESET_TYPES)
+                .await
+                .map_err(db)?
         };
         Ok(match one_reset(rows)? {
             Some(done) => CompletionOutcome::Completed(Box::new(done)),

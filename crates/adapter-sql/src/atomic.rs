@@ -2,12 +2,14 @@
 //! database. A [`crate::Dialect`] either uses these for its write methods or has a
 //! one-statement form of its own, and may fall back to these.
 
+use std::net::IpAddr;
+
 use pwreset_domain::AddressedReset;
 use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
 use pwreset_domain::{
-    ClientKey, CustomerId, DetailsPatch, EmailAddress, EventId, EventKind, Mode, NewSession,
-    OutboxMessage, PasswordReset, Patch, RefreshRecord, ResetEvent, ResetId, Rotation, SessionId,
-    Timestamp, TokenDigest,
+    ClientKey, CustomerId, DetailsPatch, EmailAddress, Mode, NewSession, OutboxMessage,
+    PasswordReset, Patch, RefreshRecord, ResetEvent, ResetId, Rotation, SessionId, Timestamp,
+    TokenDigest,
 };
 
 use crate::driver::{DbError, Driver, Executor};
@@ -15,17 +17,18 @@ use crate::error::db;
 use crate::events::insert_event;
 use crate::outbox::insert_outbox;
 use crate::rows::{
-    RESET_COLUMNS, RESET_TYPES, SESSION_COLUMNS, SESSION_TYPES, json_of, reset_from_row,
+    RESET_COLUMNS, RESET_TYPES, SESSION_COLUMNS, SESSION_TYPES, ip_value, json_of, reset_from_row,
     reset_values, session_from_row, session_values, text_of,
 };
 use crate::sql::Sql;
 use crate::value::{Ty, Val};
 
-/// Revokes the customer's outstanding resets other than `keep` and records why, one
-/// `revoked` event each (ids made here, UUIDv7 at `now`).
+/// Revokes the customer's outstanding resets other than `keep` at `now`, for `reason`.
+/// The row keeps the reason: with `invalidated_at` it restates the `revoked` event
+/// ([`pwreset_domain::RowTrail`]), so no event row is written.
 ///
 /// # Errors
-/// When a statement fails.
+/// When the statement fails.
 pub async fn revoke_outstanding(
     ex: &mut dyn Executor,
     mode: Mode,
@@ -39,6 +42,8 @@ pub async fn revoke_outstanding(
     sql.push(&at)
         .push(", updated_at = ")
         .push(&at)
+        .push(", invalidated_reason = ")
+        .push_bind(reason)
         .push(" WHERE mode = ")
         .push_bind(mode.as_str())
         .push(" AND customer_id = ")
@@ -46,36 +51,26 @@ pub async fn revoke_outstanding(
     if let Some(keep) = keep {
         sql.push(" AND id <> ").push_bind(keep.as_uuid());
     }
-    sql.push(" AND reset_password_at IS NULL AND invalidated_at IS NULL RETURNING id");
-    for row in ex.fetch(sql, &[Ty::Uuid]).await? {
-        let [Val::Uuid(id)] = row.as_slice() else {
-            return Err(DbError::Other(anyhow::anyhow!(
-                "revocation returned {row:?}"
-            )));
-        };
-        let event = ResetEvent {
-            id: EventId::new_at(now),
-            reset_id: ResetId::from_uuid(*id),
-            mode,
-            kind: EventKind::Revoked,
-            reason: Some(reason.to_owned()),
-            client_ip: None,
-            created_at: now,
-        };
-        insert_event(ex, &event).await?;
-    }
-    Ok(())
+    sql.push(" AND reset_password_at IS NULL AND invalidated_at IS NULL");
+    ex.execute(sql).await.map(drop)
 }
 
-/// Inserts a reset.
+/// Inserts a reset with the address it was requested from (which, with `created_at`,
+/// restates its `requested` event).
 ///
 /// # Errors
 /// When the insert fails.
-pub async fn insert_reset(ex: &mut dyn Executor, reset: &PasswordReset) -> Result<(), DbError> {
+pub async fn insert_reset(
+    ex: &mut dyn Executor,
+    reset: &PasswordReset,
+    requested_ip: Option<IpAddr>,
+) -> Result<(), DbError> {
     let mut sql = Sql::new("INSERT INTO password_resets (");
     sql.push(RESET_COLUMNS)
-        .push(", email_normalized) VALUES (")
+        .push(", email_normalized, requested_ip) VALUES (")
         .push_binds(reset_values(reset))
+        .push(", ")
+        .push_bind(ip_value(requested_ip))
         .push(")");
     ex.execute(sql).await.map(drop)
 }
@@ -104,11 +99,16 @@ pub struct CompletionBinds {
 
 /// Appends the conditional update that uses a reset: it matches only while the reset is
 /// outstanding, unexpired at `c.now`, below the attempt cap and still has the digest that
-/// was checked; it returns the used reset's [`RESET_COLUMNS`].
+/// was checked; it returns the used reset's [`RESET_COLUMNS`]. The row then restates the
+/// completion's `completed` event (its time and the completer's address).
 pub fn push_completion_update(sql: &mut Sql, c: &Completion) -> CompletionBinds {
     sql.push("UPDATE password_resets SET reset_password_at = ");
     let now = sql.bind(c.now);
-    sql.push(&now).push(", updated_at = ").push(&now);
+    sql.push(&now)
+        .push(", updated_at = ")
+        .push(&now)
+        .push(", completed_ip = ")
+        .push_bind(ip_value(c.event.client_ip));
     push_details(sql, &c.details);
     sql.push(" WHERE mode = ");
     let mode = sql.bind(c.mode.as_str());
@@ -162,7 +162,8 @@ pub async fn create(
 }
 
 /// Inside the caller's transaction: revoke the customer's outstanding resets (superseded
-/// by `reset`), then insert `reset`, its event and its messages.
+/// by `reset`), then insert `reset` (whose row restates its `requested` event) and its
+/// messages.
 async fn write_new_reset(
     ex: &mut dyn Executor,
     reset: &PasswordReset,
@@ -178,8 +179,7 @@ async fn write_new_reset(
         "superseded",
     )
     .await?;
-    insert_reset(ex, reset).await?;
-    insert_event(ex, event).await?;
+    insert_reset(ex, reset, event.client_ip).await?;
     insert_outbox(ex, outbox).await
 }
 
@@ -294,7 +294,6 @@ pub async fn complete(
     )
     .await
     .map_err(db)?;
-    insert_event(&mut *tx, &c.event).await.map_err(db)?;
     insert_outbox(&mut *tx, &c.outbox).await.map_err(db)?;
     tx.commit().await.map_err(db)?;
     Ok(CompletionOutcome::Completed(Box::new(done)))

@@ -10,6 +10,7 @@ use pwreset_domain::{
 use crate::SqlStore;
 use crate::atomic::{revoke_outstanding, revoke_sessions};
 use crate::error::{customer_write, db};
+use crate::events::delete_resets_keeping_trails;
 use crate::list::Table;
 use crate::rows::{
     CUSTOMER_COLUMNS, CUSTOMER_TYPES, customer_from_row, customer_values, json_of, text_of,
@@ -160,14 +161,26 @@ impl CustomerStore for SqlStore {
         Ok(conn.execute(sql).await.map_err(db)? > 0)
     }
 
-    /// Deletes the customer; their resets, sessions and refresh tokens go with them (the
-    /// schema's cascades).
+    /// Deletes the customer; their sessions and refresh tokens go with them (the schema's
+    /// cascades), and so do their resets, deleted first so that their trails stay.
     async fn delete(&self, mode: Mode, id: CustomerId) -> Result<bool, StoreError> {
+        let mut tx = self.driver.begin().await.map_err(db)?;
+        let mut resets = Sql::new("DELETE FROM password_resets WHERE mode = ");
+        resets
+            .push_bind(mode.as_str())
+            .push(" AND customer_id = ")
+            .push_bind(id.as_uuid());
+        delete_resets_keeping_trails(&mut *tx, resets)
+            .await
+            .map_err(db)?;
         let mut sql = Sql::new("DELETE FROM customers WHERE mode = ");
         sql.push_bind(mode.as_str())
             .push(" AND id = ")
             .push_bind(id.as_uuid());
-        let mut conn = self.driver.connection().await.map_err(db)?;
-        Ok(conn.execute(sql).await.map_err(db)? > 0)
+        let deleted = tx.execute(sql).await.map_err(db)? > 0;
+        if deleted {
+            tx.commit().await.map_err(db)?;
+        }
+        Ok(deleted)
     }
 }

@@ -13,12 +13,10 @@ use pwreset_domain::{
 use crate::SqlStore;
 use crate::atomic::{one_reset, push_details};
 use crate::error::db;
-use crate::events::insert_event;
+use crate::events::{delete_resets_keeping_trails, insert_event, trail};
 use crate::list::Table;
 use crate::outbox::insert_outbox;
-use crate::rows::{
-    EVENT_COLUMNS, EVENT_TYPES, RESET_COLUMNS, RESET_TYPES, event_from_row, reset_from_row,
-};
+use crate::rows::{RESET_COLUMNS, RESET_TYPES, reset_from_row};
 use crate::sessions::purge_ended_sessions;
 use crate::sql::Sql;
 
@@ -127,7 +125,11 @@ impl ResetStore for SqlStore {
         sql.push_bind(mode.as_str())
             .push(" AND id = ")
             .push_bind(id.as_uuid());
-        if tx.execute(sql).await.map_err(db)? == 0 {
+        if delete_resets_keeping_trails(&mut *tx, sql)
+            .await
+            .map_err(db)?
+            == 0
+        {
             return Ok(false);
         }
         insert_event(&mut *tx, event).await.map_err(db)?;
@@ -189,18 +191,8 @@ impl ResetStore for SqlStore {
     }
 
     async fn events(&self, mode: Mode, id: ResetId) -> Result<Vec<ResetEvent>, StoreError> {
-        let mut sql = Sql::new("SELECT ");
-        sql.push(EVENT_COLUMNS)
-            .push(" FROM reset_events WHERE mode = ")
-            .push_bind(mode.as_str())
-            .push(" AND reset_id = ")
-            .push_bind(id.as_uuid())
-            .push(" ORDER BY created_at, id");
         let mut conn = self.driver.connection().await.map_err(db)?;
-        let rows = conn.fetch(sql, EVENT_TYPES).await.map_err(db)?;
-        rows.into_iter()
-            .map(|r| event_from_row(r).map_err(StoreError::unexpected))
-            .collect()
+        trail(&mut *conn, mode, id).await
     }
 }
 

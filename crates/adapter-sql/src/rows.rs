@@ -2,11 +2,13 @@
 //! for an entity, and the entity decoded from a row (an error, never a default, for a row
 //! that does not fit).
 
+use std::net::IpAddr;
+
 use anyhow::{Context, anyhow};
 use pwreset_domain::{
     Client, ClientId, ClientKey, ClientKind, ClientName, Customer, CustomerId, EmailAddress,
     EventId, EventKind, Metadata, Mode, PasswordHash, PasswordReset, Reference, ResetEvent,
-    ResetId, Session, SessionId, Timestamp, TokenDigest,
+    ResetId, RowTrail, Session, SessionId, Timestamp, TokenDigest,
 };
 use uuid::Uuid;
 
@@ -77,6 +79,22 @@ pub const SESSION_TYPES: &[Ty] = &[
     Ty::Time,
     Ty::Time,
     Ty::Time,
+];
+
+/// The columns of a reset that restate its `requested`, `completed` and `revoked` events
+/// (see [`RowTrail`]), in the order [`trail_from_row`] reads them.
+pub const TRAIL_COLUMNS: &str = "id, mode, created_at, requested_ip, reset_password_at, \
+    completed_ip, invalidated_at, invalidated_reason";
+
+pub const TRAIL_TYPES: &[Ty] = &[
+    Ty::Uuid,
+    Ty::Text,
+    Ty::Time,
+    Ty::Text,
+    Ty::Time,
+    Ty::Text,
+    Ty::Time,
+    Ty::Text,
 ];
 
 pub const EVENT_COLUMNS: &str = "id, reset_id, mode, kind, reason, client_ip, created_at";
@@ -331,12 +349,45 @@ pub fn event_from_row(row: Vec<Val>) -> anyhow::Result<ResetEvent> {
             EventKind::parse(&k).ok_or_else(|| anyhow!("stored event kind {k:?} is invalid"))?
         },
         reason: c.opt_text()?,
-        client_ip: c
-            .opt_text()?
-            .map(|s| s.parse().context("stored client ip is invalid"))
-            .transpose()?,
+        client_ip: ip_of(c.opt_text()?)?,
         created_at: c.time()?,
     })
+}
+
+/// Decodes a row selected with [`TRAIL_COLUMNS`].
+///
+/// # Errors
+/// When a column is missing, has an unexpected type, or holds a value the domain refuses.
+pub fn trail_from_row(row: Vec<Val>) -> anyhow::Result<RowTrail> {
+    let mut c = Cells(row.into_iter());
+    let reset_id = ResetId::from_uuid(c.uuid()?);
+    let mode = c.mode()?;
+    let created_at = c.time()?;
+    let requested_ip = ip_of(c.opt_text()?)?;
+    let completed_at = c.opt_time()?;
+    let completed_ip = ip_of(c.opt_text()?)?;
+    let revoked_at = c.opt_time()?;
+    let reason = c.opt_text()?;
+    Ok(RowTrail {
+        reset_id,
+        mode,
+        created_at,
+        requested_ip,
+        completed: completed_at.map(|at| (at, completed_ip)),
+        revoked: revoked_at.map(|at| (at, reason)),
+    })
+}
+
+fn ip_of(stored: Option<String>) -> anyhow::Result<Option<IpAddr>> {
+    stored
+        .map(|s| s.parse().context("stored client ip is invalid"))
+        .transpose()
+}
+
+/// A client address as stored.
+#[must_use]
+pub fn ip_value(ip: Option<IpAddr>) -> Val {
+    ip.map(|ip| ip.to_string()).into()
 }
 
 pub fn text_of(r: Option<&Reference>) -> Val {
@@ -378,7 +429,7 @@ pub fn event_values(e: &ResetEvent) -> Vec<Val> {
         e.mode.as_str().into(),
         e.kind.as_str().into(),
         e.reason.clone().into(),
-        e.client_ip.map(|ip| ip.to_string()).into(),
+        ip_value(e.client_ip),
         e.created_at.into(),
     ]
 }

@@ -41,6 +41,11 @@ const SCRIPTS: &[(i64, &str, &str)] = &[
         "sessions",
         include_str!("../migrations/0006_sessions.sql"),
     ),
+    (
+        7,
+        "restated_events",
+        include_str!("../migrations/0007_restated_events.sql"),
+    ),
 ];
 
 /// What the releases before sqlx's migrator recorded in `pwreset_migrations` after running

@@ -32,6 +32,7 @@ per_backend!(
         failures_are_counted_and_recorded,
         metadata_updates_never_touch_the_reset_state,
         deleting_keeps_the_trail_and_customers_take_their_resets_along,
+        scripted_histories_leave_the_same_trails_before_and_after_deletion_and_purge,
         every_operation_is_scoped_by_mode,
         every_filter_predicate_selects_the_expected_resets,
         every_sort_key_orders_resets_in_both_directions,
@@ -757,7 +758,7 @@ async fn a_refused_completion_writes_nothing(db: TestDb) {
 async fn a_write_that_fails_leaves_nothing_behind(db: TestDb) {
     let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
     let first = add_reset(&db, &jane, minutes(1)).await;
-    let requested = db.resets.events(Mode::Test, first.reset.id).await.unwrap()[0].clone();
+    let requested_before = requested_of(&db, first.reset.id).await;
     let kinds = |id| {
         let resets = db.resets.clone();
         async move {
@@ -771,17 +772,21 @@ async fn a_write_that_fails_leaves_nothing_behind(db: TestDb) {
         }
     };
 
-    // A create whose event id is taken fails as a whole: no reset, no revocation of the
-    // earlier one, no event, no message.
+    // A create whose message id is taken fails as a whole: no reset, no revocation of
+    // the earlier one, no event, no message.
+    let taken = reset_mail(&first);
+    store_with_outbox(
+        &db,
+        &new_reset(&john_of(&db).await, minutes(1)),
+        std::slice::from_ref(&taken),
+    )
+    .await;
     let second = new_reset(&jane, minutes(2));
-    let reused = ResetEvent {
-        reset_id: second.reset.id,
-        created_at: minutes(2),
-        ..requested.clone()
-    };
+    let requested =
+        Caller::new(Mode::Test).event(second.reset.id, EventKind::Requested, None, minutes(2));
     assert!(
         db.resets
-            .create(&second.reset, &reused, &[reset_mail(&second)])
+            .create(&second.reset, &requested, std::slice::from_ref(&taken))
             .await
             .is_err()
     );
@@ -792,12 +797,12 @@ async fn a_write_that_fails_leaves_nothing_behind(db: TestDb) {
     );
     assert_eq!(kinds(first.reset.id).await, vec![EventKind::Requested]);
     assert!(kinds(second.reset.id).await.is_empty());
-    assert_eq!(pwreset_tests::outbox_rows(&db).await, 0);
+    assert_eq!(pwreset_tests::outbox_rows(&db).await, 1);
 
-    // A completion whose event cannot be stored fails as a whole too: the reset stays
+    // A completion whose message cannot be stored fails as a whole too: the reset stays
     // outstanding and the password unset.
     let mut c = completion(&first.reset, minutes(3));
-    c.event.id = requested.id;
+    c.outbox = vec![taken];
     assert!(db.resets.complete(&c).await.is_err());
     assert_eq!(
         find(&db, Mode::Test, first.reset.id).await.as_ref(),
@@ -811,6 +816,17 @@ async fn a_write_that_fails_leaves_nothing_behind(db: TestDb) {
         .unwrap();
     assert_eq!(stored.password_hash, None);
     assert_eq!(kinds(first.reset.id).await, vec![EventKind::Requested]);
+    assert_eq!(requested_before, requested_of(&db, first.reset.id).await);
+}
+
+/// John, made for the occasion.
+async fn john_of(db: &TestDb) -> Customer {
+    add_customer(db, Mode::Test, "john@example.com", t0()).await
+}
+
+/// The `requested` event of reset `id`.
+async fn requested_of(db: &TestDb, id: ResetId) -> ResetEvent {
+    db.resets.events(Mode::Test, id).await.unwrap()[0].clone()
 }
 
 fn event_with_new_id(e: &ResetEvent) -> ResetEvent {
@@ -977,6 +993,154 @@ async fn deleting_keeps_the_trail_and_customers_take_their_resets_along(db: Test
 
     assert!(db.customers.delete(Mode::Test, john.id).await.unwrap());
     assert_eq!(find(&db, Mode::Test, s.reset.id).await, None);
+    let kinds: Vec<_> = db
+        .resets
+        .events(Mode::Test, s.reset.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![EventKind::Requested],
+        "a deleted customer's resets keep their trails"
+    );
+    assert!(!db.customers.delete(Mode::Test, john.id).await.unwrap());
+}
+
+/// One entry of a trail as the API shows it, without its id.
+type Entry = (
+    EventKind,
+    Option<String>,
+    Option<std::net::IpAddr>,
+    Timestamp,
+);
+
+/// The trail of `id`, checked to be in the stores' order (time, then id) with distinct
+/// ids that stay the same on a second read, as entries.
+async fn trail_of(db: &TestDb, id: ResetId) -> Vec<Entry> {
+    let events = db.resets.events(Mode::Test, id).await.unwrap();
+    assert_eq!(
+        db.resets.events(Mode::Test, id).await.unwrap(),
+        events,
+        "{:?}: a second read gives the same events, ids included",
+        db.backend
+    );
+    let keys: Vec<_> = events.iter().map(|e| (e.created_at, e.id)).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    sorted.dedup_by_key(|k| k.1);
+    assert_eq!(keys, sorted, "{:?}: in order, ids distinct", db.backend);
+    for e in &events {
+        assert_eq!(e.reset_id, id);
+        if e.kind.is_restated() {
+            assert_eq!(e.id, EventId::restated(id, e.kind, e.created_at));
+        }
+    }
+    let mut entries: Vec<Entry> = events
+        .into_iter()
+        .map(|e| (e.kind, e.reason, e.client_ip, e.created_at))
+        .collect();
+    // Events of one instant are in id order, which is not part of what is compared.
+    entries.sort_by_key(|e| (e.3, e.0.as_str()));
+    entries
+}
+
+fn entry(kind: EventKind, reason: Option<&str>, ip: Option<&str>, at: Timestamp) -> Entry {
+    (
+        kind,
+        reason.map(str::to_owned),
+        ip.map(|ip| ip.parse().unwrap()),
+        at,
+    )
+}
+
+/// The trails a scripted history leaves, written out as every store recorded them when
+/// each event was a row of its own: the contract that keeping some of them on the reset's
+/// row must not change, through deletion of the reset, deletion of its customer and the
+/// retention purge.
+async fn scripted_histories_leave_the_same_trails_before_and_after_deletion_and_purge(db: TestDb) {
+    use EventKind::*;
+    let (a, b, c) = ("192.0.2.1", "2001:db8::2", "198.51.100.3");
+    let from = |ip: &str| Caller::new(Mode::Test).with_ip(ip.parse().unwrap());
+    let create = |customer: Customer, ip: &'static str, at: Timestamp| {
+        let store = db.resets.clone();
+        async move {
+            let issued = new_reset(&customer, at);
+            let event = from(ip).event(issued.reset.id, Requested, None, at);
+            store.create(&issued.reset, &event, &[]).await.unwrap();
+            issued.reset
+        }
+    };
+    let storefront = add_client(&db, "storefront", t0()).await;
+    let mut jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let john = add_customer(&db, Mode::Test, "john@example.com", t0()).await;
+    open_session(&db, &storefront, Some(&jane), t0(), None).await;
+
+    let r1 = create(jane.clone(), a, minutes(1)).await;
+    let r2 = create(jane.clone(), b, minutes(2)).await;
+    let wrong = from(c).event(r2.id, CompletionFailed, Some("wrong"), minutes(3));
+    db.resets
+        .record_failure(Mode::Test, r2.id, true, &wrong)
+        .await
+        .unwrap();
+    let mut done = completion(&r2, minutes(4));
+    done.event = from(c).event(r2.id, Completed, None, minutes(4));
+    done.sessions_event = from(c).event(r2.id, SessionsRevoked, None, minutes(4));
+    assert!(matches!(
+        db.resets.complete(&done).await.unwrap(),
+        CompletionOutcome::Completed(_)
+    ));
+    let r3 = create(john.clone(), a, minutes(5)).await;
+    let deleted = from(b).event(r1.id, Deleted, None, minutes(6));
+    assert!(
+        db.resets
+            .delete(Mode::Test, r1.id, &deleted, &[])
+            .await
+            .unwrap()
+    );
+    assert!(db.customers.delete(Mode::Test, john.id).await.unwrap());
+    let r4 = create(jane.clone(), c, minutes(8)).await;
+    jane.email = EmailAddress::parse("jane.new@example.com").unwrap();
+    jane.updated_at = minutes(9);
+    db.customers
+        .update(&jane, CredentialChange::Email)
+        .await
+        .unwrap();
+
+    let r1_trail = vec![
+        entry(Requested, None, Some(a), minutes(1)),
+        entry(Revoked, Some("superseded"), None, minutes(2)),
+        entry(Deleted, None, Some(b), minutes(6)),
+    ];
+    let r2_trail = vec![
+        entry(Requested, None, Some(b), minutes(2)),
+        entry(CompletionFailed, Some("wrong"), Some(c), minutes(3)),
+        entry(Completed, None, Some(c), minutes(4)),
+        entry(SessionsRevoked, Some("1"), Some(c), minutes(4)),
+    ];
+    let r3_trail = vec![entry(Requested, None, Some(a), minutes(5))];
+    let r4_trail = vec![
+        entry(Requested, None, Some(c), minutes(8)),
+        entry(Revoked, Some("credentials_changed"), None, minutes(9)),
+    ];
+    assert_eq!(trail_of(&db, r1.id).await, r1_trail);
+    assert_eq!(trail_of(&db, r2.id).await, r2_trail);
+    assert_eq!(trail_of(&db, r3.id).await, r3_trail);
+    assert_eq!(trail_of(&db, r4.id).await, r4_trail);
+
+    // The purge at minute 5: the reset that ended before it goes with its whole trail;
+    // a deleted reset's events go one by one as each gets older than the cutoff.
+    assert_eq!(db.resets.purge(minutes(5)).await.unwrap(), 1);
+    assert_eq!(trail_of(&db, r1.id).await, r1_trail[2..]);
+    assert_eq!(trail_of(&db, r2.id).await, []);
+    assert_eq!(trail_of(&db, r3.id).await, r3_trail);
+    assert_eq!(trail_of(&db, r4.id).await, r4_trail);
+    assert_eq!(db.resets.purge(minutes(7)).await.unwrap(), 0);
+    assert_eq!(trail_of(&db, r1.id).await, []);
+    assert_eq!(trail_of(&db, r3.id).await, []);
+    assert_eq!(trail_of(&db, r4.id).await, r4_trail);
 }
 
 async fn every_operation_is_scoped_by_mode(db: TestDb) {
