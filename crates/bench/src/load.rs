@@ -123,6 +123,15 @@ impl Stats {
         f64::from(self.latencies[i.min(self.latencies.len() - 1)]) / 1000.0
     }
 
+    /// The mean latency in milliseconds.
+    pub fn mean(&self) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let sum: u64 = self.latencies.iter().map(|&l| u64::from(l)).sum();
+        sum as f64 / self.latencies.len() as f64 / 1000.0
+    }
+
     pub fn max(&self) -> f64 {
         self.latencies
             .last()

@@ -33,6 +33,14 @@ struct Options {
     quick: bool,
     scale: bool,
     server: String,
+    /// `--sqlite-only`: only the embedded default's scenarios (no Postgres needed).
+    sqlite_only: bool,
+    /// `--write-costs`: what each row and index of create's statement costs Postgres.
+    write_costs: bool,
+    /// `--bin PATH`: the server binary to measure instead of the one next to this program.
+    bin: Option<PathBuf>,
+    /// The Postgres server's Unix socket directory (`--socket`), if it has one here.
+    socket: Option<PathBuf>,
     duration: Duration,
     customers: usize,
     /// `--server-env KEY=VALUE`: set on every server started, after the defaults.
@@ -45,12 +53,23 @@ fn options() -> anyhow::Result<Options> {
     let mut server = std::env::var("PWRESET_BENCH_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let mut server_env = Vec::new();
+    let mut socket = Some(PathBuf::from("/var/run/postgresql"));
+    let (mut sqlite_only, mut write_costs, mut bin) = (false, false, None);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
             "--scale" => scale = true,
+            "--sqlite-only" => sqlite_only = true,
+            "--write-costs" => write_costs = true,
+            "--bin" => bin = Some(PathBuf::from(args.next().context("--bin needs a path")?)),
             "--postgres" => server = args.next().context("--postgres needs a URL")?,
+            "--socket" => {
+                let dir = args
+                    .next()
+                    .context("--socket needs a directory or `none`")?;
+                socket = (dir != "none").then(|| PathBuf::from(dir));
+            }
             "--server-env" => {
                 let kv = args.next().context("--server-env needs KEY=VALUE")?;
                 let (k, v) = kv
@@ -60,14 +79,23 @@ fn options() -> anyhow::Result<Options> {
             }
             "-h" | "--help" => {
                 println!(
-                    "pwreset-bench [--quick | --scale] [--postgres postgres://user@host:port]\n\
-                     \x20             [--server-env KEY=VALUE]...\n\n\
+                    "pwreset-bench [--quick] [--scale | --sqlite-only | --write-costs] [--bin PATH]\n\
+                     \x20             [--postgres postgres://user@host:port]\n\
+                     \x20             [--socket DIR|none] [--server-env KEY=VALUE]...\n\n\
                      Benchmarks the release pwreset binary next to this program on a fresh\n\
                      database `{DB}` (dropped and created) on the given Postgres server\n\
                      (default $PWRESET_BENCH_POSTGRES or postgres://postgres@127.0.0.1:5432).\n\
                      --scale measures latency at 10 thousand and at 10 million resets instead.\n\
                      --server-env sets a PWRESET_* variable on the servers it starts (for\n\
                      example PWRESET_DB_MAX_CONNECTIONS=32), over the benchmark's defaults.\n\
+                     --socket names the server's Unix socket directory (default\n\
+                     /var/run/postgresql): create and retrieve are measured over it too when\n\
+                     the socket of the server's port is there.\n\
+                     It also runs create and retrieve on the embedded SQLite default;\n\
+                     --sqlite-only runs only those (no Postgres needed). --bin PATH measures\n\
+                     another pwreset binary (an older build, for a before/after table).\n\
+                     --write-costs runs pgbench on variants of create's statement instead:\n\
+                     with its old event rows, and without each index in turn.\n\
                      Needs createdb, dropdb, psql and pgbench on PATH."
                 );
                 std::process::exit(0);
@@ -79,6 +107,10 @@ fn options() -> anyhow::Result<Options> {
         quick,
         scale,
         server,
+        socket,
+        sqlite_only,
+        write_costs,
+        bin,
         duration: Duration::from_secs(if quick { 3 } else { 10 }),
         customers: if quick { 2_000 } else { 10_000 },
         server_env,
@@ -101,6 +133,20 @@ fn pg_args(server: &str) -> Vec<String> {
         "-U".into(),
         user.into(),
     ]
+}
+
+/// The benchmark database's URL over the server's Unix socket, when the socket of its
+/// port is in the `--socket` directory.
+fn socket_url(o: &Options) -> Option<String> {
+    let dir = o.socket.as_ref()?;
+    let args = pg_args(&o.server);
+    let (port, user) = (&args[3], &args[5]);
+    dir.join(format!(".s.PGSQL.{port}")).exists().then(|| {
+        format!(
+            "postgres://{user}@localhost:{port}/{DB}?host={}",
+            dir.display()
+        )
+    })
 }
 
 fn tool(name: &str, args: &[String]) -> anyhow::Result<String> {
@@ -534,15 +580,25 @@ struct Row {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "\n{:<44} {:>5} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9}",
-        "scenario", "conns", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "peak MiB"
+        "\n{:<44} {:>5} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9}",
+        "scenario",
+        "conns",
+        "req/s",
+        "mean ms",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "peak MiB"
     );
     for r in rows {
         println!(
-            "{:<44} {:>5} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>7} {:>9}",
+            "{:<44} {:>5} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>7} {:>9}",
             r.name,
             r.conns,
             r.stats.rps(),
+            r.stats.mean(),
             r.stats.percentile(50.0),
             r.stats.percentile(90.0),
             r.stats.percentile(99.0),
@@ -940,12 +996,124 @@ async fn scale(o: &Options, bin: &Path, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The embedded default: create and retrieve on SQLite (a file in a fresh directory next
+/// to `data`), where writers queue for the one write lock. Returns create's figures and
+/// retrieve's rate.
+async fn sqlite_scenarios(
+    o: &Options,
+    bin: &Path,
+    data: &Path,
+    reads: usize,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<(Stats, f64)> {
+    let (d, n) = (o.duration, o.customers);
+    let dir = data.with_extension("sqlite");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let url = format!("sqlite://{}", dir.join("bench.db").display());
+    let mut server = Server::start(o, bin, &url, &dir, free_port()?, &[])?;
+    server.wait_ready().await?;
+    seed_customers(&server, n).await?;
+    let create = load::run(server.addr, &server.token, 64, d, create_gen(0, n as u64)).await?;
+    rows.push(Row {
+        name: "SQLite: create reset (token delivery)".into(),
+        conns: 64,
+        stats: create.clone(),
+        rss: Some(server.memory().0),
+    });
+    let ids: Arc<Vec<String>> = Arc::new(
+        prepare_tokens(&server, 0..reads.min(n))
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect(),
+    );
+    let stats = load::run(server.addr, &server.token, 64, d, retrieve_gen(ids)).await?;
+    let retrieve_rps = stats.rps();
+    rows.push(Row {
+        name: "SQLite: retrieve by id".into(),
+        conns: 64,
+        stats,
+        rss: Some(server.memory().0),
+    });
+    server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((create, retrieve_rps))
+}
+
+/// What each row and each index of create's write costs Postgres alone: pgbench at 64
+/// clients on variants of create's statement, each from no resets, with the indexes of
+/// `password_resets` dropped one at a time. Prints one row per variant.
+fn write_costs(o: &Options, bin: &Path, dir: &Path) -> anyhow::Result<()> {
+    let url = fresh_database(o)?;
+    let status = Command::new(bin)
+        .env("PWRESET_DATABASE_URL", &url)
+        .env("PWRESET_LOG", "warn")
+        .arg("migrate")
+        .status()
+        .with_context(|| format!("cannot run {} migrate", bin.display()))?;
+    if !status.success() {
+        bail!("{} migrate failed", bin.display());
+    }
+    let n = o.customers;
+    let seed = dir.join("costs/seed.sql").display().to_string();
+    psql(o, &["-v", &format!("customers={n}"), "-f", &seed])?;
+    psql_file(o, dir, "setup.sql")?;
+    let secs = if o.quick { 3 } else { 8 };
+    let run = |script: &str| -> anyhow::Result<f64> {
+        psql_file(o, dir, "costs/reset.sql")?;
+        settle(o)?;
+        pgbench_rate(o, dir, script, 64, secs, &[("customers", n)])
+    };
+    let mut rows: Vec<(String, f64)> = Vec::new();
+    rows.push((
+        "single-row insert with one index (commit probe)".into(),
+        run("insert.sql")?,
+    ));
+    rows.push((
+        "create with its requested and revoked event rows".into(),
+        run("costs/create-with-events.sql")?,
+    ));
+    let today = run("create.sql")?;
+    rows.push(("create as it is (one reset row)".into(), today));
+    let indexes = psql(
+        o,
+        &[
+            "-c",
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'password_resets' \
+             AND indexname <> 'password_resets_pkey' ORDER BY indexname",
+        ],
+    )?;
+    for index in indexes.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let def = psql(
+            o,
+            &[
+                "-c",
+                &format!("SELECT pg_get_indexdef('{index}'::regclass)"),
+            ],
+        )?;
+        psql(o, &["-c", &format!("DROP INDEX {index}")])?;
+        let rate = run("create.sql");
+        psql(o, &["-c", def.trim()])?;
+        rows.push((format!("create without {index}"), rate?));
+    }
+    println!("\nwrite costs: pgbench, 64 clients, {secs} s each, {n} customers, from no resets\n");
+    println!("{:<66} {:>9} {:>12}", "variant", "tps", "vs create");
+    for (name, tps) in &rows {
+        println!(
+            "{name:<66} {tps:>9.0} {:>11.0}%",
+            100.0 * tps / today.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = options()?;
     let exe = std::env::current_exe()?;
     let bin_dir = exe.parent().context("no binary directory")?;
-    let bin = bin_dir.join("pwreset");
+    let bin = o.bin.clone().unwrap_or_else(|| bin_dir.join("pwreset"));
     if !bin.exists() {
         bail!(
             "{} is missing: run `cargo build --release --workspace --bins` first",
@@ -955,6 +1123,22 @@ async fn main() -> anyhow::Result<()> {
     let pgbench_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pgbench");
     if o.scale {
         return scale(&o, &bin, &pgbench_dir).await;
+    }
+    if o.write_costs {
+        return write_costs(&o, &bin, &pgbench_dir);
+    }
+    if o.sqlite_only {
+        let data = std::env::temp_dir().join(format!("pwreset-bench-{}", std::process::id()));
+        let mut rows = Vec::new();
+        let (create, _) = sqlite_scenarios(&o, &bin, &data, 2_400, &mut rows).await?;
+        print_table(&rows);
+        println!(
+            "\nSQLite create p99 / mean: {:.1} / {:.1} ms = {:.1}x",
+            create.percentile(99.0),
+            create.mean(),
+            create.percentile(99.0) / create.mean().max(1e-9)
+        );
+        return Ok(());
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let started = Instant::now();
@@ -1189,6 +1373,32 @@ async fn main() -> anyhow::Result<()> {
     server.stop();
     let _ = std::fs::remove_dir_all(&data);
 
+    // The same create and retrieve with the database reached over its Unix socket.
+    if let Some(url) = socket_url(&o) {
+        settle(&o)?;
+        let mut server = Server::start(&o, &bin, &url, &data, free_port()?, &[])?;
+        server.wait_ready().await?;
+        let stats = load::run(server.addr, &server.token, 64, d, create_gen(0, n as u64)).await?;
+        rows.push(Row {
+            name: "create reset, Postgres over Unix socket".into(),
+            conns: 64,
+            stats,
+            rss: Some(server.memory().0),
+        });
+        let stats = load::run(server.addr, &server.token, 64, d, retrieve_gen(ids.clone())).await?;
+        rows.push(Row {
+            name: "retrieve by id, Postgres over Unix socket".into(),
+            conns: 64,
+            stats,
+            rss: Some(server.memory().0),
+        });
+        server.stop();
+        let _ = std::fs::remove_dir_all(&data);
+    }
+
+    let (lite_create, lite_retrieve_rps) =
+        sqlite_scenarios(&o, &bin, &data, completions_needed, &mut rows).await?;
+
     // Postgres alone, on the data the scenarios left, running the statements of create and
     // retrieve from pgbench (C, prepared statements): the ceiling those statements allow.
     settle(&o)?;
@@ -1272,6 +1482,80 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "  peak RSS < 64 MiB @256: {peak:.1} -> {}",
         check(peak < 64.0)
+    );
+    println!(
+        "  SQLite create p99 <= 3x its mean: p99 {:.1} ms, mean {:.1} ms, {:.1}x -> {}",
+        lite_create.percentile(99.0),
+        lite_create.mean(),
+        lite_create.percentile(99.0) / lite_create.mean().max(1e-9),
+        check(lite_create.percentile(99.0) <= 3.0 * lite_create.mean())
+    );
+    println!(
+        "  SQLite retrieve @64: {lite_retrieve_rps:.0} req/s (SQLite create: {:.0} req/s)",
+        lite_create.rps()
+    );
+    println!("\nratio targets (issue 15, all measured in this run):");
+    println!(
+        "  create >= 40% of the single-row insert commit rate: {:.0}% -> {}",
+        100.0 * create_rps / commit64,
+        check(create_rps >= 0.40 * commit64)
+    );
+    println!(
+        "  create >= 85% of Postgres alone on create's statement: {:.0}% -> {}",
+        100.0 * create_rps / create_ceiling,
+        check(create_rps >= 0.85 * create_ceiling)
+    );
+    println!(
+        "  complete >= 90% of the hash pool's all-threads rate: {:.0}% -> {}",
+        100.0 * complete_rps / hash_pool,
+        check(complete_rps >= 0.90 * hash_pool)
+    );
+    println!(
+        "  retrieve >= 75% of the select ceiling: {:.0}% -> {}",
+        100.0 * retrieve_rps / retrieve_ceiling,
+        check(retrieve_rps >= 0.75 * retrieve_ceiling)
+    );
+    println!(
+        "  SQLite create p99 <= 3x its mean: {:.1}x -> {}",
+        lite_create.percentile(99.0) / lite_create.mean().max(1e-9),
+        check(lite_create.percentile(99.0) <= 3.0 * lite_create.mean())
+    );
+    println!(
+        "  SQLite create p99 <= 3x its mean: p99 {:.1} ms, mean {:.1} ms, {:.1}x -> {}",
+        lite_create.percentile(99.0),
+        lite_create.mean(),
+        lite_create.percentile(99.0) / lite_create.mean().max(1e-9),
+        check(lite_create.percentile(99.0) <= 3.0 * lite_create.mean())
+    );
+    println!(
+        "  SQLite retrieve @64: {lite_retrieve_rps:.0} req/s (SQLite create: {:.0} req/s)",
+        lite_create.rps()
+    );
+    println!("\nratio targets (issue 15, all measured in this run):");
+    println!(
+        "  create >= 40% of the single-row insert commit rate: {:.0}% -> {}",
+        100.0 * create_rps / commit64,
+        check(create_rps >= 0.40 * commit64)
+    );
+    println!(
+        "  create >= 85% of Postgres alone on create's statement: {:.0}% -> {}",
+        100.0 * create_rps / create_ceiling,
+        check(create_rps >= 0.85 * create_ceiling)
+    );
+    println!(
+        "  complete >= 90% of the hash pool's all-threads rate: {:.0}% -> {}",
+        100.0 * complete_rps / hash_pool,
+        check(complete_rps >= 0.90 * hash_pool)
+    );
+    println!(
+        "  retrieve >= 75% of the select ceiling: {:.0}% -> {}",
+        100.0 * retrieve_rps / retrieve_ceiling,
+        check(retrieve_rps >= 0.75 * retrieve_ceiling)
+    );
+    println!(
+        "  SQLite create p99 <= 3x its mean: {:.1}x -> {}",
+        lite_create.percentile(99.0) / lite_create.mean().max(1e-9),
+        check(lite_create.percentile(99.0) <= 3.0 * lite_create.mean())
     );
     println!("\ntotal {:.0} s", started.elapsed().as_secs_f64());
     Ok(())

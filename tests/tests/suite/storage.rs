@@ -2784,3 +2784,54 @@ async fn sessions_are_revoked_deleted_and_purged_through_an_index(db: TestDb) {
         assert!(plan.contains(index), "{:?}: {sql}\n{plan}", db.backend);
     }
 }
+
+/// Postgres on the same machine is reached over its Unix socket when the URL names the
+/// socket directory (`?host=/dir`, sqlx's spelling of libpq's): the store works over it,
+/// and the server sees a socket client (no client address), not TCP.
+#[tokio::test]
+async fn postgres_is_reached_over_its_unix_socket() {
+    use sqlx::Connection;
+    let fresh = pwreset_tests::postgres::fresh_database().await;
+    let mut conn = sqlx::PgConnection::connect(&fresh.url).await.unwrap();
+    let (dirs, port): (String, String) = sqlx::query_as(
+        "SELECT current_setting('unix_socket_directories'), current_setting('port')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let dir = dirs
+        .split(',')
+        .map(str::trim)
+        .find(|d| {
+            std::path::Path::new(d)
+                .join(format!(".s.PGSQL.{port}"))
+                .exists()
+        })
+        .unwrap_or_else(|| panic!("the test server has no socket of port {port} in {dirs:?}"));
+    // The same user as over TCP (the part before `@`, password included).
+    let user = fresh
+        .url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map_or("postgres", |(user, _)| user);
+    let url = format!(
+        "postgres://{user}@localhost:{port}/{}?host={dir}",
+        fresh.name
+    );
+    let store = pwreset_adapter_postgres::connect(&url, 2).await.unwrap();
+    let db = TestDb::sql(pwreset_tests::Backend::Postgres, store, url.clone());
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let r = add_reset(&db, &jane, minutes(1)).await;
+    assert_eq!(find(&db, Mode::Test, r.reset.id).await, Some(r.reset));
+
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let over_socket: bool = sqlx::query_scalar("SELECT inet_client_addr() IS NULL")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(over_socket, "{url} connected over TCP");
+    conn.close().await.unwrap();
+    drop(db);
+    pwreset_tests::postgres::drop_database(&fresh.name).await;
+}
