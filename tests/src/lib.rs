@@ -390,11 +390,14 @@ pub async fn expire_reset(db: &TestDb, id: &str) {
 pub enum PlanArg {
     Id(uuid::Uuid),
     Time(chrono::DateTime<chrono::Utc>),
+    /// A mode (`$1`) and an id (`$2`).
+    ModeId(&'static str, uuid::Uuid),
 }
 
-/// The query plan the database picks for `sql` (one bound argument, `$1`), as text. On
+/// The query plan the database picks for `sql` (its bound arguments `arg`), as text. On
 /// Postgres sequential scans are discouraged first, so an index that can serve the query
-/// shows up however small the tables are.
+/// shows up however small the tables are, and the plan is the generic one, which is what
+/// the service's cached statements run after their first executions.
 pub async fn query_plan(db: &TestDb, sql: &str, arg: PlanArg) -> String {
     use sqlx::Row;
     match db.backend {
@@ -403,7 +406,7 @@ pub async fn query_plan(db: &TestDb, sql: &str, arg: PlanArg) -> String {
             let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(db.url())
                 .await
                 .expect("connect");
-            sqlx::raw_sql("SET enable_seqscan = off")
+            sqlx::raw_sql("SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan")
                 .execute(&mut conn)
                 .await
                 .expect("SET");
@@ -411,6 +414,7 @@ pub async fn query_plan(db: &TestDb, sql: &str, arg: PlanArg) -> String {
             let q = match arg {
                 PlanArg::Id(id) => q.bind(id),
                 PlanArg::Time(t) => q.bind(t),
+                PlanArg::ModeId(mode, id) => q.bind(mode).bind(id),
             };
             let rows = q.fetch_all(&mut conn).await.expect(sql);
             rows.iter()
@@ -428,6 +432,7 @@ pub async fn query_plan(db: &TestDb, sql: &str, arg: PlanArg) -> String {
             let q = match arg {
                 PlanArg::Id(id) => q.bind(id.to_string()),
                 PlanArg::Time(t) => q.bind(t.timestamp_millis()),
+                PlanArg::ModeId(mode, id) => q.bind(mode).bind(id.to_string()),
             };
             let rows = q.fetch_all(&mut conn).await.expect(&sql);
             rows.iter()

@@ -46,6 +46,11 @@ const SCRIPTS: &[(i64, &str, &str)] = &[
         "restated_events",
         include_str!("../migrations/0007_restated_events.sql"),
     ),
+    (
+        8,
+        "customer_mode_indexes",
+        include_str!("../migrations/0008_customer_mode_indexes.sql"),
+    ),
 ];
 
 /// What the releases before sqlx's migrator recorded in `pwreset_migrations` after running
