@@ -280,6 +280,10 @@ impl Dialect for PgDialect {
         format!("({column} -> {key}) = {value}::jsonb")
     }
 
+    fn delete_lock(&self) -> &'static str {
+        " FOR UPDATE"
+    }
+
     fn claim_lock(&self) -> &'static str {
         " FOR UPDATE SKIP LOCKED"
     }

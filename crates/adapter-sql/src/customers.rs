@@ -16,7 +16,7 @@ use crate::rows::{
     CUSTOMER_COLUMNS, CUSTOMER_TYPES, customer_from_row, customer_values, json_of, text_of,
 };
 use crate::sql::Sql;
-use crate::value::Val;
+use crate::value::{Ty, Val};
 
 fn one_customer(rows: Vec<Vec<Val>>) -> Result<Option<Customer>, StoreError> {
     let mut rows = rows.into_iter();
@@ -162,14 +162,23 @@ impl CustomerStore for SqlStore {
     }
 
     /// Deletes the customer; their sessions and refresh tokens go with them (the schema's
-    /// cascades), and so do their resets, deleted first so that their trails stay.
+    /// cascades), and so do their resets, deleted first so that their trails stay. The
+    /// customer is locked first: no reset can be created for them between the two deletes
+    /// (its foreign-key check waits, then fails), and the locks are taken in the order a
+    /// credential change takes them (customer, then resets).
     async fn delete(&self, mode: Mode, id: CustomerId) -> Result<bool, StoreError> {
         let mut tx = self.driver.begin().await.map_err(db)?;
-        let mut resets = Sql::new("DELETE FROM password_resets WHERE mode = ");
-        resets
-            .push_bind(mode.as_str())
-            .push(" AND customer_id = ")
-            .push_bind(id.as_uuid());
+        let mut lock = Sql::new("SELECT id FROM customers WHERE mode = ");
+        lock.push_bind(mode.as_str())
+            .push(" AND id = ")
+            .push_bind(id.as_uuid())
+            .push(self.driver.dialect().delete_lock());
+        if tx.fetch(lock, &[Ty::Uuid]).await.map_err(db)?.is_empty() {
+            return Ok(false);
+        }
+        // By customer only, as the schema's cascade would.
+        let mut resets = Sql::new("DELETE FROM password_resets WHERE customer_id = ");
+        resets.push_bind(id.as_uuid());
         delete_resets_keeping_trails(&mut *tx, resets)
             .await
             .map_err(db)?;
@@ -177,10 +186,8 @@ impl CustomerStore for SqlStore {
         sql.push_bind(mode.as_str())
             .push(" AND id = ")
             .push_bind(id.as_uuid());
-        let deleted = tx.execute(sql).await.map_err(db)? > 0;
-        if deleted {
-            tx.commit().await.map_err(db)?;
-        }
-        Ok(deleted)
+        tx.execute(sql).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
     }
 }

@@ -75,6 +75,13 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         ""
     }
 
+    /// Appended to a `SELECT` of rows the transaction is about to delete, so that no other
+    /// transaction can take a key-share lock on them meanwhile (`FOR UPDATE`); empty where
+    /// one writer at a time is all there is.
+    fn delete_lock(&self) -> &'static str {
+        ""
+    }
+
     /// `ResetStore::create`: revoke the customer's outstanding resets, insert the reset,
     /// its event and its outbox messages, atomically.
     ///

@@ -1373,27 +1373,32 @@ async fn main() -> anyhow::Result<()> {
     server.stop();
     let _ = std::fs::remove_dir_all(&data);
 
-    // The same create and retrieve with the database reached over its Unix socket.
-    if let Some(url) = socket_url(&o) {
-        settle(&o)?;
-        let mut server = Server::start(&o, &bin, &url, &data, free_port()?, &[])?;
-        server.wait_ready().await?;
-        let stats = load::run(server.addr, &server.token, 64, d, create_gen(0, n as u64)).await?;
-        rows.push(Row {
-            name: "create reset, Postgres over Unix socket".into(),
-            conns: 64,
-            stats,
-            rss: Some(server.memory().0),
-        });
-        let stats = load::run(server.addr, &server.token, 64, d, retrieve_gen(ids.clone())).await?;
-        rows.push(Row {
-            name: "retrieve by id, Postgres over Unix socket".into(),
-            conns: 64,
-            stats,
-            rss: Some(server.memory().0),
-        });
-        server.stop();
-        let _ = std::fs::remove_dir_all(&data);
+    // TCP against the Unix socket, at one point of the run: create and retrieve through a
+    // server on TCP, then through one on the socket, on the same data.
+    if let Some(socket) = socket_url(&o) {
+        for (transport, url) in [("TCP", db_url.clone()), ("Unix socket", socket)] {
+            settle(&o)?;
+            let mut server = Server::start(&o, &bin, &url, &data, free_port()?, &[])?;
+            server.wait_ready().await?;
+            let stats =
+                load::run(server.addr, &server.token, 64, d, create_gen(0, n as u64)).await?;
+            rows.push(Row {
+                name: format!("create reset, Postgres over {transport}"),
+                conns: 64,
+                stats,
+                rss: Some(server.memory().0),
+            });
+            let stats =
+                load::run(server.addr, &server.token, 64, d, retrieve_gen(ids.clone())).await?;
+            rows.push(Row {
+                name: format!("retrieve by id, Postgres over {transport}"),
+                conns: 64,
+                stats,
+                rss: Some(server.memory().0),
+            });
+            server.stop();
+            let _ = std::fs::remove_dir_all(&data);
+        }
     }
 
     let (lite_create, lite_retrieve_rps) =

@@ -62,6 +62,7 @@ per_backend!(
     sql_only: [
         deleting_a_customer_revoking_and_purging_find_resets_through_an_index,
         revocation_events_get_uuidv7_ids_of_their_time_however_many_are_revoked,
+        event_rows_of_an_older_release_take_precedence_over_the_restated_ones,
         sessions_are_revoked_deleted_and_purged_through_an_index,
     ],
 );
@@ -341,10 +342,19 @@ async fn a_new_reset_revokes_the_customers_earlier_outstanding_ones(db: TestDb) 
 /// Makes every unused reset of `customer` outstanding again, as if no revocation had
 /// happened (no port does this; it sets up several outstanding resets at once).
 async fn unrevoke(db: &TestDb, customer: CustomerId) {
-    let sql = format!(
-        "UPDATE password_resets SET invalidated_at = NULL \
-         WHERE reset_password_at IS NULL AND customer_id = '{customer}'"
-    );
+    execute_sql(
+        db,
+        &format!(
+            "UPDATE password_resets SET invalidated_at = NULL \
+             WHERE reset_password_at IS NULL AND customer_id = '{customer}'"
+        ),
+    )
+    .await;
+}
+
+/// Runs `sql` on the SQL backend's database directly, outside the ports.
+async fn execute_sql(db: &TestDb, sql: &str) {
+    let sql = sql.to_owned();
     match db.backend {
         pwreset_tests::Backend::Postgres => {
             let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(db.url())
@@ -356,7 +366,7 @@ async fn unrevoke(db: &TestDb, customer: CustomerId) {
                 .unwrap();
         }
         pwreset_tests::Backend::Memory => {
-            panic!("unrevoke is SQL only: run this case on the SQL backends")
+            panic!("raw SQL is for the SQL backends: run this case on them only")
         }
         pwreset_tests::Backend::Sqlite => {
             let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(db.url())
@@ -1009,6 +1019,55 @@ async fn deleting_keeps_the_trail_and_customers_take_their_resets_along(db: Test
     assert!(!db.customers.delete(Mode::Test, john.id).await.unwrap());
 }
 
+/// A release before the restating columns, still running during a rolling upgrade,
+/// writes `requested`, `completed` and `revoked` as event rows and leaves the columns
+/// empty: its trail reads as it wrote it, once, before and after the reset's deletion.
+async fn event_rows_of_an_older_release_take_precedence_over_the_restated_ones(db: TestDb) {
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let r = add_reset(&db, &jane, minutes(1)).await;
+    let old_id = uuid::Uuid::new_v4();
+    let at = match db.backend {
+        pwreset_tests::Backend::Sqlite => minutes(1).timestamp_millis().to_string(),
+        _ => format!("'{}'", minutes(1).to_rfc3339()),
+    };
+    execute_sql(
+        &db,
+        &format!(
+            "INSERT INTO reset_events (id, reset_id, mode, kind, reason, client_ip, created_at) \
+             VALUES ('{old_id}', '{}', 'test', 'requested', NULL, '192.0.2.9', {at})",
+            r.reset.id
+        ),
+    )
+    .await;
+    let expected = vec![entry(
+        EventKind::Requested,
+        None,
+        Some("192.0.2.9"),
+        minutes(1),
+    )];
+    let events = db.resets.events(Mode::Test, r.reset.id).await.unwrap();
+    assert_eq!(events.len(), 1, "{:?}: {events:?}", db.backend);
+    assert_eq!(events[0].id.as_uuid(), old_id);
+    let deleted = Caller::new(Mode::Test).event(r.reset.id, EventKind::Deleted, None, minutes(2));
+    assert!(
+        db.resets
+            .delete(Mode::Test, r.reset.id, &deleted, &[])
+            .await
+            .unwrap()
+    );
+    let mut after = expected.clone();
+    after.push(entry(EventKind::Deleted, None, None, minutes(2)));
+    let trail: Vec<Entry> = db
+        .resets
+        .events(Mode::Test, r.reset.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind, e.reason, e.client_ip, e.created_at))
+        .collect();
+    assert_eq!(trail, after, "{:?}", db.backend);
+}
+
 /// One entry of a trail as the API shows it, without its id.
 type Entry = (
     EventKind,
@@ -1101,7 +1160,31 @@ async fn scripted_histories_leave_the_same_trails_before_and_after_deletion_and_
             .unwrap()
     );
     assert!(db.customers.delete(Mode::Test, john.id).await.unwrap());
-    let r4 = create(jane.clone(), c, minutes(8)).await;
+    // The create of the API (by address; one statement on Postgres).
+    let r4 = {
+        let draft = ResetDraft {
+            id: ResetId::new_at(minutes(8)),
+            mode: Mode::Test,
+            token_digest: digester().issue().1,
+            expires_at: minutes(68),
+            reference: None,
+            reference_origin: None,
+            metadata: None,
+            created_at: minutes(8),
+        };
+        let event = from(c).event(draft.id, Requested, None, minutes(8));
+        db.resets
+            .create_for_email(&AddressedReset::new(
+                jane.email.clone(),
+                draft,
+                event,
+                OutboxComposer::default(),
+                digester().issue().0,
+            ))
+            .await
+            .unwrap()
+            .expect("jane exists")
+    };
     jane.email = EmailAddress::parse("jane.new@example.com").unwrap();
     jane.updated_at = minutes(9);
     db.customers
