@@ -36,6 +36,11 @@ bench-scale:
     cargo build --release --workspace --bins
     target/release/pwreset-bench --scale
 
+# What each row and index of create's statement costs Postgres alone (pgbench variants).
+bench-costs:
+    cargo build --release --workspace --bins
+    target/release/pwreset-bench --write-costs
+
 # The one-minute smoke run of the benchmark.
 bench-quick:
     cargo build --release --workspace --bins
