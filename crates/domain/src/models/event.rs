@@ -36,20 +36,21 @@ impl EventKind {
         }
     }
 
+    /// Every kind.
+    pub const ALL: [EventKind; 8] = [
+        EventKind::Requested,
+        EventKind::Completed,
+        EventKind::CompletionFailed,
+        EventKind::Revoked,
+        EventKind::Deleted,
+        EventKind::NotificationDelivered,
+        EventKind::NotificationDead,
+        EventKind::SessionsRevoked,
+    ];
+
     #[must_use]
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            EventKind::Requested,
-            EventKind::Completed,
-            EventKind::CompletionFailed,
-            EventKind::Revoked,
-            EventKind::Deleted,
-            EventKind::NotificationDelivered,
-            EventKind::NotificationDead,
-            EventKind::SessionsRevoked,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -289,19 +290,10 @@ mod tests {
 
     #[test]
     fn only_requested_completed_and_revoked_are_restated() {
-        let restated: Vec<_> = [
-            EventKind::Requested,
-            EventKind::Completed,
-            EventKind::CompletionFailed,
-            EventKind::Revoked,
-            EventKind::Deleted,
-            EventKind::NotificationDelivered,
-            EventKind::NotificationDead,
-            EventKind::SessionsRevoked,
-        ]
-        .into_iter()
-        .filter(|k| k.is_restated())
-        .collect();
+        let restated: Vec<_> = EventKind::ALL
+            .into_iter()
+            .filter(|k| k.is_restated())
+            .collect();
         assert_eq!(
             restated,
             [
