@@ -70,11 +70,12 @@ mutants *ARGS:
 ci:
     bash .ci/run
 
-# Stop the throwaway Postgres cluster the tests may have started.
+# Stop the throwaway Postgres clusters the tests may have started (plain and TLS).
 db-stop:
     #!/usr/bin/env bash
     set -eu
-    data=target/pwreset-test-pg/data
-    [ -d "$data" ] || { echo "no throwaway cluster"; exit 0; }
     pg_ctl=$(ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | tail -n1 || command -v pg_ctl)
-    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$pg_ctl" -D "$data" stop -m fast; else "$pg_ctl" -D "$data" stop -m fast; fi
+    for data in target/pwreset-test-pg/data target/pwreset-test-pg-tls/data; do
+        [ -d "$data" ] || { echo "no cluster in $data"; continue; }
+        if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$pg_ctl" -D "$data" stop -m fast || true; else "$pg_ctl" -D "$data" stop -m fast || true; fi
+    done

@@ -300,3 +300,205 @@ pub async fn drop_database(name: &str) {
     }
     let _ = conn.close().await;
 }
+
+/// A Postgres cluster of the tests' own that speaks TLS, with the CA that signed its
+/// certificate (for `localhost` only) and an unrelated CA.
+#[derive(Debug, Clone)]
+pub struct TlsCluster {
+    pub port: u16,
+    /// The CA that signed the server's certificate.
+    pub ca: PathBuf,
+    /// A CA that signed nothing the server has.
+    pub other_ca: PathBuf,
+}
+
+static TLS_CLUSTER: OnceCell<TlsCluster> = OnceCell::const_new();
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run openssl (Debian: apt-get install openssl): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "openssl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// A CA (`NAME.crt`, `NAME.key`) in `dir`.
+fn make_ca(dir: &Path, name: &str) -> Result<(), String> {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+            "-subj",
+            &format!("/CN=pwreset test {name}"),
+        ],
+    )
+}
+
+/// Makes the certificates under `dir` when they are missing: a CA, a server certificate
+/// it signs for `localhost`, and an unrelated CA.
+fn make_certificates(dir: &Path) -> Result<(), String> {
+    if dir.join("server.crt").exists() && dir.join("other-ca.crt").exists() {
+        return Ok(());
+    }
+    make_ca(dir, "ca")?;
+    make_ca(dir, "other-ca")?;
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .map_err(|e| format!("cannot write server.ext: {e}"))?;
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    )?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+    )
+}
+
+/// Starts (or reuses) a cluster with `ssl = on` under `target/pwreset-test-pg-tls`, with
+/// certificates made by `openssl`. Like the throwaway cluster, it keeps running after the
+/// tests; `pg_ctl -D target/pwreset-test-pg-tls/data stop` ends it.
+///
+/// # Panics
+/// When `initdb`, `pg_ctl` or `openssl` is missing or fails, saying which.
+pub async fn tls_cluster() -> TlsCluster {
+    TLS_CLUSTER
+        .get_or_init(|| async {
+            start_tls_cluster()
+                .await
+                .unwrap_or_else(|why| panic!("cannot start the TLS test cluster: {why}"))
+        })
+        .await
+        .clone()
+}
+
+async fn start_tls_cluster() -> Result<TlsCluster, String> {
+    let initdb = find_binary("initdb")
+        .ok_or("`initdb` was not found on PATH or under /usr/lib/postgresql")?;
+    let pg_ctl = find_binary("pg_ctl").ok_or("`pg_ctl` was not found next to initdb")?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pwreset-test-pg-tls");
+    let root = std::fs::create_dir_all(&root)
+        .and_then(|()| root.canonicalize())
+        .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    let (data, certs) = (root.join("data"), root.join("certs"));
+    std::fs::create_dir_all(&certs).map_err(|e| format!("cannot create certs: {e}"))?;
+    make_certificates(&certs)?;
+    let cluster = |port: u16| TlsCluster {
+        port,
+        ca: certs.join("ca.crt"),
+        other_ca: certs.join("other-ca.crt"),
+    };
+    let port_file = root.join("port");
+    if let Ok(port) = std::fs::read_to_string(&port_file)
+        && let Ok(port) = port.trim().parse::<u16>()
+        && answers(&format!("postgres://postgres@127.0.0.1:{port}/postgres")).await
+    {
+        return Ok(cluster(port));
+    }
+    let as_postgres = is_root();
+    if as_postgres {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&root)
+            .status()
+            .map_err(|e| format!("chown failed: {e}"))?;
+        if !status.success() {
+            return Err("cannot give the cluster directory to the `postgres` user".into());
+        }
+    }
+    // The server refuses a key others can read.
+    let _ = Command::new("chmod")
+        .arg("600")
+        .arg(certs.join("server.key"))
+        .status();
+    if !data.join("PG_VERSION").exists() {
+        let out = server_command(&initdb, as_postgres)
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"])
+            .output()
+            .map_err(|e| format!("cannot run initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+    let out = server_command(&pg_ctl, as_postgres)
+        .arg("-D")
+        .arg(&data)
+        .arg("-l")
+        .arg(root.join("server.log"))
+        .args(["-w", "-t", "30", "-o"])
+        .arg(format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=on \
+             -c ssl_cert_file={} -c ssl_key_file={}",
+            root.display(),
+            certs.join("server.crt").display(),
+            certs.join("server.key").display()
+        ))
+        .arg("start")
+        .output()
+        .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "pg_ctl start failed: {}{} (see {})",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            root.join("server.log").display()
+        ));
+    }
+    let _ = std::fs::write(&port_file, port.to_string());
+    Ok(cluster(port))
+}

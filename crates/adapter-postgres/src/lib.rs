@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pwreset_adapter_sql::{
@@ -47,7 +46,13 @@ impl PgDriver {
             .idle_timeout(Duration::from_secs(600))
             .connect(url)
             .await
-            .with_context(|| format!("cannot connect to Postgres at {}", redact_url(url)))?;
+            .map_err(|e| {
+                let hint = tls_hint(&e);
+                anyhow::Error::new(e).context(format!(
+                    "cannot connect to Postgres at {}{hint}",
+                    redact_url(url)
+                ))
+            })?;
         Ok(Self { pool })
     }
 
@@ -65,6 +70,24 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore
     let driver = PgDriver::connect(url, max_connections).await?;
     migrate(driver.pool()).await?;
     Ok(SqlStore::new(std::sync::Arc::new(driver)))
+}
+
+/// What to check when a connection failed on the server's certificate: the TLS library's
+/// own words name the problem (an unknown issuer, a name the certificate does not cover),
+/// not the URL parameters that decide it.
+fn tls_hint(e: &sqlx::Error) -> &'static str {
+    let text = e.to_string();
+    if text.contains("UnknownIssuer") || text.contains("unknown issuer") {
+        " (TLS: the server's certificate is not signed by the CA in `sslrootcert`, or by a \
+         public root when there is none; name the CA that signed it)"
+    } else if text.contains("NotValidForName") || text.contains("not valid for name") {
+        " (TLS: the host name in the URL is not one the server's certificate names; connect \
+         by a name it has, or use sslmode=verify-ca to check the CA only)"
+    } else if text.contains("certificate") || text.contains("Certificate") {
+        " (TLS: the server's certificate was refused; check `sslmode` and `sslrootcert`)"
+    } else {
+        ""
+    }
 }
 
 /// The URL without its password, for messages.

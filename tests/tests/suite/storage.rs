@@ -2943,3 +2943,95 @@ async fn postgres_is_reached_over_its_unix_socket() {
     drop(db);
     pwreset_tests::postgres::drop_database(&fresh.name).await;
 }
+
+/// Postgres over TLS, against a cluster of the tests' own with `ssl = on` and a CA they
+/// made: `verify-full` with that CA connects (and the server sees TLS), runs the
+/// migrations and stores through the application's path; `require` connects without
+/// checking; a wrong CA or a host name the certificate does not name is refused with a
+/// message that says what to check.
+#[tokio::test]
+async fn postgres_over_tls_checks_the_ca_and_the_host_name() {
+    use sqlx::Connection;
+    let tls = pwreset_tests::postgres::tls_cluster().await;
+    let url = |host: &str, db: &str, params: &str| {
+        format!("postgres://postgres@{host}:{}/{db}?{params}", tls.port)
+    };
+    let full = |ca: &std::path::Path| format!("sslmode=verify-full&sslrootcert={}", ca.display());
+
+    // A database of its own, made over a verified connection.
+    let name = format!("pwreset_tls_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&url("localhost", "postgres", &full(&tls.ca)))
+        .await
+        .expect("verify-full with the right CA connects");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    let verified = url("localhost", &name, &full(&tls.ca));
+    let mut settings = pwreset_app::Settings::defaults();
+    settings.database_url = Some(verified.clone());
+    settings.db_max_connections = 2;
+    let store = pwreset_app::open_store(&settings)
+        .await
+        .expect("the application opens and migrates the database over TLS");
+    let db = TestDb::sql(pwreset_tests::Backend::Postgres, store, verified.clone());
+    let jane = add_customer(&db, Mode::Test, "jane@example.com", t0()).await;
+    let r = add_reset(&db, &jane, minutes(1)).await;
+    assert_eq!(find(&db, Mode::Test, r.reset.id).await, Some(r.reset));
+    drop(db);
+
+    for (what, target) in [
+        ("verify-full", verified.clone()),
+        ("require", url("127.0.0.1", &name, "sslmode=require")),
+        (
+            "verify-ca by address",
+            url(
+                "127.0.0.1",
+                &name,
+                &format!("sslmode=verify-ca&sslrootcert={}", tls.ca.display()),
+            ),
+        ),
+    ] {
+        let mut conn = sqlx::PgConnection::connect(&target)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let ssl: bool =
+            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert!(ssl, "{what}: the server saw no TLS");
+        conn.close().await.unwrap();
+    }
+
+    for (what, target, hint) in [
+        (
+            "a CA that did not sign the certificate",
+            url("localhost", &name, &full(&tls.other_ca)),
+            "not signed by the CA in `sslrootcert`",
+        ),
+        (
+            "a host name the certificate does not name",
+            url("127.0.0.1", &name, &full(&tls.ca)),
+            "not one the server's certificate names",
+        ),
+    ] {
+        let mut settings = pwreset_app::Settings::defaults();
+        settings.database_url = Some(target);
+        let e = pwreset_app::open_store(&settings)
+            .await
+            .map(drop)
+            .expect_err(what);
+        let message = format!("{e:#}");
+        assert!(message.contains(hint), "{what}: {message}");
+    }
+
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+}
