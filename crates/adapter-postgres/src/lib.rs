@@ -12,7 +12,9 @@ use chrono::{DateTime, Utc};
 use pwreset_adapter_sql::{
     DbError, Dialect, Driver, Executor, Sql, SqlStore, Transaction, Ty, Val,
 };
-use sqlx::postgres::{PgArguments, PgConnection, PgDatabaseError, PgPool, PgPoolOptions};
+use sqlx::postgres::{
+    PgArguments, PgConnectOptions, PgConnection, PgDatabaseError, PgPool, PgPoolOptions, PgSslMode,
+};
 use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, Row};
@@ -36,6 +38,7 @@ impl PgDriver {
     /// # Errors
     /// When the URL is invalid or the server cannot be reached within 5 seconds.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let options = connect_options(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
@@ -44,7 +47,7 @@ impl PgDriver {
             // (and are then dropped), and idle ones are recycled after 10 minutes.
             .test_before_acquire(false)
             .idle_timeout(Duration::from_secs(600))
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(|e| {
                 let hint = tls_hint(&e);
@@ -70,6 +73,30 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore
     let driver = PgDriver::connect(url, max_connections).await?;
     migrate(driver.pool()).await?;
     Ok(SqlStore::new(std::sync::Arc::new(driver)))
+}
+
+/// The connection options of `url`. A URL that names no `sslmode` gets `disable`, not
+/// libpq's `prefer`: `prefer` encrypts without checking who answers (so it keeps out no
+/// one who can sit on the path), and against a local server with TLS on (Debian's default)
+/// it cost a third of the throughput. TLS is for a URL that asks for it, best with
+/// `verify-full`.
+///
+/// # Errors
+/// When the URL does not parse.
+pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    let options: PgConnectOptions = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid Postgres URL {}: {e}", redact_url(url)))?;
+    let names_ssl_mode = url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|pair| pair.starts_with("sslmode=") || pair.starts_with("ssl-mode="))
+    });
+    Ok(if names_ssl_mode {
+        options
+    } else {
+        options.ssl_mode(PgSslMode::Disable)
+    })
 }
 
 /// What to check when a connection failed on the server's certificate: the TLS library's
@@ -234,6 +261,33 @@ impl Driver for PgDriver {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tls_is_off_unless_the_url_asks_for_it() {
+        use sqlx::postgres::PgSslMode;
+        let mode = |url: &str| super::connect_options(url).unwrap().get_ssl_mode();
+        assert!(matches!(
+            mode("postgres://u@db:5432/pwreset"),
+            PgSslMode::Disable
+        ));
+        assert!(matches!(
+            mode("postgres://u@db/pwreset?application_name=x"),
+            PgSslMode::Disable
+        ));
+        assert!(matches!(
+            mode("postgres://u@db/pwreset?sslmode=prefer"),
+            PgSslMode::Prefer
+        ));
+        assert!(matches!(
+            mode("postgres://u@db/pwreset?application_name=x&sslmode=verify-full"),
+            PgSslMode::VerifyFull
+        ));
+        assert!(matches!(
+            mode("postgres://u@db/pwreset?ssl-mode=require"),
+            PgSslMode::Require
+        ));
+        assert!(super::connect_options("postgres://u@db:notaport/x").is_err());
+    }
+
     #[test]
     fn urls_lose_their_password_in_messages() {
         assert_eq!(
