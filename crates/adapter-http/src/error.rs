@@ -251,12 +251,31 @@ impl ApiError {
 
     /// A 500 whose cause goes to the log only.
     pub fn internal(cause: &anyhow::Error) -> Self {
+        if cause
+            .downcast_ref::<pwreset_domain::ports::StoreUnavailable>()
+            .is_some()
+        {
+            return Self::unavailable(cause);
+        }
         tracing::error!(error = format!("{cause:#}"), "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL_SERVER_ERROR",
             "Internal server error",
             "Something went wrong; it has been logged",
+        )
+    }
+
+    /// 503 with `Retry-After: 1`: the store could not answer within its deadline (the
+    /// database is unreachable, restarting or overloaded); nothing was written.
+    #[must_use]
+    pub fn unavailable(cause: &anyhow::Error) -> Self {
+        tracing::warn!(error = format!("{cause:#}"), "store unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            "Service unavailable",
+            "The service cannot reach its database right now; nothing was changed. Try again shortly",
         )
     }
 
@@ -291,6 +310,9 @@ impl ResponseError for ApiError {
             res.insert_header(("X-Ratelimit-Limit", t.limit.to_string()));
             res.insert_header(("X-Ratelimit-Interval", t.interval.to_string()));
             res.insert_header(("X-Ratelimit-Remaining", "0"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.insert_header((header::RETRY_AFTER, "1"));
         }
         res.body(self.document().to_string())
     }

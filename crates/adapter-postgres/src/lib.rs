@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pwreset_adapter_sql::{
-    DbError, Dialect, Driver, Executor, Sql, SqlStore, Transaction, Ty, Val,
+    DbError, Dialect, Driver, Executor, PoolSettings, Sql, SqlStore, Transaction, Ty, Val,
 };
 use sqlx::postgres::{
     PgArguments, PgConnectOptions, PgConnection, PgDatabaseError, PgPool, PgPoolOptions, PgSslMode,
@@ -33,15 +33,28 @@ pub struct PgDriver {
 }
 
 impl PgDriver {
-    /// Opens a pool of at most `max_connections` to `url`.
+    /// Opens a pool of at most `max_connections` to `url`, with the default deadlines.
     ///
     /// # Errors
-    /// When the URL is invalid or the server cannot be reached within 5 seconds.
+    /// When the URL is invalid or the server cannot be reached in time.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
-        let options = connect_options(url)?;
+        Self::connect_with(url, &PoolSettings::new(max_connections)).await
+    }
+
+    /// Opens a pool to `url` as `pool` says: its size, how long a request waits for a
+    /// connection, and each statement's `statement_timeout`.
+    ///
+    /// # Errors
+    /// When the URL is invalid or the server cannot be reached in time.
+    pub async fn connect_with(url: &str, pool: &PoolSettings) -> anyhow::Result<Self> {
+        let options = connect_options(url)?.options([(
+            "statement_timeout",
+            // 0 is Postgres's "no deadline".
+            format!("{}ms", pool.statement_timeout.as_millis()),
+        )]);
         let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
+            .max_connections(pool.max_connections)
+            .acquire_timeout(pool.acquire_timeout)
             // sqlx pings every connection it hands out by default: a second round trip per
             // query. Broken connections surface as an error on their next query instead
             // (and are then dropped), and idle ones are recycled after 10 minutes.
@@ -70,8 +83,30 @@ impl PgDriver {
 /// # Errors
 /// When the database cannot be reached or a migration fails.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
-    let driver = PgDriver::connect(url, max_connections).await?;
-    migrate(driver.pool()).await?;
+    connect_with(url, &PoolSettings::new(max_connections)).await
+}
+
+/// [`connect`] with the pool's size and deadlines. Migrations run first, on a connection
+/// of their own without the statement deadline (building an index on a large table takes
+/// longer than any request should).
+///
+/// # Errors
+/// When the database cannot be reached or a migration fails.
+pub async fn connect_with(url: &str, pool: &PoolSettings) -> anyhow::Result<SqlStore> {
+    {
+        let migrations = PgDriver::connect_with(
+            url,
+            &PoolSettings {
+                max_connections: 1,
+                acquire_timeout: Duration::from_secs(30),
+                statement_timeout: Duration::ZERO,
+            },
+        )
+        .await?;
+        migrate(migrations.pool()).await?;
+        migrations.pool().close().await;
+    }
+    let driver = PgDriver::connect_with(url, pool).await?;
     Ok(SqlStore::new(std::sync::Arc::new(driver)))
 }
 
@@ -156,7 +191,29 @@ fn build(sql: Sql) -> PgQuery {
         .fold(sqlx::query(AssertSqlSafe(text)), bind)
 }
 
+/// Whether `e` says the server could not answer now rather than refused the statement:
+/// no connection (refused, reset, TLS, the pool's wait past its deadline), or the server
+/// ended or cancelled it (class 08 connection exceptions, shutdown, "cannot connect now",
+/// too many connections, the statement timeout).
+fn unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|code| {
+            code.starts_with("08")
+                || matches!(&*code, "57P01" | "57P02" | "57P03" | "57014" | "53300")
+        }),
+        _ => false,
+    }
+}
+
 fn err(e: sqlx::Error) -> DbError {
+    if unavailable(&e) {
+        return DbError::Unavailable(anyhow::Error::new(e));
+    }
     if let sqlx::Error::Database(d) = &e {
         match d.kind() {
             sqlx::error::ErrorKind::UniqueViolation => {

@@ -11,6 +11,32 @@ use pwreset_domain::{
     Timestamp, TokenDigest,
 };
 
+/// How a driver's pool waits: how many connections at most, and the deadlines of a wait
+/// for one and of one statement. Past either, the store answers
+/// `StoreError::Unavailable` instead of waiting on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: std::time::Duration,
+    /// On Postgres the server's `statement_timeout`; on SQLite how long a statement waits
+    /// for the file's lock held by another process.
+    pub statement_timeout: std::time::Duration,
+}
+
+impl PoolSettings {
+    /// `max_connections` with the default deadlines: 2 s to get a connection and 2 s per
+    /// statement, so a request that waits for one connection and runs a statement or two
+    /// stays within about 5 s.
+    #[must_use]
+    pub const fn new(max_connections: u32) -> Self {
+        Self {
+            max_connections,
+            acquire_timeout: std::time::Duration::from_secs(2),
+            statement_timeout: std::time::Duration::from_secs(2),
+        }
+    }
+}
+
 /// A database failure, with the constraint violations the stores act on told apart.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -22,6 +48,10 @@ pub enum DbError {
     /// NULL written to a NOT NULL column, named `table.column`.
     #[error("NULL written to NOT NULL column {column}")]
     NotNull { column: String },
+    /// The database cannot answer now (unreachable, restarting, a statement or the wait
+    /// for a connection past its deadline): `StoreError::Unavailable`.
+    #[error("database unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }

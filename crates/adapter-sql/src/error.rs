@@ -9,7 +9,8 @@ use crate::driver::DbError;
 /// maps the columns its message names to the same names.
 pub const CUSTOMER_EMAIL_KEY: &str = "customers_mode_email_key";
 
-/// Any database failure as an unexpected store error, naming the constraint if one failed.
+/// A database failure as a store error: unavailable when the database could not answer,
+/// otherwise unexpected, naming the constraint if one failed.
 pub fn db(e: DbError) -> StoreError {
     match e {
         DbError::Unique { constraint } => {
@@ -18,6 +19,7 @@ pub fn db(e: DbError) -> StoreError {
         DbError::NotNull { column } => {
             StoreError::unexpected(anyhow::anyhow!("NULL written to NOT NULL column {column}"))
         }
+        DbError::Unavailable(e) => StoreError::unavailable(e),
         DbError::Other(e) => StoreError::unexpected(e),
     }
 }

@@ -37,7 +37,7 @@ mod sessions;
 mod sql;
 mod value;
 
-pub use driver::{DbError, Dialect, Driver, Executor, Transaction};
+pub use driver::{DbError, Dialect, Driver, Executor, PoolSettings, Transaction};
 pub use error::{CUSTOMER_EMAIL_KEY, db};
 pub use events::insert_event;
 pub use migrate::{LegacyMigration, LegacyRecord, adoptable};

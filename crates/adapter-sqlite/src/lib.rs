@@ -16,14 +16,14 @@
 //! `BEGIN IMMEDIATE`, for other processes on the same file (the `pwreset` CLI).
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::DateTime;
 use pwreset_adapter_sql::atomic;
 use pwreset_adapter_sql::{
-    CUSTOMER_EMAIL_KEY, DbError, Dialect, Driver, Executor, Sql, SqlStore, Transaction, Ty, Val,
+    CUSTOMER_EMAIL_KEY, DbError, Dialect, Driver, Executor, PoolSettings, Sql, SqlStore,
+    Transaction, Ty, Val,
 };
 use pwreset_domain::AddressedReset;
 use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
@@ -59,6 +59,17 @@ impl SqliteDriver {
     /// # Errors
     /// When the file cannot be opened or created.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        Self::connect_with(url, &PoolSettings::new(max_connections)).await
+    }
+
+    /// [`SqliteDriver::connect`] with the pool's size and deadlines: how long a request
+    /// waits for a connection (the writer included), and how long a statement waits for
+    /// the file's lock held by another process.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or created.
+    pub async fn connect_with(url: &str, pool: &PoolSettings) -> anyhow::Result<Self> {
+        let max_connections = pool.max_connections;
         let url = if url.starts_with("sqlite:") {
             url.to_owned()
         } else {
@@ -69,15 +80,16 @@ impl SqliteDriver {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(pool.statement_timeout)
             .foreign_keys(true)
             .pragma("case_sensitive_like", "ON");
+        let acquire = pool.acquire_timeout;
         let pool = |size: u32| {
             SqlitePoolOptions::new()
                 .max_connections(size)
                 // An embedded file does not drop connections; no need to ping before use.
                 .test_before_acquire(false)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(acquire)
         };
         // The writer first: it creates the file and switches it to WAL.
         let writer = pool(1)
@@ -114,7 +126,15 @@ fn reads_only(sql: &Sql) -> bool {
 /// # Errors
 /// When the file cannot be opened or a migration fails.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
-    let driver = SqliteDriver::connect(url, max_connections).await?;
+    connect_with(url, &PoolSettings::new(max_connections)).await
+}
+
+/// [`connect`] with the pool's size and deadlines.
+///
+/// # Errors
+/// When the file cannot be opened or a migration fails.
+pub async fn connect_with(url: &str, pool: &PoolSettings) -> anyhow::Result<SqlStore> {
+    let driver = SqliteDriver::connect_with(url, pool).await?;
     migrate(driver.pool()).await?;
     Ok(SqlStore::new(std::sync::Arc::new(driver)))
 }
@@ -202,7 +222,23 @@ fn unique_constraint(message: &str) -> String {
         )
 }
 
+/// Whether `e` says the file could not be used now: the wait for a connection or for the
+/// lock (`SQLITE_BUSY`, `SQLITE_LOCKED`, held by another process) passed its deadline.
+fn unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|code| {
+            // The primary result code is the low byte of an extended one.
+            code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+        }),
+        _ => false,
+    }
+}
+
 fn err(e: sqlx::Error) -> DbError {
+    if unavailable(&e) {
+        return DbError::Unavailable(anyhow::Error::new(e));
+    }
     if let sqlx::Error::Database(d) = &e {
         match d.kind() {
             sqlx::error::ErrorKind::UniqueViolation => {

@@ -240,6 +240,17 @@ pub struct Settings {
     )]
     pub db_max_connections: u32,
 
+    /// How long a request waits for a database connection before it is answered 503
+    /// (100ms to 30s).
+    #[arg(long, env = "PWRESET_DB_ACQUIRE_TIMEOUT", default_value = "2s", value_parser = parse_acquire_timeout, global = true)]
+    pub db_acquire_timeout: TimeDelta,
+
+    /// How long one database statement may run before it is cancelled and the request is
+    /// answered 503 (Postgres's statement_timeout; on SQLite, the wait for another
+    /// process's lock), 100ms to 60s. Migrations have no deadline.
+    #[arg(long, env = "PWRESET_DB_STATEMENT_TIMEOUT", default_value = "2s", value_parser = parse_statement_timeout, global = true)]
+    pub db_statement_timeout: TimeDelta,
+
     /// HTTP worker threads. Default: one per core.
     #[arg(long, env = "PWRESET_WORKERS", global = true)]
     pub workers: Option<usize>,
@@ -444,6 +455,8 @@ impl std::fmt::Debug for Settings {
             .field("log_format", &self.log_format)
             .field("log", &self.log)
             .field("db_max_connections", &self.db_max_connections)
+            .field("db_acquire_timeout", &self.db_acquire_timeout)
+            .field("db_statement_timeout", &self.db_statement_timeout)
             .field("workers", &self.workers)
             .field("hash_concurrency", &self.hash_concurrency)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -475,7 +488,7 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// Parses `300s`, `90m`, `2h`, `1d`, `2w` (or plain seconds).
+/// Parses `250ms`, `300s`, `90m`, `2h`, `1d`, `2w` (or plain seconds).
 ///
 /// # Errors
 /// When the text is not a number with one of those units.
@@ -486,6 +499,9 @@ pub fn parse_duration(s: &str) -> Result<TimeDelta, String> {
     let n: i64 = num
         .parse()
         .map_err(|_| format!("`{s}` is not a duration like 90m, 2h or 3600s"))?;
+    if unit == "ms" {
+        return Ok(TimeDelta::milliseconds(n));
+    }
     let secs = match unit {
         "" | "s" => n,
         "m" => n.saturating_mul(60),
@@ -535,6 +551,26 @@ fn parse_refresh_ttl(s: &str) -> Result<TimeDelta, String> {
         TimeDelta::hours(1),
         TimeDelta::days(90),
         "1h and 90d",
+    )
+}
+
+fn parse_acquire_timeout(s: &str) -> Result<TimeDelta, String> {
+    bounded(
+        "PWRESET_DB_ACQUIRE_TIMEOUT",
+        s,
+        TimeDelta::milliseconds(100),
+        TimeDelta::seconds(30),
+        "100ms and 30s",
+    )
+}
+
+fn parse_statement_timeout(s: &str) -> Result<TimeDelta, String> {
+    bounded(
+        "PWRESET_DB_STATEMENT_TIMEOUT",
+        s,
+        TimeDelta::milliseconds(100),
+        TimeDelta::seconds(60),
+        "100ms and 60s",
     )
 }
 
@@ -685,6 +721,17 @@ impl Settings {
     #[must_use]
     pub fn defaults() -> Self {
         Cli::parse_from(["pwreset"]).settings
+    }
+
+    /// The database pool's size and deadlines.
+    #[must_use]
+    pub fn pool(&self) -> pwreset_adapter_sql::PoolSettings {
+        let duration = |d: TimeDelta| d.to_std().unwrap_or_default();
+        pwreset_adapter_sql::PoolSettings {
+            max_connections: self.db_max_connections,
+            acquire_timeout: duration(self.db_acquire_timeout),
+            statement_timeout: duration(self.db_statement_timeout),
+        }
     }
 
     /// The `iss` of access tokens: `PWRESET_ISSUER`, else the public URL, else `http://`

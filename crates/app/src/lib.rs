@@ -37,12 +37,13 @@ pub use config::Settings;
 /// # Errors
 /// When the URL is not understood, the database cannot be reached, or a migration fails.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
+    let pool = settings.pool();
     match settings.database_url.as_deref() {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            pwreset_adapter_postgres::connect(url, settings.db_max_connections).await
+            pwreset_adapter_postgres::connect_with(url, &pool).await
         }
         Some(url) if url.starts_with("sqlite:") => {
-            pwreset_adapter_sqlite::connect(url, settings.db_max_connections).await
+            pwreset_adapter_sqlite::connect_with(url, &pool).await
         }
         Some(other) => anyhow::bail!(
             "PWRESET_DATABASE_URL must start with postgres://, postgresql:// or sqlite:, got {}",
@@ -56,11 +57,8 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
                 )
             })?;
             let path = settings.data_dir.join("pwreset.db");
-            pwreset_adapter_sqlite::connect(
-                &format!("sqlite://{}", path.display()),
-                settings.db_max_connections,
-            )
-            .await
+            pwreset_adapter_sqlite::connect_with(&format!("sqlite://{}", path.display()), &pool)
+                .await
         }
     }
 }

@@ -35,13 +35,29 @@ pub enum StoreError {
     /// Another customer in the same mode already has this normalized email.
     #[error("a customer with this email already exists")]
     DuplicateEmail,
-    /// Anything else (connection lost, constraint that should not fail, a row that does
-    /// not decode, ...).
+    /// The store cannot answer now: the database is unreachable or restarting, or the
+    /// statement or the wait for a connection passed its deadline. Nothing was written;
+    /// the same request may succeed shortly.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(BoxError),
+    /// Anything else (constraint that should not fail, a row that does not decode, ...).
     #[error(transparent)]
     Unexpected(BoxError),
 }
 
+/// What a use case's `Unexpected` carries when the cause was [`StoreError::Unavailable`],
+/// so that an adapter can tell "try again shortly" (HTTP 503) from a fault (500) by
+/// downcasting the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("the store is unavailable: {0}")]
+pub struct StoreUnavailable(pub BoxError);
+
 impl StoreError {
+    /// A [`StoreError::Unavailable`] failure with `cause`.
+    pub fn unavailable(cause: impl Into<BoxError>) -> Self {
+        Self::Unavailable(cause.into())
+    }
+
     /// An [`StoreError::Unexpected`] failure with `cause`.
     pub fn unexpected(cause: impl Into<BoxError>) -> Self {
         Self::Unexpected(cause.into())

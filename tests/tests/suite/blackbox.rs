@@ -33,6 +33,7 @@ per_backend!(
     links_come_from_configuration_never_from_the_host_header,
     password_hashing_never_stalls_other_requests,
     a_customer_resets_a_password_on_the_hosted_pages,
+    a_database_past_its_deadline_gets_a_503_and_nothing_is_written,
 );
 
 const JSONAPI: &str = "application/vnd.api+json";
@@ -1437,4 +1438,94 @@ async fn a_customer_resets_a_password_on_the_hosted_pages(db: TestDb) {
     assert!(!logs::text().contains(&token), "the token is in the log");
     f.app.stop().await;
     sink.stop();
+}
+
+/// Holds the lock a reset's write needs, from a connection of the test's own, until
+/// `release` is sent: Postgres locks the resets table, SQLite takes the file's write lock.
+async fn hold_write_lock(
+    db: &TestDb,
+    release: tokio::sync::oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<()> {
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let url = db.url().to_owned();
+    let backend = db.backend;
+    let task = tokio::spawn(async move {
+        use sqlx::Connection;
+        match backend {
+            pwreset_tests::Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+                sqlx::raw_sql(
+                    "BEGIN; LOCK TABLE password_resets, rate_limits IN ACCESS EXCLUSIVE MODE",
+                )
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                locked_tx.send(()).unwrap();
+                let _ = release.await;
+                sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+            }
+            _ => {
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::raw_sql("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                locked_tx.send(()).unwrap();
+                let _ = release.await;
+                sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+            }
+        }
+    });
+    locked_rx.await.expect("the lock is held");
+    task
+}
+
+/// A write that cannot get its lock within PWRESET_DB_STATEMENT_TIMEOUT is answered 503
+/// with a JSON:API error and `Retry-After`, never a 500 or a hang; nothing is written,
+/// and the same request succeeds once the lock is gone.
+async fn a_database_past_its_deadline_gets_a_503_and_nothing_is_written(db: TestDb) {
+    let f = start_with(&db, |s| {
+        s.db_statement_timeout = chrono::TimeDelta::milliseconds(300);
+    })
+    .await;
+    f.customer("jane@example.com").await;
+    let (release, released) = tokio::sync::oneshot::channel();
+    let holder = hold_write_lock(&db, released).await;
+    // Raw: the suite's client takes any 5xx for a failure.
+    let auth = format!("Bearer {}", f.integration);
+    let body = reset_doc("jane@example.com").to_string();
+    let res = send(
+        f.client.addr,
+        "POST",
+        "/api/customer_password_resets",
+        &[
+            ("Accept", JSONAPI),
+            ("Content-Type", JSONAPI),
+            ("Authorization", &auth),
+        ],
+        Some(body.as_bytes()),
+    )
+    .await;
+    assert_eq!(res.status, 503, "{}", res.body);
+    assert_eq!(res.header("retry-after"), Some("1"));
+    assert_eq!(res.header("content-type"), Some(JSONAPI));
+    assert_eq!(res.json()["errors"][0]["code"], "SERVICE_UNAVAILABLE");
+    release.send(()).unwrap();
+    holder.await.unwrap();
+
+    let list = f
+        .client
+        .get(
+            "/api/customer_password_resets?filter[q][customer_email_eq]=jane@example.com",
+            &f.integration,
+        )
+        .await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert_eq!(
+        list.json()["meta"]["record_count"],
+        0,
+        "nothing was written"
+    );
+    f.reset("jane@example.com").await;
+    f.app.stop().await;
 }

@@ -117,6 +117,22 @@ impl OAuthFailure {
     }
 
     fn internal(cause: &anyhow::Error) -> Self {
+        if cause
+            .downcast_ref::<pwreset_domain::ports::StoreUnavailable>()
+            .is_some()
+        {
+            // RFC 6749 5.2 has no code for it; `temporarily_unavailable` is its code for
+            // the same condition at the authorization endpoint.
+            tracing::warn!(error = format!("{cause:#}"), "store unavailable");
+            let mut e = Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "SERVICE_UNAVAILABLE",
+                "The service cannot reach its database right now; try again shortly.",
+            );
+            e.retry_after = Some(1);
+            return e;
+        }
         tracing::error!(error = format!("{cause:#}"), "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -7,12 +7,14 @@
 //! than fall into a catch-all 500.
 
 use crate::models::{PasswordRejection, RateLimited, TokenRejection};
-use crate::ports::StoreError;
+use crate::ports::{StoreError, StoreUnavailable};
 
-/// The cause of an adapter failure, as the use cases report it.
+/// The cause of an adapter failure, as the use cases report it (an unavailable store as
+/// [`StoreUnavailable`], which adapters look for).
 pub(crate) fn cause(e: StoreError) -> anyhow::Error {
     match e {
         StoreError::Unexpected(e) => anyhow::Error::from_boxed(e),
+        StoreError::Unavailable(e) => anyhow::Error::new(StoreUnavailable(e)),
         other => anyhow::Error::new(other),
     }
 }
