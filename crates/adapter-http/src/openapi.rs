@@ -26,12 +26,13 @@ fn error_response(description: &str) -> Value {
 ///
 /// A 500 is deliberately not among them: bad input of any kind is a 4xx, so a 500 is a
 /// defect, and the fuzz run (which fails on any status the document does not list) says so.
+/// A 503 is: the database could not answer within its deadline, whatever the input.
 fn responses(success: &[(&str, Value)], errors: &[&str]) -> Value {
     let mut out = Map::new();
     for (status, response) in success {
         out.insert((*status).to_owned(), response.clone());
     }
-    for status in ["400", "401", "406", "429"].iter().chain(errors) {
+    for status in ["400", "401", "406", "429", "503"].iter().chain(errors) {
         let description = match *status {
             "400" => "Malformed request or unknown parameter",
             "401" => "Missing, invalid or insufficient credentials",
@@ -42,6 +43,7 @@ fn responses(success: &[(&str, Value)], errors: &[&str]) -> Value {
             "415" => "Body is not application/vnd.api+json",
             "422" => "Unacceptable value",
             "429" => "Rate limited",
+            "503" => "The database could not answer within its deadline; nothing was written",
             _ => "Error",
         };
         let mut response = error_response(description);
@@ -55,6 +57,10 @@ fn responses(success: &[(&str, Value)], errors: &[&str]) -> Value {
                 "X-Ratelimit-Remaining": { "required": true,
                     "schema": { "type": "string", "const": "0" } },
             });
+        }
+        if *status == "503" {
+            response["headers"] = json!({ "Retry-After": { "required": true,
+                "schema": { "type": "string", "const": "1" } } });
         }
         out.insert((*status).to_owned(), response);
     }
@@ -575,6 +581,8 @@ fn oauth(doc: &mut Value) {
     let mut throttled = error("Too many token requests, or sign-in attempts for the address");
     throttled["headers"] =
         json!({ "Retry-After": { "required": true, "schema": { "type": "string" } } });
+    let mut unavailable = error("temporarily_unavailable: the database could not answer in time");
+    unavailable["headers"] = json!({ "Retry-After": { "required": true, "schema": { "type": "string", "const": "1" } } });
     // No 500 is documented: bad input of any kind is a 4xx, and the fuzzer must not accept
     // a 500 as an answer. Only the token endpoint counts requests, so only it may say 429.
     let failures = |extra: &[(&str, Value)], limited: bool| {
@@ -588,6 +596,7 @@ fn oauth(doc: &mut Value) {
         if limited {
             out.insert("429".into(), throttled.clone());
         }
+        out.insert("503".into(), unavailable.clone());
         for (k, v) in extra {
             out.insert((*k).to_owned(), v.clone());
         }

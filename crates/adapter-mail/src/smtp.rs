@@ -30,6 +30,9 @@ pub struct SmtpConfig {
     pub port: u16,
     pub tls: Tls,
     pub credentials: Option<(String, String)>,
+    /// How long one SMTP exchange (connect, each command) may take before the attempt
+    /// fails and is retried later (default 10 s).
+    pub timeout: Duration,
 }
 
 impl std::fmt::Debug for SmtpConfig {
@@ -97,6 +100,7 @@ impl SmtpConfig {
             port,
             tls,
             credentials,
+            timeout: Duration::from_secs(10),
         })
     }
 }
@@ -152,7 +156,7 @@ impl SmtpMailer {
             Tls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host),
         }
         .port(config.port)
-        .timeout(Some(Duration::from_secs(10)));
+        .timeout(Some(config.timeout));
         if let Some((user, pass)) = &config.credentials {
             builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
         }

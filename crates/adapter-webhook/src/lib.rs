@@ -18,7 +18,7 @@ use pwreset_domain::ports::{DeliveryError, Notifier};
 use pwreset_jsonapi::{Renderer, View};
 use sha2::Sha256;
 
-/// How long a receiver may take to answer.
+/// How long a receiver may take to answer, by default.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Base64 of HMAC-SHA256 of `body` under `secret`: the `X-CommerceLayer-Signature` value.
@@ -50,6 +50,19 @@ impl WebhookNotifier {
     /// # Errors
     /// When the URL is not http(s) or the secret is empty.
     pub fn new(url: &str, secret: &[u8], renderer: Renderer) -> anyhow::Result<Self> {
+        Self::with_timeout(url, secret, renderer, TIMEOUT)
+    }
+
+    /// [`WebhookNotifier::new`], with `timeout` for connecting and for the whole answer.
+    ///
+    /// # Errors
+    /// When the URL is not http(s) or the secret is empty.
+    pub fn with_timeout(
+        url: &str,
+        secret: &[u8],
+        renderer: Renderer,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(anyhow!(
                 "PWRESET_WEBHOOK_URL must be an http(s) URL, got {url}"
@@ -59,8 +72,8 @@ impl WebhookNotifier {
             return Err(anyhow!("PWRESET_WEBHOOK_SECRET must not be empty"));
         }
         let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .connect_timeout(TIMEOUT)
+            .timeout(timeout)
+            .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("pwreset/", env!("CARGO_PKG_VERSION")))
             .build()

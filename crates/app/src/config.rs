@@ -240,6 +240,16 @@ pub struct Settings {
     )]
     pub db_max_connections: u32,
 
+    /// How long one SMTP exchange may take before the delivery attempt fails and is
+    /// retried later (1s to 60s).
+    #[arg(long, env = "PWRESET_SMTP_TIMEOUT", default_value = "10s", value_parser = parse_smtp_timeout, global = true)]
+    pub smtp_timeout: TimeDelta,
+
+    /// How long a webhook receiver may take to connect and answer before the attempt
+    /// fails and is retried later (1s to 60s).
+    #[arg(long, env = "PWRESET_WEBHOOK_TIMEOUT", default_value = "5s", value_parser = parse_webhook_timeout, global = true)]
+    pub webhook_timeout: TimeDelta,
+
     /// How long a request waits for a database connection before it is answered 503
     /// (100ms to 30s).
     #[arg(long, env = "PWRESET_DB_ACQUIRE_TIMEOUT", default_value = "2s", value_parser = parse_acquire_timeout, global = true)]
@@ -457,6 +467,8 @@ impl std::fmt::Debug for Settings {
             .field("db_max_connections", &self.db_max_connections)
             .field("db_acquire_timeout", &self.db_acquire_timeout)
             .field("db_statement_timeout", &self.db_statement_timeout)
+            .field("smtp_timeout", &self.smtp_timeout)
+            .field("webhook_timeout", &self.webhook_timeout)
             .field("workers", &self.workers)
             .field("hash_concurrency", &self.hash_concurrency)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -551,6 +563,26 @@ fn parse_refresh_ttl(s: &str) -> Result<TimeDelta, String> {
         TimeDelta::hours(1),
         TimeDelta::days(90),
         "1h and 90d",
+    )
+}
+
+fn parse_smtp_timeout(s: &str) -> Result<TimeDelta, String> {
+    bounded(
+        "PWRESET_SMTP_TIMEOUT",
+        s,
+        TimeDelta::seconds(1),
+        TimeDelta::seconds(60),
+        "1s and 60s",
+    )
+}
+
+fn parse_webhook_timeout(s: &str) -> Result<TimeDelta, String> {
+    bounded(
+        "PWRESET_WEBHOOK_TIMEOUT",
+        s,
+        TimeDelta::seconds(1),
+        TimeDelta::seconds(60),
+        "1s and 60s",
     )
 }
 
@@ -895,5 +927,37 @@ mod tests {
         ] {
             assert!(result.as_ref().unwrap_err().contains(name), "{result:?}");
         }
+    }
+
+    #[test]
+    fn deadlines_take_milliseconds_are_bounded_and_reach_the_pool() {
+        assert_eq!(
+            parse_statement_timeout("250ms"),
+            Ok(TimeDelta::milliseconds(250))
+        );
+        assert_eq!(parse_acquire_timeout("2s"), Ok(TimeDelta::seconds(2)));
+        assert_eq!(parse_smtp_timeout("1m"), Ok(TimeDelta::minutes(1)));
+        for (result, name) in [
+            (
+                parse_statement_timeout("50ms"),
+                "PWRESET_DB_STATEMENT_TIMEOUT",
+            ),
+            (
+                parse_statement_timeout("61s"),
+                "PWRESET_DB_STATEMENT_TIMEOUT",
+            ),
+            (parse_acquire_timeout("31s"), "PWRESET_DB_ACQUIRE_TIMEOUT"),
+            (parse_smtp_timeout("500ms"), "PWRESET_SMTP_TIMEOUT"),
+            (parse_webhook_timeout("2m"), "PWRESET_WEBHOOK_TIMEOUT"),
+        ] {
+            assert!(result.as_ref().unwrap_err().contains(name), "{result:?}");
+        }
+        let mut s = Settings::defaults();
+        assert_eq!(s.pool(), pwreset_adapter_sql::PoolSettings::new(16));
+        s.db_statement_timeout = TimeDelta::milliseconds(300);
+        assert_eq!(
+            s.pool().statement_timeout,
+            std::time::Duration::from_millis(300)
+        );
     }
 }

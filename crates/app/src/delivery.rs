@@ -74,7 +74,11 @@ pub fn notifications(settings: &Settings, public_base: &str) -> anyhow::Result<N
         .smtp_url
         .as_deref()
         .map(|url| SmtpConfig::parse(url).map_err(|e| anyhow!("PWRESET_SMTP_URL: {e}")))
-        .transpose()?;
+        .transpose()?
+        .map(|config| SmtpConfig {
+            timeout: settings.smtp_timeout.to_std().unwrap_or_default(),
+            ..config
+        });
     if settings.self_service && settings.delivery != Delivery::Mail {
         anyhow::bail!(
             "PWRESET_SELF_SERVICE=true needs PWRESET_DELIVERY=mail: self-service tokens only ever travel by mail"
@@ -110,12 +114,13 @@ pub fn notifications(settings: &Settings, public_base: &str) -> anyhow::Result<N
     let webhooks: Option<Arc<dyn Notifier>> =
         match (&settings.webhook_url, &settings.webhook_secret) {
             (None, None) => None,
-            (Some(url), Some(secret)) => Some(Arc::new(WebhookNotifier::new(
+            (Some(url), Some(secret)) => Some(Arc::new(WebhookNotifier::with_timeout(
                 url,
                 secret.as_bytes(),
                 Renderer {
                     base: public_base.to_owned(),
                 },
+                settings.webhook_timeout.to_std().unwrap_or_default(),
             )?)),
             (Some(_), None) => {
                 anyhow::bail!("PWRESET_WEBHOOK_SECRET is required with PWRESET_WEBHOOK_URL")
