@@ -122,24 +122,39 @@ fn free_port() -> std::io::Result<u16> {
 /// Starts (or reuses) a cluster under `target/pwreset-test-pg`. It keeps running after the
 /// tests so the next run starts fast; `pg_ctl -D target/pwreset-test-pg/data stop` ends it.
 async fn start_throwaway_cluster() -> Result<String, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pwreset-test-pg");
+    let port = run_cluster(&root, "-c max_connections=200", |_| Ok(())).await?;
+    Ok(format!("postgres://postgres@127.0.0.1:{port}"))
+}
+
+/// Starts the cluster whose data directory is `root/data` (made with `initdb` if missing)
+/// on a free port of 127.0.0.1 with its socket in `root`, fsync off and `settings`
+/// (`-c name=value ...`), unless the one started before (port in `root/port`) still
+/// answers; its port. `prepare` runs on `root` before it is given to the `postgres` user
+/// (when we are root) and before the server starts.
+async fn run_cluster(
+    root: &Path,
+    settings: &str,
+    prepare: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<u16, String> {
     let initdb = find_binary("initdb")
         .ok_or("`initdb` was not found on PATH or under /usr/lib/postgresql")?;
     let pg_ctl = find_binary("pg_ctl").ok_or("`pg_ctl` was not found next to initdb")?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pwreset-test-pg");
     let data = root.join("data");
     let port_file = root.join("port");
-    if let Ok(port) = std::fs::read_to_string(&port_file) {
-        let url = format!("postgres://postgres@127.0.0.1:{}", port.trim());
-        if answers(&with_db(&url, "postgres")).await {
-            return Ok(url);
-        }
+    if let Ok(port) = std::fs::read_to_string(&port_file)
+        && let Ok(port) = port.trim().parse::<u16>()
+        && answers(&format!("postgres://postgres@127.0.0.1:{port}/postgres")).await
+    {
+        return Ok(port);
     }
+    std::fs::create_dir_all(root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    prepare(root)?;
     let as_postgres = is_root();
-    std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
     if as_postgres {
         let status = Command::new("chown")
             .args(["-R", "postgres:postgres"])
-            .arg(&root)
+            .arg(root)
             .status()
             .map_err(|e| format!("chown failed: {e}"))?;
         if !status.success() {
@@ -168,7 +183,7 @@ async fn start_throwaway_cluster() -> Result<String, String> {
         .arg(root.join("server.log"))
         .args(["-w", "-t", "30", "-o"])
         .arg(format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {settings}",
             root.display()
         ))
         .arg("start")
@@ -183,7 +198,7 @@ async fn start_throwaway_cluster() -> Result<String, String> {
         ));
     }
     let _ = std::fs::write(&port_file, port.to_string());
-    Ok(format!("postgres://postgres@127.0.0.1:{port}"))
+    Ok(port)
 }
 
 /// Names the schema for the template cache: the last version and a fold of every script's
@@ -422,83 +437,30 @@ pub async fn tls_cluster() -> TlsCluster {
 }
 
 async fn start_tls_cluster() -> Result<TlsCluster, String> {
-    let initdb = find_binary("initdb")
-        .ok_or("`initdb` was not found on PATH or under /usr/lib/postgresql")?;
-    let pg_ctl = find_binary("pg_ctl").ok_or("`pg_ctl` was not found next to initdb")?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pwreset-test-pg-tls");
     let root = std::fs::create_dir_all(&root)
         .and_then(|()| root.canonicalize())
         .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
-    let (data, certs) = (root.join("data"), root.join("certs"));
-    std::fs::create_dir_all(&certs).map_err(|e| format!("cannot create certs: {e}"))?;
-    make_certificates(&certs)?;
-    let cluster = |port: u16| TlsCluster {
+    let certs = root.join("certs");
+    let settings = format!(
+        "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+        certs.join("server.crt").display(),
+        certs.join("server.key").display()
+    );
+    let port = run_cluster(&root, &settings, |_| {
+        std::fs::create_dir_all(&certs).map_err(|e| format!("cannot create certs: {e}"))?;
+        make_certificates(&certs)?;
+        // The server refuses a key others can read.
+        let _ = Command::new("chmod")
+            .arg("600")
+            .arg(certs.join("server.key"))
+            .status();
+        Ok(())
+    })
+    .await?;
+    Ok(TlsCluster {
         port,
         ca: certs.join("ca.crt"),
         other_ca: certs.join("other-ca.crt"),
-    };
-    let port_file = root.join("port");
-    if let Ok(port) = std::fs::read_to_string(&port_file)
-        && let Ok(port) = port.trim().parse::<u16>()
-        && answers(&format!("postgres://postgres@127.0.0.1:{port}/postgres")).await
-    {
-        return Ok(cluster(port));
-    }
-    let as_postgres = is_root();
-    if as_postgres {
-        let status = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&root)
-            .status()
-            .map_err(|e| format!("chown failed: {e}"))?;
-        if !status.success() {
-            return Err("cannot give the cluster directory to the `postgres` user".into());
-        }
-    }
-    // The server refuses a key others can read.
-    let _ = Command::new("chmod")
-        .arg("600")
-        .arg(certs.join("server.key"))
-        .status();
-    if !data.join("PG_VERSION").exists() {
-        let out = server_command(&initdb, as_postgres)
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"])
-            .output()
-            .map_err(|e| format!("cannot run initdb: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-    }
-    let port = free_port().map_err(|e| format!("no free port: {e}"))?;
-    let out = server_command(&pg_ctl, as_postgres)
-        .arg("-D")
-        .arg(&data)
-        .arg("-l")
-        .arg(root.join("server.log"))
-        .args(["-w", "-t", "30", "-o"])
-        .arg(format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=on \
-             -c ssl_cert_file={} -c ssl_key_file={}",
-            root.display(),
-            certs.join("server.crt").display(),
-            certs.join("server.key").display()
-        ))
-        .arg("start")
-        .output()
-        .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "pg_ctl start failed: {}{} (see {})",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            root.join("server.log").display()
-        ));
-    }
-    let _ = std::fs::write(&port_file, port.to_string());
-    Ok(cluster(port))
+    })
 }
