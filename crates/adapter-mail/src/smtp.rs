@@ -30,8 +30,8 @@ pub struct SmtpConfig {
     pub port: u16,
     pub tls: Tls,
     pub credentials: Option<(String, String)>,
-    /// How long one SMTP exchange (connect, each command) may take before the attempt
-    /// fails and is retried later (default 10 s).
+    /// How long sending one message (connecting and the whole exchange) may take before
+    /// the attempt fails and is retried later (default 10 s).
     pub timeout: Duration,
 }
 
@@ -133,6 +133,8 @@ pub struct SmtpMailer {
     from: Mailbox,
     composer: Composer,
     target: String,
+    /// The deadline of one message's whole SMTP exchange.
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for SmtpMailer {
@@ -161,6 +163,7 @@ impl SmtpMailer {
             builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
         }
         Ok(Self {
+            timeout: config.timeout,
             transport: builder.build(),
             from,
             composer,
@@ -186,9 +189,18 @@ impl SmtpMailer {
             .compose(notification, key)?
             .ok_or_else(|| anyhow!("{} is not a mail notification", notification.name()))?;
         let message = message(&self.from, &mail)?;
-        self.transport
-            .send(message)
+        // lettre's own timeout bounds connecting, not a server that accepts and then says
+        // nothing (seen: such a server held the delivery worker indefinitely), so the whole
+        // exchange has the deadline too.
+        tokio::time::timeout(self.timeout, self.transport.send(message))
             .await
+            .map_err(|_| {
+                anyhow!(
+                    "SMTP delivery through {} timed out after {:?}",
+                    self.target,
+                    self.timeout
+                )
+            })?
             .with_context(|| format!("SMTP delivery through {} failed", self.target))?;
         Ok(())
     }

@@ -240,8 +240,8 @@ pub struct Settings {
     )]
     pub db_max_connections: u32,
 
-    /// How long one SMTP exchange may take before the delivery attempt fails and is
-    /// retried later (1s to 60s).
+    /// How long sending one mail may take (connecting and the whole SMTP exchange) before
+    /// the delivery attempt fails and is retried later (1s to 60s).
     #[arg(long, env = "PWRESET_SMTP_TIMEOUT", default_value = "10s", value_parser = parse_smtp_timeout, global = true)]
     pub smtp_timeout: TimeDelta,
 

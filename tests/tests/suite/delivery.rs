@@ -20,6 +20,7 @@ per_backend!(
     self_service_answers_alike_for_known_unknown_and_passwordless_addresses,
     self_service_answers_alike_while_the_mail_server_is_down,
     no_token_password_or_key_reaches_the_log_even_at_trace_level,
+    a_mail_server_that_never_answers_costs_one_smtp_timeout_per_attempt,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -816,4 +817,59 @@ async fn no_token_password_or_key_reaches_the_log_even_at_trace_level(db: TestDb
     sink.stop();
 
     secrets.assert_none_logged();
+}
+
+/// A mail server that accepts connections and never says a word: each delivery attempt
+/// ends at PWRESET_SMTP_TIMEOUT (1 s here; 10 s by default, which would not fit two
+/// attempts into the wait below) and is retried, and creates keep answering meanwhile.
+async fn a_mail_server_that_never_answers_costs_one_smtp_timeout_per_attempt(db: TestDb) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let f = start_with(&db, |s| {
+        s.delivery = Delivery::Mail;
+        s.smtp_url = Some(format!("smtp://{addr}?tls=none"));
+        s.smtp_timeout = chrono::TimeDelta::seconds(1);
+        s.retry_base_ms = 100;
+        s.mail_from = "Shop <no-reply@shop.test>".into();
+        s.public_url = Some("https://shop.test".into());
+    })
+    .await;
+    f.customer("jane@example.com").await;
+    let res = f
+        .client
+        .post(
+            "/api/customer_password_resets",
+            &f.integration,
+            reset_doc("jane@example.com"),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    eventually(
+        "two delivery attempts, each ended by the SMTP timeout",
+        || async { pwreset_tests::outbox_max_attempts(&db).await >= 2 },
+    )
+    .await;
+    assert_eq!(
+        pwreset_tests::outbox_pending(&db).await,
+        1,
+        "still to be sent"
+    );
+    f.customer("john@example.com").await;
+    let res = f
+        .client
+        .post(
+            "/api/customer_password_resets",
+            &f.integration,
+            reset_doc("john@example.com"),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    f.app.stop().await;
+    silent.abort();
 }
