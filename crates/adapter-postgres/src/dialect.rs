@@ -284,6 +284,10 @@ impl Dialect for PgDialect {
         " FOR UPDATE"
     }
 
+    fn lift_statement_deadline(&self) -> Option<&'static str> {
+        Some("SET LOCAL statement_timeout = 0")
+    }
+
     fn claim_lock(&self) -> &'static str {
         " FOR UPDATE SKIP LOCKED"
     }

@@ -112,6 +112,13 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         ""
     }
 
+    /// A statement that lifts the per-statement deadline for the rest of the current
+    /// transaction, for background work that may take longer than a request should (the
+    /// retention purge); `None` where the deadline does not cut statements short.
+    fn lift_statement_deadline(&self) -> Option<&'static str> {
+        None
+    }
+
     /// `ResetStore::create`: revoke the customer's outstanding resets, insert the reset,
     /// its event and its outbox messages, atomically.
     ///

@@ -161,8 +161,13 @@ impl SessionStore for SqlStore {
     }
 
     async fn purge(&self, cutoff: Timestamp) -> Result<u64, StoreError> {
-        let mut conn = self.driver.connection().await.map_err(db)?;
-        conn.execute(purge_ended_sessions(cutoff)).await.map_err(db)
+        let mut tx = self.driver.begin().await.map_err(db)?;
+        if let Some(lift) = self.driver.dialect().lift_statement_deadline() {
+            tx.execute(Sql::new(lift)).await.map_err(db)?;
+        }
+        let purged = tx.execute(purge_ended_sessions(cutoff)).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(purged)
     }
 }
 

@@ -3035,3 +3035,63 @@ async fn postgres_over_tls_checks_the_ca_and_the_host_name() {
     .unwrap();
     admin.close().await.unwrap();
 }
+
+/// The retention purge is background work that may take longer than a request: it runs
+/// without the per-statement deadline. With a 100 ms deadline on the pool, a purge that
+/// waits on a lock held elsewhere is still waiting well past 100 ms, and completes once
+/// the lock is gone.
+#[tokio::test]
+async fn the_retention_purge_runs_without_the_request_deadline() {
+    use sqlx::Connection;
+    let fresh = pwreset_tests::postgres::fresh_database().await;
+    let pool = pwreset_adapter_sql::PoolSettings {
+        statement_timeout: std::time::Duration::from_millis(100),
+        ..pwreset_adapter_sql::PoolSettings::new(2)
+    };
+    let store = pwreset_adapter_postgres::connect_with(&fresh.url, &pool)
+        .await
+        .unwrap();
+    let db = TestDb::sql(pwreset_tests::Backend::Postgres, store, fresh.url.clone());
+    let mut holder = sqlx::PgConnection::connect(&fresh.url).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE password_resets IN SHARE MODE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let resets = db.resets.clone();
+    let purge = tokio::spawn(async move { resets.purge(t0()).await });
+    // Wait (bounded) until the purge's statement has waited on the lock for three times
+    // the deadline, by the server's clock.
+    let mut watcher = sqlx::PgConnection::connect(&fresh.url).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waited: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query_start < clock_timestamp() - interval '300 ms')",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waited {
+            break;
+        }
+        assert!(
+            !purge.is_finished(),
+            "the purge ended early: {:?}",
+            purge.await.unwrap()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the purge never waited on the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(purge.await.unwrap().unwrap(), 0);
+    drop(db);
+    holder.close().await.unwrap();
+    watcher.close().await.unwrap();
+    pwreset_tests::postgres::drop_database(&fresh.name).await;
+}
