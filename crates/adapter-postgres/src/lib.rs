@@ -110,11 +110,11 @@ pub async fn connect_with(url: &str, pool: &PoolSettings) -> anyhow::Result<SqlS
     Ok(SqlStore::new(std::sync::Arc::new(driver)))
 }
 
-/// The connection options of `url`. A URL that names no `sslmode` gets `disable`, not
-/// libpq's `prefer`: `prefer` encrypts without checking who answers (so it keeps out no
-/// one who can sit on the path), and against a local server with TLS on (Debian's default)
-/// it cost a third of the throughput. TLS is for a URL that asks for it, best with
-/// `verify-full`.
+/// The connection options of `url`. When neither the URL nor `PGSSLMODE` names an
+/// `sslmode`, it is `disable`, not libpq's `prefer`: `prefer` encrypts without checking
+/// who answers (so it keeps out no one who can sit on the path), and against a local
+/// server with TLS on (Debian's default) it cost a third of the throughput. TLS is for a
+/// URL (or environment) that asks for it, best with `verify-full`.
 ///
 /// # Errors
 /// When the URL does not parse.
@@ -122,15 +122,21 @@ pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
     let options: PgConnectOptions = url
         .parse()
         .map_err(|e| anyhow::anyhow!("invalid Postgres URL {}: {e}", redact_url(url)))?;
-    let names_ssl_mode = url.split_once('?').is_some_and(|(_, query)| {
-        query
-            .split('&')
-            .any(|pair| pair.starts_with("sslmode=") || pair.starts_with("ssl-mode="))
-    });
-    Ok(if names_ssl_mode {
-        options
-    } else {
-        options.ssl_mode(PgSslMode::Disable)
+    Ok(
+        if names_ssl_mode(url) || std::env::var_os("PGSSLMODE").is_some() {
+            options
+        } else {
+            options.ssl_mode(PgSslMode::Disable)
+        },
+    )
+}
+
+/// Whether `url`'s query names an `sslmode`, as sqlx reads it (percent-decoded keys, the
+/// fragment not part of the query).
+fn names_ssl_mode(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| {
+        u.query_pairs()
+            .any(|(key, _)| key == "sslmode" || key == "ssl-mode")
     })
 }
 
@@ -320,28 +326,30 @@ impl Driver for PgDriver {
 mod tests {
     #[test]
     fn tls_is_off_unless_the_url_asks_for_it() {
-        use sqlx::postgres::PgSslMode;
-        let mode = |url: &str| super::connect_options(url).unwrap().get_ssl_mode();
-        assert!(matches!(
-            mode("postgres://u@db:5432/pwreset"),
-            PgSslMode::Disable
+        use super::names_ssl_mode as named;
+        assert!(!named("postgres://u@db:5432/pwreset"));
+        assert!(!named("postgres://u@db/pwreset?application_name=x"));
+        assert!(named("postgres://u@db/pwreset?sslmode=prefer"));
+        assert!(named(
+            "postgres://u@db/pwreset?application_name=x&sslmode=verify-full"
         ));
-        assert!(matches!(
-            mode("postgres://u@db/pwreset?application_name=x"),
-            PgSslMode::Disable
-        ));
-        assert!(matches!(
-            mode("postgres://u@db/pwreset?sslmode=prefer"),
-            PgSslMode::Prefer
-        ));
-        assert!(matches!(
-            mode("postgres://u@db/pwreset?application_name=x&sslmode=verify-full"),
-            PgSslMode::VerifyFull
-        ));
-        assert!(matches!(
-            mode("postgres://u@db/pwreset?ssl-mode=require"),
-            PgSslMode::Require
-        ));
+        assert!(named("postgres://u@db/pwreset?ssl-mode=require"));
+        // As sqlx reads it: percent-decoded keys count, a fragment does not.
+        assert!(named("postgres://u@db/pwreset?ssl%6Dode=require"));
+        assert!(!named("postgres://u@db/pwreset#?sslmode=require"));
+        assert!(!named("postgres://u@db/pwreset?notsslmode=require"));
+        if std::env::var_os("PGSSLMODE").is_none() {
+            use sqlx::postgres::PgSslMode;
+            let mode = |url: &str| super::connect_options(url).unwrap().get_ssl_mode();
+            assert!(matches!(
+                mode("postgres://u@db/pwreset"),
+                PgSslMode::Disable
+            ));
+            assert!(matches!(
+                mode("postgres://u@db/pwreset?sslmode=verify-full"),
+                PgSslMode::VerifyFull
+            ));
+        }
         assert!(super::connect_options("postgres://u@db:notaport/x").is_err());
     }
 
