@@ -267,7 +267,7 @@ impl ApiError {
     }
 
     /// 503 with `Retry-After: 1`: the store could not answer within its deadline (the
-    /// database is unreachable, restarting or overloaded); nothing was written.
+    /// database is unreachable, restarting or overloaded).
     #[must_use]
     pub fn unavailable(cause: &anyhow::Error) -> Self {
         tracing::warn!(error = format!("{cause:#}"), "store unavailable");
@@ -275,7 +275,7 @@ impl ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             "SERVICE_UNAVAILABLE",
             "Service unavailable",
-            "The service cannot reach its database right now; nothing was changed. Try again shortly",
+            "The service cannot reach its database right now. Try again shortly",
         )
     }
 

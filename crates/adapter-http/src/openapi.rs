@@ -43,7 +43,7 @@ fn responses(success: &[(&str, Value)], errors: &[&str]) -> Value {
             "415" => "Body is not application/vnd.api+json",
             "422" => "Unacceptable value",
             "429" => "Rate limited",
-            "503" => "The database could not answer within its deadline; nothing was written",
+            "503" => "The database could not answer within its deadline; try again shortly",
             _ => "Error",
         };
         let mut response = error_response(description);

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use minijinja::Value;
-use pwreset_domain::service::{CompleteReset, CompleteResetError, RequestResetError};
+use pwreset_domain::service::{
+    CompleteReset, CompleteResetError, GetResetError, RequestResetError,
+};
 use pwreset_domain::{Caller, EmailAddress, Password, PasswordRejection, RateLimited, ResetId};
 
 use super::{FORM_COOKIE, FORM_COOKIE_HOST, Pages, TOKEN_COOKIE, TOKEN_COOKIE_MAX_AGE};
@@ -77,6 +79,22 @@ impl<'a> View<'a> {
     fn unexpected(&self, error: &dyn std::fmt::Display) -> HttpResponse {
         tracing::error!(error = %error, "page request failed");
         self.message(StatusCode::INTERNAL_SERVER_ERROR, "error", "error")
+    }
+
+    /// A use case's unexpected failure: 503 with `Retry-After` when the store could not
+    /// answer in time (the same "try again" page), otherwise [`View::unexpected`].
+    fn failed(&self, cause: &anyhow::Error) -> HttpResponse {
+        if cause
+            .downcast_ref::<pwreset_domain::ports::StoreUnavailable>()
+            .is_none()
+        {
+            return self.unexpected(&format!("{cause:#}"));
+        }
+        tracing::warn!(error = format!("{cause:#}"), "store unavailable");
+        let mut res = self.message(StatusCode::SERVICE_UNAVAILABLE, "error", "error");
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        res
     }
 
     fn throttled(&self, limited: &RateLimited) -> HttpResponse {
@@ -281,7 +299,7 @@ pub(crate) async fn forgot_submit(
         Err(RequestResetError::UnknownCustomer) => {
             view.page(StatusCode::OK, "sent.html", Values::new())
         }
-        Err(RequestResetError::Unexpected(e)) => view.unexpected(&format!("{e:#}")),
+        Err(RequestResetError::Unexpected(e)) => view.failed(&e),
     }
 }
 
@@ -417,9 +435,8 @@ fn completion_failure(view: &View<'_>, e: &CompleteResetError) -> HttpResponse {
             view.invalid()
         }
         CompleteResetError::RateLimited(r) => view.throttled(r),
-        CompleteResetError::PasswordRejected(_) | CompleteResetError::Unexpected(_) => {
-            view.unexpected(e)
-        }
+        CompleteResetError::Unexpected(cause) => view.failed(cause),
+        CompleteResetError::PasswordRejected(_) => view.unexpected(e),
     }
 }
 
@@ -466,6 +483,7 @@ pub(crate) async fn reset_submit(
                     Some(&rejection),
                 ),
                 Ok(None) => view.invalid(),
+                Err(GetResetError::Unexpected(cause)) => view.failed(&cause),
                 Err(e) => view.unexpected(&e),
             }
         }

@@ -8,7 +8,7 @@ use actix_web::http::header::HeaderMap;
 use actix_web::{App, test, web};
 use chrono::TimeDelta;
 use pwreset_domain::ports::{
-    MockClientStore, MockOutboxStore, MockRateLimitStore, MockSessionStore,
+    MockClientStore, MockOutboxStore, MockRateLimitStore, MockSessionStore, StoreError,
 };
 use pwreset_domain::service::NotificationPlan;
 use pwreset_domain::testing::{self, MockPorts, OTHER_TOKEN, RESET_ID, TOKEN};
@@ -969,4 +969,38 @@ async fn the_style_sheet_and_unsupported_methods_carry_the_page_headers() {
     let res = call(&app, test::TestRequest::delete().uri("/reset-password")).await;
     assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
     res.assert_page_headers(false);
+}
+
+#[actix_web::test]
+async fn a_database_that_cannot_answer_gets_the_try_again_page_with_503() {
+    let mut setup = Setup::new();
+    setup
+        .ports
+        .resets
+        .expect_find()
+        .returning(|_, _| Err(StoreError::unavailable("connection refused")));
+    let app = setup.app().await;
+    let res = call(&app, with_token(get(&form_uri()), TOKEN)).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{}", res.body);
+    assert_eq!(res.header("retry-after"), Some("1"));
+    res.assert_page_headers(false);
+    assert!(res.body.contains("Please try again"), "{}", res.body);
+    res.assert_no_token(TOKEN);
+
+    // Any other failure stays a 500.
+    let mut setup = Setup::new();
+    setup
+        .ports
+        .resets
+        .expect_find()
+        .returning(|_, _| Err(StoreError::unexpected("a row that does not decode")));
+    let app = setup.app().await;
+    let res = call(&app, with_token(get(&form_uri()), TOKEN)).await;
+    assert_eq!(
+        res.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        res.body
+    );
+    assert_eq!(res.header("retry-after"), None);
 }
