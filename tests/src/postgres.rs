@@ -329,6 +329,48 @@ pub struct TlsCluster {
 
 static TLS_CLUSTER: OnceCell<TlsCluster> = OnceCell::const_new();
 
+/// Makes sure the `openssl` command is there: when it is missing it installs Debian's
+/// `openssl` package with apt-get (as the browser check installs chromium), saying so, or
+/// says what to install where there is no apt-get.
+fn ensure_openssl() -> Result<(), String> {
+    let present = || {
+        Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if present() {
+        return Ok(());
+    }
+    if find_binary("apt-get").is_none() {
+        return Err("the `openssl` command is missing and there is no apt-get: install OpenSSL's command-line tool".into());
+    }
+    eprintln!("tests: `openssl` is missing: installing Debian's openssl package with apt-get");
+    let apt = |args: &[&str]| {
+        let mut c = if is_root() {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        };
+        c.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output()
+            .map_err(|e| format!("cannot run apt-get: {e}"))
+    };
+    apt(&["update", "-qq"])?;
+    let out = apt(&["install", "-y", "-qq", "openssl"])?;
+    if out.status.success() && present() {
+        Ok(())
+    } else {
+        Err(format!(
+            "apt-get install openssl failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
 /// Runs `openssl` with `args` in `dir`.
 fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
     let out = Command::new("openssl")
@@ -375,6 +417,7 @@ fn make_certificates(dir: &Path) -> Result<(), String> {
     if dir.join("server.crt").exists() && dir.join("other-ca.crt").exists() {
         return Ok(());
     }
+    ensure_openssl()?;
     make_ca(dir, "ca")?;
     make_ca(dir, "other-ca")?;
     std::fs::write(
