@@ -158,17 +158,34 @@ fn tls_hint(e: &sqlx::Error) -> &'static str {
     }
 }
 
-/// The URL without its password, for messages.
+/// The URL without its password (in the user part or a `password=` parameter), for
+/// messages.
 #[must_use]
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
+            let creds = &base[scheme + 3..at];
             let user = creds.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+            format!("{}{user}:***{}", &base[..scheme + 3], &base[at..])
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key == "password" => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
     }
+    out
 }
 
 type PgQuery = Query<'static, Postgres, PgArguments>;
@@ -360,5 +377,13 @@ mod tests {
             "postgres://app:***@db:5432/pw"
         );
         assert_eq!(super::redact_url("postgres://db/pw"), "postgres://db/pw");
+        assert_eq!(
+            super::redact_url("postgres://app@db/pw?sslmode=require&password=s3cret&x=1"),
+            "postgres://app:***@db/pw?sslmode=require&password=***&x=1"
+        );
+        assert_eq!(
+            super::redact_url("postgres://app:s3cret@db/pw?sslrootcert=/a@b/ca.pem"),
+            "postgres://app:***@db/pw?sslrootcert=/a@b/ca.pem"
+        );
     }
 }
