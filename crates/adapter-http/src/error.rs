@@ -59,6 +59,14 @@ fn attr_pointer(attribute: &str) -> Option<Source> {
     Some(Source::Pointer(format!("/data/attributes/{attribute}")))
 }
 
+/// Whether a use case's failure is the store saying "not now" (`StoreUnavailable`): a
+/// 503 with `Retry-After`, wherever the answer is made (API, OAuth, pages).
+pub(crate) fn store_unavailable(cause: &anyhow::Error) -> bool {
+    cause
+        .downcast_ref::<pwreset_domain::ports::StoreUnavailable>()
+        .is_some()
+}
+
 /// `Retry-After` for a refusal: the seconds until its window ends, rounded up, at least 1
 /// (so a client never retries into the same window). Shared by the API, the OAuth
 /// endpoints and the pages.
@@ -251,10 +259,7 @@ impl ApiError {
 
     /// A 500 whose cause goes to the log only.
     pub fn internal(cause: &anyhow::Error) -> Self {
-        if cause
-            .downcast_ref::<pwreset_domain::ports::StoreUnavailable>()
-            .is_some()
-        {
+        if store_unavailable(cause) {
             return Self::unavailable(cause);
         }
         tracing::error!(error = format!("{cause:#}"), "internal error");

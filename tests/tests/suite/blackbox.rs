@@ -1446,37 +1446,39 @@ async fn hold_write_lock(
     db: &TestDb,
     release: tokio::sync::oneshot::Receiver<()>,
 ) -> tokio::task::JoinHandle<()> {
-    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    async fn hold<C>(
+        mut conn: C,
+        begin: &'static str,
+        locked: tokio::sync::oneshot::Sender<()>,
+        release: tokio::sync::oneshot::Receiver<()>,
+    ) where
+        C: sqlx::Connection,
+        for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+    {
+        sqlx::raw_sql(begin).execute(&mut conn).await.unwrap();
+        locked.send(()).unwrap();
+        let _ = release.await;
+        sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+    }
+    use sqlx::Connection;
+    let (locked, is_locked) = tokio::sync::oneshot::channel();
     let url = db.url().to_owned();
-    let backend = db.backend;
-    let task = tokio::spawn(async move {
-        use sqlx::Connection;
-        match backend {
-            pwreset_tests::Backend::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-                sqlx::raw_sql(
-                    "BEGIN; LOCK TABLE password_resets, rate_limits IN ACCESS EXCLUSIVE MODE",
-                )
-                .execute(&mut conn)
-                .await
-                .unwrap();
-                locked_tx.send(()).unwrap();
-                let _ = release.await;
-                sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
-            }
-            _ => {
-                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                sqlx::raw_sql("BEGIN IMMEDIATE")
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                locked_tx.send(()).unwrap();
-                let _ = release.await;
-                sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
-            }
+    let task = match db.backend {
+        pwreset_tests::Backend::Postgres => {
+            let conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            tokio::spawn(hold(
+                conn,
+                "BEGIN; LOCK TABLE password_resets, rate_limits IN ACCESS EXCLUSIVE MODE",
+                locked,
+                release,
+            ))
         }
-    });
-    locked_rx.await.expect("the lock is held");
+        _ => {
+            let conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            tokio::spawn(hold(conn, "BEGIN IMMEDIATE", locked, release))
+        }
+    };
+    is_locked.await.expect("the lock is held");
     task
 }
 

@@ -84,10 +84,7 @@ impl<'a> View<'a> {
     /// A use case's unexpected failure: 503 with `Retry-After` when the store could not
     /// answer in time (the same "try again" page), otherwise [`View::unexpected`].
     fn failed(&self, cause: &anyhow::Error) -> HttpResponse {
-        if cause
-            .downcast_ref::<pwreset_domain::ports::StoreUnavailable>()
-            .is_none()
-        {
+        if !crate::error::store_unavailable(cause) {
             return self.unexpected(&format!("{cause:#}"));
         }
         tracing::warn!(error = format!("{cause:#}"), "store unavailable");

@@ -971,16 +971,21 @@ async fn the_style_sheet_and_unsupported_methods_carry_the_page_headers() {
     res.assert_page_headers(false);
 }
 
-#[actix_web::test]
-async fn a_database_that_cannot_answer_gets_the_try_again_page_with_503() {
+/// The form page's answer when the store's `find` fails with `error`.
+async fn form_page_when_find_fails(error: fn() -> StoreError) -> Reply {
     let mut setup = Setup::new();
     setup
         .ports
         .resets
         .expect_find()
-        .returning(|_, _| Err(StoreError::unavailable("connection refused")));
+        .returning(move |_, _| Err(error()));
     let app = setup.app().await;
-    let res = call(&app, with_token(get(&form_uri()), TOKEN)).await;
+    call(&app, with_token(get(&form_uri()), TOKEN)).await
+}
+
+#[actix_web::test]
+async fn a_database_that_cannot_answer_gets_the_try_again_page_with_503() {
+    let res = form_page_when_find_fails(|| StoreError::unavailable("connection refused")).await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{}", res.body);
     assert_eq!(res.header("retry-after"), Some("1"));
     res.assert_page_headers(false);
@@ -988,14 +993,8 @@ async fn a_database_that_cannot_answer_gets_the_try_again_page_with_503() {
     res.assert_no_token(TOKEN);
 
     // Any other failure stays a 500.
-    let mut setup = Setup::new();
-    setup
-        .ports
-        .resets
-        .expect_find()
-        .returning(|_, _| Err(StoreError::unexpected("a row that does not decode")));
-    let app = setup.app().await;
-    let res = call(&app, with_token(get(&form_uri()), TOKEN)).await;
+    let res =
+        form_page_when_find_fails(|| StoreError::unexpected("a row that does not decode")).await;
     assert_eq!(
         res.status,
         StatusCode::INTERNAL_SERVER_ERROR,

@@ -117,10 +117,7 @@ impl OAuthFailure {
     }
 
     fn internal(cause: &anyhow::Error) -> Self {
-        if cause
-            .downcast_ref::<pwreset_domain::ports::StoreUnavailable>()
-            .is_some()
-        {
+        if crate::error::store_unavailable(cause) {
             // RFC 6749 5.2 has no code for it; `temporarily_unavailable` is its code for
             // the same condition at the authorization endpoint.
             tracing::warn!(error = format!("{cause:#}"), "store unavailable");
