@@ -243,6 +243,16 @@ impl RunningApp {
         let mut settings = pwreset_app::Settings::defaults();
         settings.bind = "127.0.0.1:0".into();
         settings.database_url = Some(db.url().to_owned());
+        if db.backend == Backend::Postgres
+            && let Ok(pooler) = std::env::var("PWRESET_TEST_POOLER")
+        {
+            // The cluster check runs the black-box cases once through PgBouncer in
+            // transaction mode: the application's statements go through the pooler, its
+            // migrations (and the cases' own checks) to Postgres directly.
+            settings.database_url = Some(postgres::through(db.url(), &pooler));
+            settings.database_migration_url = Some(db.url().to_owned());
+            settings.db_transaction_pooler = true;
+        }
         settings.data_dir = std::env::temp_dir().join("pwreset-test-unused-data-dir");
         settings.signing_keys = Some(TEST_SIGNING_KEY.clone());
         settings.token_digest_keys = Some(TEST_DIGEST_KEY.into());

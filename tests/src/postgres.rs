@@ -25,6 +25,21 @@ fn with_db(server: &str, db: &str) -> String {
     format!("{}/{db}", server.trim_end_matches('/'))
 }
 
+/// `url` with its host and port replaced by `addr` (`host:port`): the same database and
+/// user through a pooler in front of the server.
+#[must_use]
+pub fn through(url: &str, addr: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[after_scheme..];
+    let end = rest
+        .find(['/', '?'])
+        .map_or(url.len(), |i| after_scheme + i);
+    let start = url[after_scheme..end]
+        .rfind('@')
+        .map_or(after_scheme, |i| after_scheme + i + 1);
+    format!("{}{addr}{}", &url[..start], &url[end..])
+}
+
 async fn answers(url: &str) -> bool {
     matches!(
         tokio::time::timeout(Duration::from_secs(3), PgConnection::connect(url)).await,

@@ -30,6 +30,31 @@ pub use migrations::{migrate, migrator};
 #[derive(Debug, Clone)]
 pub struct PgDriver {
     pool: PgPool,
+    /// Behind a transaction pooler: the statement that opens every transaction (with the
+    /// statement deadline set for it), and every statement runs in one. `None` when the
+    /// URL reaches Postgres itself.
+    pooled_begin: Option<String>,
+}
+
+/// Where the database URL leads: to Postgres itself, or to a pooler such as PgBouncer in
+/// `pool_mode = transaction`, which hands out a server connection per transaction.
+///
+/// sqlx parses a statement in one round trip and binds it in the next; between the two, a
+/// transaction pooler may hand the client's next message to another server connection,
+/// where the statement does not exist (PgBouncer before 1.21 cannot track them). Behind
+/// such a pooler the driver therefore keeps no named statements, runs every statement
+/// inside a transaction of its own (so it stays on one server connection), sets the
+/// statement deadline per transaction (`SET LOCAL`, since a pooler refuses or drops the
+/// startup `options` that carry it otherwise), and sends no startup parameter PgBouncer
+/// does not know. Session state (advisory locks, `SET`) cannot be used through it, so
+/// migrations need a URL of the server itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Route {
+    /// The URL reaches Postgres: named statements cached per connection.
+    #[default]
+    Direct,
+    /// The URL reaches a transaction pooler.
+    TransactionPooler,
 }
 
 impl PgDriver {
@@ -41,18 +66,30 @@ impl PgDriver {
         Self::connect_with(url, &PoolSettings::new(max_connections)).await
     }
 
-    /// Opens a pool to `url` as `pool` says: its size, how long a request waits for a
-    /// connection, and each statement's `statement_timeout`.
+    /// [`PgDriver::connect_with`] for a URL that leads where `route` says.
     ///
     /// # Errors
     /// When the URL is invalid or the server cannot be reached in time.
-    pub async fn connect_with(url: &str, pool: &PoolSettings) -> anyhow::Result<Self> {
-        let options = connect_options(url)?.options([(
-            "statement_timeout",
+    pub async fn connect_routed(
+        url: &str,
+        pool: &PoolSettings,
+        route: Route,
+    ) -> anyhow::Result<Self> {
+        let deadline = pool.statement_timeout.as_millis();
+        let (options, pooled_begin) = match route {
             // 0 is Postgres's "no deadline".
-            format!("{}ms", pool.statement_timeout.as_millis()),
-        )]);
-        let pool = PgPoolOptions::new()
+            Route::Direct => (
+                connect_options(url)?.options([("statement_timeout", format!("{deadline}ms"))]),
+                None,
+            ),
+            Route::TransactionPooler => (
+                connect_options(url)?
+                    .statement_cache_capacity(0)
+                    .extra_float_digits(None),
+                Some(format!("BEGIN; SET LOCAL statement_timeout = {deadline}")),
+            ),
+        };
+        let pg = PgPoolOptions::new()
             .max_connections(pool.max_connections)
             .acquire_timeout(pool.acquire_timeout)
             // sqlx pings every connection it hands out by default: a second round trip per
@@ -69,7 +106,19 @@ impl PgDriver {
                     redact_url(url)
                 ))
             })?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool: pg,
+            pooled_begin,
+        })
+    }
+
+    /// Opens a pool to `url` as `pool` says: its size, how long a request waits for a
+    /// connection, and each statement's `statement_timeout`.
+    ///
+    /// # Errors
+    /// When the URL is invalid or the server cannot be reached in time.
+    pub async fn connect_with(url: &str, pool: &PoolSettings) -> anyhow::Result<Self> {
+        Self::connect_routed(url, pool, Route::Direct).await
     }
 
     #[must_use]
@@ -93,9 +142,33 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore
 /// # Errors
 /// When the database cannot be reached or a migration fails.
 pub async fn connect_with(url: &str, pool: &PoolSettings) -> anyhow::Result<SqlStore> {
+    connect_routed(url, pool, Route::Direct, None).await
+}
+
+/// [`connect_with`] for a URL that leads where `route` says. Migrations run over
+/// `migration_url` when given, else over `url`; behind a transaction pooler they need a
+/// URL of Postgres itself (they hold a session's advisory lock), so one is required then.
+///
+/// # Errors
+/// When the database cannot be reached, a migration fails, or a pooler's URL comes
+/// without a migration URL.
+pub async fn connect_routed(
+    url: &str,
+    pool: &PoolSettings,
+    route: Route,
+    migration_url: Option<&str>,
+) -> anyhow::Result<SqlStore> {
+    let migration_url = match (route, migration_url) {
+        (_, Some(direct)) => direct,
+        (Route::Direct, None) => url,
+        (Route::TransactionPooler, None) => anyhow::bail!(
+            "behind a transaction pooler (PWRESET_DB_TRANSACTION_POOLER) migrations need a \
+             URL of Postgres itself, not of the pooler: set PWRESET_DATABASE_MIGRATION_URL"
+        ),
+    };
     {
         let migrations = PgDriver::connect_with(
-            url,
+            migration_url,
             &PoolSettings {
                 max_connections: 1,
                 acquire_timeout: Duration::from_secs(30),
@@ -106,7 +179,7 @@ pub async fn connect_with(url: &str, pool: &PoolSettings) -> anyhow::Result<SqlS
         migrate(migrations.pool()).await?;
         migrations.pool().close().await;
     }
-    let driver = PgDriver::connect_with(url, pool).await?;
+    let driver = PgDriver::connect_routed(url, pool, route).await?;
     Ok(SqlStore::new(std::sync::Arc::new(driver)))
 }
 
@@ -208,10 +281,13 @@ fn bind(q: PgQuery, v: Val) -> PgQuery {
     }
 }
 
-fn build(sql: Sql) -> PgQuery {
+/// The query of `sql`, kept prepared on its connection when `persistent` (sqlx names it
+/// then, even with its statement cache off), else parsed as the unnamed statement.
+fn build(sql: Sql, persistent: bool) -> PgQuery {
     let (text, args) = sql.into_parts();
     args.into_iter()
         .fold(sqlx::query(AssertSqlSafe(text)), bind)
+        .persistent(persistent)
 }
 
 /// Whether `e` says the server could not answer now rather than refused the statement:
@@ -283,21 +359,27 @@ fn decode(row: &sqlx::postgres::PgRow, types: &[Ty]) -> Result<Vec<Val>, sqlx::E
         .collect()
 }
 
-async fn execute(conn: &mut PgConnection, sql: Sql) -> Result<u64, DbError> {
-    build(sql)
+async fn execute(conn: &mut PgConnection, sql: Sql, persistent: bool) -> Result<u64, DbError> {
+    build(sql, persistent)
         .execute(conn)
         .await
         .map(|r| r.rows_affected())
         .map_err(err)
 }
 
-async fn fetch(conn: &mut PgConnection, sql: Sql, types: &[Ty]) -> Result<Vec<Vec<Val>>, DbError> {
-    let rows = build(sql).fetch_all(conn).await.map_err(err)?;
+async fn fetch(
+    conn: &mut PgConnection,
+    sql: Sql,
+    types: &[Ty],
+    persistent: bool,
+) -> Result<Vec<Vec<Val>>, DbError> {
+    let rows = build(sql, persistent).fetch_all(conn).await.map_err(err)?;
     rows.iter().map(|r| decode(r, types).map_err(err)).collect()
 }
 
 /// A pooled connection or an open transaction: both are a `PgConnection` underneath.
-struct Exec<C>(C);
+/// The flag: whether statements stay prepared on it (not behind a transaction pooler).
+struct Exec<C>(C, bool);
 
 #[async_trait]
 impl<C> Executor for Exec<C>
@@ -305,10 +387,43 @@ where
     C: std::ops::DerefMut<Target = PgConnection> + Send,
 {
     async fn execute(&mut self, sql: Sql) -> Result<u64, DbError> {
-        execute(&mut self.0, sql).await
+        execute(&mut self.0, sql, self.1).await
     }
     async fn fetch(&mut self, sql: Sql, types: &[Ty]) -> Result<Vec<Vec<Val>>, DbError> {
-        fetch(&mut self.0, sql, types).await
+        fetch(&mut self.0, sql, types, self.1).await
+    }
+}
+
+/// Behind a transaction pooler, statements outside a transaction: each one in a
+/// transaction of its own, committed at once, so its parse and its execution reach the
+/// same server connection.
+struct Autocommit {
+    pool: PgPool,
+    begin: String,
+}
+
+impl Autocommit {
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, DbError> {
+        self.pool
+            .begin_with(AssertSqlSafe(self.begin.clone()))
+            .await
+            .map_err(err)
+    }
+}
+
+#[async_trait]
+impl Executor for Autocommit {
+    async fn execute(&mut self, sql: Sql) -> Result<u64, DbError> {
+        let mut tx = self.begin().await?;
+        let n = execute(&mut tx, sql, false).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(n)
+    }
+    async fn fetch(&mut self, sql: Sql, types: &[Ty]) -> Result<Vec<Vec<Val>>, DbError> {
+        let mut tx = self.begin().await?;
+        let rows = fetch(&mut tx, sql, types, false).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(rows)
     }
 }
 
@@ -326,15 +441,29 @@ impl Driver for PgDriver {
     }
 
     async fn connection(&self) -> Result<Box<dyn Executor>, DbError> {
-        Ok(Box::new(Exec(self.pool.acquire().await.map_err(err)?)))
+        Ok(match &self.pooled_begin {
+            None => Box::new(Exec(self.pool.acquire().await.map_err(err)?, true)),
+            Some(begin) => Box::new(Autocommit {
+                pool: self.pool.clone(),
+                begin: begin.clone(),
+            }),
+        })
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>, DbError> {
-        Ok(Box::new(Exec(self.pool.begin().await.map_err(err)?)))
+        let tx = match &self.pooled_begin {
+            None => self.pool.begin().await,
+            Some(begin) => self.pool.begin_with(AssertSqlSafe(begin.clone())).await,
+        };
+        Ok(Box::new(Exec(
+            tx.map_err(err)?,
+            self.pooled_begin.is_none(),
+        )))
     }
 
     async fn ping(&self) -> anyhow::Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        // The simple protocol: one message, so it holds behind a transaction pooler too.
+        sqlx::raw_sql("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 }

@@ -153,6 +153,23 @@ pub struct Settings {
     )]
     pub database_url: Option<String>,
 
+    /// Set when PWRESET_DATABASE_URL leads to a transaction pooler (PgBouncer with
+    /// pool_mode = transaction) rather than to Postgres: every statement then runs in a
+    /// transaction of its own and no statement is kept prepared across them. Needs
+    /// PWRESET_DATABASE_MIGRATION_URL.
+    #[arg(long, env = "PWRESET_DB_TRANSACTION_POOLER", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub db_transaction_pooler: bool,
+
+    /// Where migrations run, when not over PWRESET_DATABASE_URL: Postgres itself, for
+    /// instances that reach it through a transaction pooler. Default: the database URL.
+    #[arg(
+        long,
+        env = "PWRESET_DATABASE_MIGRATION_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_migration_url: Option<String>,
+
     /// Address to listen on.
     #[arg(
         long,
@@ -449,6 +466,11 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("data_dir", &self.data_dir)
             .field("database_url", &redacted(self.database_url.as_ref()))
+            .field("db_transaction_pooler", &self.db_transaction_pooler)
+            .field(
+                "database_migration_url",
+                &redacted(self.database_migration_url.as_ref()),
+            )
             .field("bind", &self.bind)
             .field("public_url", &self.public_url)
             .field("issuer", &self.issuer)
@@ -816,6 +838,7 @@ mod tests {
             "whsec-webhook-secret-1234",
         ];
         s.database_url = Some(secrets[0].into());
+        s.database_migration_url = Some(secrets[0].replace("db.example", "db-direct.example"));
         s.signing_keys = Some(secrets[1].into());
         s.token_digest_keys = Some(secrets[2].into());
         s.smtp_url = Some(secrets[3].into());
@@ -824,7 +847,7 @@ mod tests {
         s.bind = "127.0.0.1:4321".into();
         let debug = format!("{s:?}");
         assert!(debug.contains("127.0.0.1:4321"), "{debug}");
-        assert_eq!(debug.matches("<set, redacted>").count(), 6, "{debug}");
+        assert_eq!(debug.matches("<set, redacted>").count(), 7, "{debug}");
         for secret in secrets {
             assert!(!debug.contains(secret), "{secret} in {debug}");
         }

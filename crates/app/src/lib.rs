@@ -40,7 +40,18 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<SqlStore> {
     let pool = settings.pool();
     match settings.database_url.as_deref() {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            pwreset_adapter_postgres::connect_with(url, &pool).await
+            let route = if settings.db_transaction_pooler {
+                pwreset_adapter_postgres::Route::TransactionPooler
+            } else {
+                pwreset_adapter_postgres::Route::Direct
+            };
+            pwreset_adapter_postgres::connect_routed(
+                url,
+                &pool,
+                route,
+                settings.database_migration_url.as_deref(),
+            )
+            .await
         }
         Some(url) if url.starts_with("sqlite:") => {
             pwreset_adapter_sqlite::connect_with(url, &pool).await
