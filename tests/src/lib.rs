@@ -220,6 +220,8 @@ pub mod logs {
 #[derive(Debug)]
 pub struct RunningApp {
     pub addr: std::net::SocketAddr,
+    /// `/metrics` on its own listener, when the case set `metrics_bind`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub settings: pwreset_app::Settings,
     handle: pwreset_app::StopHandle,
     running: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -267,10 +269,12 @@ impl RunningApp {
             .await
             .unwrap_or_else(|e| panic!("application did not start: {e:#}"));
         let addr = app.addr();
+        let metrics_addr = app.metrics_addr();
         let handle = app.handle();
         let running = tokio::spawn(app.run_until_stopped());
         Self {
             addr,
+            metrics_addr,
             settings,
             handle,
             running,

@@ -153,6 +153,8 @@ pub struct Argon2Hasher {
     params: Params,
     jobs: Arc<Mutex<Sender<Job>>>,
     threads: usize,
+    /// Jobs sent and not yet started by a thread.
+    queued: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl std::fmt::Debug for Argon2Hasher {
@@ -217,6 +219,7 @@ impl Argon2Hasher {
             params,
             jobs: Arc::new(Mutex::new(tx)),
             threads: concurrency,
+            queued: Arc::default(),
         })
     }
 
@@ -237,11 +240,19 @@ impl Argon2Hasher {
         &self,
         work: impl FnOnce(Argon2<'static>) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
+        use std::sync::atomic::Ordering;
         let argon2 = self.argon2();
         let (tx, rx) = oneshot::channel();
+        let queued = self.queued.clone();
+        let sent = std::time::Instant::now();
         let job: Job = Box::new(move || {
+            let waiting = queued.fetch_sub(1, Ordering::Relaxed) - 1;
+            metrics::gauge!("pwreset_hash_queue_length").set(f64::from(waiting));
+            metrics::histogram!("pwreset_hash_wait_seconds").record(sent.elapsed().as_secs_f64());
             let _ = tx.send(work(argon2));
         });
+        let waiting = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::gauge!("pwreset_hash_queue_length").set(f64::from(waiting));
         self.jobs
             .lock()
             .map_err(|_| anyhow::anyhow!("the hashing pool is poisoned"))?

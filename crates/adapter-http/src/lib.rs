@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod error;
 pub mod jsonapi;
+pub mod metrics;
 mod middleware;
 pub mod openapi;
 pub mod pages;

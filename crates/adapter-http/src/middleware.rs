@@ -81,12 +81,20 @@ pub async fn request_log(
         path = %req.path(),
     );
     let started = Instant::now();
+    let method = req.method().clone();
     let result = next.call(req).instrument(span.clone()).await;
     let _entered = span.enter();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let took = started.elapsed();
+    let elapsed_ms = took.as_secs_f64() * 1000.0;
     match &result {
         Ok(res) => {
             let status = res.status().as_u16();
+            crate::metrics::record_request(
+                method.as_str(),
+                res.request().match_pattern().as_deref(),
+                status,
+                took,
+            );
             if status >= 500 {
                 tracing::error!(status, elapsed_ms, "request failed");
             } else {

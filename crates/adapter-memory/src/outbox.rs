@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::TimeDelta;
-use pwreset_domain::ports::{OutboxStore, StoreError};
+use pwreset_domain::ports::{OutboxBacklog, OutboxStore, StoreError};
 use pwreset_domain::{EventKind, OutboxId, OutboxMessage, Timestamp};
 
 use crate::MemoryStore;
@@ -14,6 +14,20 @@ const MAX_ERROR_CHARS: usize = 1000;
 
 #[async_trait]
 impl OutboxStore for MemoryStore {
+    async fn backlog(&self) -> Result<OutboxBacklog, StoreError> {
+        let state = self.lock();
+        let pending = state
+            .outbox
+            .values()
+            .filter(|m| m.status == Status::Pending);
+        Ok(
+            pending.fold(OutboxBacklog::default(), |b, m| OutboxBacklog {
+                pending: b.pending + 1,
+                oldest: Some(b.oldest.map_or(m.created_at, |o| o.min(m.created_at))),
+            }),
+        )
+    }
+
     async fn enqueue(&self, messages: &[OutboxMessage]) -> Result<(), StoreError> {
         let mut state = self.lock();
         state.check_new_messages(messages)?;

@@ -10,7 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pwreset_adapter_sql::{
-    DbError, Dialect, Driver, Executor, PoolSettings, Sql, SqlStore, Transaction, Ty, Val,
+    DbError, Dialect, Driver, Executor, PoolSettings, PoolStats, Sql, SqlStore, Transaction, Ty,
+    Val, Waiters,
 };
 use sqlx::postgres::{
     PgArguments, PgConnectOptions, PgConnection, PgDatabaseError, PgPool, PgPoolOptions, PgSslMode,
@@ -34,6 +35,7 @@ pub struct PgDriver {
     /// statement deadline set for it), and every statement runs in one. `None` when the
     /// URL reaches Postgres itself.
     pooled_begin: Option<String>,
+    waiters: Waiters,
 }
 
 /// Where the database URL leads: to Postgres itself, or to a pooler such as PgBouncer in
@@ -109,6 +111,7 @@ impl PgDriver {
         Ok(Self {
             pool: pg,
             pooled_begin,
+            waiters: Waiters::default(),
         })
     }
 
@@ -400,12 +403,13 @@ where
 struct Autocommit {
     pool: PgPool,
     begin: String,
+    waiters: Waiters,
 }
 
 impl Autocommit {
     async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, DbError> {
-        self.pool
-            .begin_with(AssertSqlSafe(self.begin.clone()))
+        self.waiters
+            .wait(self.pool.begin_with(AssertSqlSafe(self.begin.clone())))
             .await
             .map_err(err)
     }
@@ -442,18 +446,26 @@ impl Driver for PgDriver {
 
     async fn connection(&self) -> Result<Box<dyn Executor>, DbError> {
         Ok(match &self.pooled_begin {
-            None => Box::new(Exec(self.pool.acquire().await.map_err(err)?, true)),
+            None => Box::new(Exec(
+                self.waiters.wait(self.pool.acquire()).await.map_err(err)?,
+                true,
+            )),
             Some(begin) => Box::new(Autocommit {
                 pool: self.pool.clone(),
                 begin: begin.clone(),
+                waiters: self.waiters.clone(),
             }),
         })
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>, DbError> {
         let tx = match &self.pooled_begin {
-            None => self.pool.begin().await,
-            Some(begin) => self.pool.begin_with(AssertSqlSafe(begin.clone())).await,
+            None => self.waiters.wait(self.pool.begin()).await,
+            Some(begin) => {
+                self.waiters
+                    .wait(self.pool.begin_with(AssertSqlSafe(begin.clone())))
+                    .await
+            }
         };
         Ok(Box::new(Exec(
             tx.map_err(err)?,
@@ -465,6 +477,14 @@ impl Driver for PgDriver {
         // The simple protocol: one message, so it holds behind a transaction pooler too.
         sqlx::raw_sql("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            connections: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            waiting: self.waiters.now(),
+        }
     }
 }
 

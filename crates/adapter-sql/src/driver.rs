@@ -37,6 +37,41 @@ impl PoolSettings {
     }
 }
 
+/// A pool's state now, for operators: connections open, idle among them, and callers
+/// waiting for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    pub connections: u32,
+    pub idle: u32,
+    pub waiting: u32,
+}
+
+/// Counts the callers waiting for a connection: each [`Waiters::wait`] counts from its
+/// start until its future ends or is dropped.
+#[derive(Debug, Clone, Default)]
+pub struct Waiters(std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+impl Waiters {
+    /// Runs `acquire`, counted while it waits.
+    pub async fn wait<T>(&self, acquire: impl std::future::Future<Output = T>) -> T {
+        struct Counted<'a>(&'a std::sync::atomic::AtomicU32);
+        impl Drop for Counted<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _counted = Counted(&self.0);
+        acquire.await
+    }
+
+    /// How many wait now.
+    #[must_use]
+    pub fn now(&self) -> u32 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// A database failure, with the constraint violations the stores act on told apart.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -86,6 +121,9 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     async fn begin(&self) -> Result<Box<dyn Transaction>, DbError>;
 
     async fn ping(&self) -> anyhow::Result<()>;
+
+    /// The pool's state now.
+    fn pool_stats(&self) -> PoolStats;
 }
 
 /// What differs between databases, called by the generic stores, which hold no dialect

@@ -37,7 +37,9 @@ mod sessions;
 mod sql;
 mod value;
 
-pub use driver::{DbError, Dialect, Driver, Executor, PoolSettings, Transaction};
+pub use driver::{
+    DbError, Dialect, Driver, Executor, PoolSettings, PoolStats, Transaction, Waiters,
+};
 pub use error::{CUSTOMER_EMAIL_KEY, db};
 pub use events::insert_event;
 pub use migrate::{LegacyMigration, LegacyRecord, adoptable};
@@ -67,5 +69,11 @@ impl SqlStore {
     /// When the database cannot be reached.
     pub async fn ping(&self) -> anyhow::Result<()> {
         self.driver.ping().await
+    }
+
+    /// The connection pool's state now.
+    #[must_use]
+    pub fn pool_stats(&self) -> PoolStats {
+        self.driver.pool_stats()
     }
 }

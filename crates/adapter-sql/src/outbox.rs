@@ -6,7 +6,7 @@
 use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::TimeDelta;
-use pwreset_domain::ports::{OutboxStore, StoreError};
+use pwreset_domain::ports::{OutboxBacklog, OutboxStore, StoreError};
 use pwreset_domain::{EventId, EventKind, OutboxId, OutboxMessage, ResetEvent, ResetId, Timestamp};
 
 use crate::SqlStore;
@@ -83,6 +83,24 @@ async fn message_event(
 
 #[async_trait]
 impl OutboxStore for SqlStore {
+    async fn backlog(&self) -> Result<OutboxBacklog, StoreError> {
+        let sql = Sql::new("SELECT count(*), min(created_at) FROM outbox WHERE status = 'pending'");
+        let mut conn = self.driver.connection().await.map_err(db)?;
+        let rows = conn.fetch(sql, &[Ty::Int, Ty::Time]).await.map_err(db)?;
+        match rows.first().map(Vec::as_slice) {
+            Some([Val::Int(n), oldest]) => Ok(OutboxBacklog {
+                pending: u64::try_from(*n).unwrap_or_default(),
+                oldest: match oldest {
+                    Val::Time(t) => Some(*t),
+                    _ => None,
+                },
+            }),
+            other => Err(StoreError::unexpected(anyhow!(
+                "outbox backlog: unexpected row {other:?}"
+            ))),
+        }
+    }
+
     async fn enqueue(&self, messages: &[OutboxMessage]) -> Result<(), StoreError> {
         let mut tx = self.driver.begin().await.map_err(db)?;
         insert_outbox(&mut *tx, messages).await.map_err(db)?;

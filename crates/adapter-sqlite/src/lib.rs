@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use chrono::DateTime;
 use pwreset_adapter_sql::atomic;
 use pwreset_adapter_sql::{
-    CUSTOMER_EMAIL_KEY, DbError, Dialect, Driver, Executor, PoolSettings, Sql, SqlStore,
-    Transaction, Ty, Val,
+    CUSTOMER_EMAIL_KEY, DbError, Dialect, Driver, Executor, PoolSettings, PoolStats, Sql, SqlStore,
+    Transaction, Ty, Val, Waiters,
 };
 use pwreset_domain::AddressedReset;
 use pwreset_domain::ports::{Completion, CompletionOutcome, StoreError};
@@ -50,6 +50,7 @@ pub struct SqliteDriver {
     readers: SqlitePool,
     /// One connection, handed out in the order it was asked for.
     writer: SqlitePool,
+    waiters: Waiters,
 }
 
 impl SqliteDriver {
@@ -100,7 +101,11 @@ impl SqliteDriver {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open SQLite database {url}"))?;
-        Ok(Self { readers, writer })
+        Ok(Self {
+            readers,
+            writer,
+            waiters: Waiters::default(),
+        })
     }
 
     /// The writer's pool (of one connection), for migrations and anything else that
@@ -329,6 +334,13 @@ where
     }
 }
 
+impl SqliteDriver {
+    /// The writer connection, in its turn.
+    async fn writer(&self) -> Result<PoolConnection<Sqlite>, DbError> {
+        self.waiters.wait(self.writer.acquire()).await.map_err(err)
+    }
+}
+
 /// The executor of statements outside a transaction: reads on a reader connection (taken
 /// at the first read and kept), each write on the writer, in its turn.
 struct Routed {
@@ -339,7 +351,14 @@ struct Routed {
 impl Routed {
     async fn reader(&mut self) -> Result<&mut SqliteConnection, DbError> {
         if self.reader.is_none() {
-            self.reader = Some(self.driver.readers.acquire().await.map_err(err)?);
+            let driver = &self.driver;
+            self.reader = Some(
+                driver
+                    .waiters
+                    .wait(driver.readers.acquire())
+                    .await
+                    .map_err(err)?,
+            );
         }
         Ok(self.reader.as_mut().expect("acquired above"))
     }
@@ -348,14 +367,14 @@ impl Routed {
 #[async_trait]
 impl Executor for Routed {
     async fn execute(&mut self, sql: Sql) -> Result<u64, DbError> {
-        let mut writer = self.driver.writer.acquire().await.map_err(err)?;
+        let mut writer = self.driver.writer().await?;
         execute(&mut writer, sql).await
     }
     async fn fetch(&mut self, sql: Sql, types: &[Ty]) -> Result<Vec<Vec<Val>>, DbError> {
         if reads_only(&sql) {
             fetch(self.reader().await?, sql, types).await
         } else {
-            let mut writer = self.driver.writer.acquire().await.map_err(err)?;
+            let mut writer = self.driver.writer().await?;
             fetch(&mut writer, sql, types).await
         }
     }
@@ -437,8 +456,8 @@ impl Driver for SqliteDriver {
 
     async fn begin(&self) -> Result<Box<dyn Transaction>, DbError> {
         Ok(Box::new(Exec(
-            self.writer
-                .begin_with("BEGIN IMMEDIATE")
+            self.waiters
+                .wait(self.writer.begin_with("BEGIN IMMEDIATE"))
                 .await
                 .map_err(err)?,
         )))
@@ -447,6 +466,15 @@ impl Driver for SqliteDriver {
     async fn ping(&self) -> anyhow::Result<()> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let idle = self.readers.num_idle() + self.writer.num_idle();
+        PoolStats {
+            connections: self.readers.size() + self.writer.size(),
+            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+            waiting: self.waiters.now(),
+        }
     }
 }
 

@@ -179,6 +179,11 @@ pub struct Settings {
     )]
     pub bind: String,
 
+    /// Serve `GET /metrics` (Prometheus) on this address instead of on PWRESET_BIND, e.g.
+    /// to keep it off the public listener. Default: on the API's listener.
+    #[arg(long, env = "PWRESET_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<String>,
+
     /// Base URL used in links (`links.self`, mail links); never taken from Host headers.
     /// Default: http:// and the bind address.
     #[arg(long, env = "PWRESET_PUBLIC_URL", global = true)]
@@ -472,6 +477,7 @@ impl std::fmt::Debug for Settings {
                 &redacted(self.database_migration_url.as_ref()),
             )
             .field("bind", &self.bind)
+            .field("metrics_bind", &self.metrics_bind)
             .field("public_url", &self.public_url)
             .field("issuer", &self.issuer)
             .field("signing_keys", &redacted(self.signing_keys.as_ref()))

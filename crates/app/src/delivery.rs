@@ -201,6 +201,7 @@ impl Jobs {
             while !*outbox_stop.borrow() {
                 match worker.run_once().await {
                     Ok(r) if r.claimed > 0 => {
+                        crate::metrics::record_deliveries(r.delivered, r.retrying, r.dead);
                         tracing::info!(
                             delivered = r.delivered,
                             retrying = r.retrying,

@@ -11,6 +11,7 @@
 pub mod commands;
 pub mod config;
 pub mod delivery;
+pub mod metrics;
 pub mod secrets;
 pub mod telemetry;
 
@@ -155,6 +156,8 @@ pub fn services(
 pub struct Application {
     addr: SocketAddr,
     server: Server,
+    /// `/metrics` on a listener of its own (PWRESET_METRICS_BIND), running on its task.
+    metrics_server: Option<(SocketAddr, actix_web::dev::ServerHandle)>,
     jobs: delivery::Jobs,
     stop: StopHandle,
 }
@@ -186,8 +189,17 @@ impl Application {
     /// # Errors
     /// On any configuration, database or bind failure, with a message naming the cause.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        metrics::install();
         let listener = TcpListener::bind(&settings.bind)
             .with_context(|| format!("cannot listen on PWRESET_BIND={}", settings.bind))?;
+        let metrics_listener = settings
+            .metrics_bind
+            .as_deref()
+            .map(|bind| {
+                TcpListener::bind(bind)
+                    .with_context(|| format!("cannot listen on PWRESET_METRICS_BIND={bind}"))
+            })
+            .transpose()?;
         let addr = listener.local_addr()?;
         let public_base = settings.public_base(addr);
         let notifications = delivery::notifications(settings, &public_base)?;
@@ -236,8 +248,26 @@ impl Application {
             reveal_tokens: notifications.reveal_tokens,
             body_limit: settings.body_limit,
             trusted_proxies: settings.trusted_proxies.clone(),
-            readiness: Arc::new(StoreReadiness(services.store)),
+            readiness: Arc::new(StoreReadiness(services.store.clone())),
         });
+        let scrape = metrics::Scrape::source(services.store);
+        let (api_metrics, metrics_server) = match metrics_listener {
+            None => (Some(scrape), None),
+            Some(listener) => {
+                let metrics_addr = listener.local_addr()?;
+                let server = HttpServer::new(move || {
+                    App::new().configure(pwreset_adapter_http::metrics::configure(scrape.clone()))
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(listener)?
+                .run();
+                let handle = server.handle();
+                tokio::spawn(server);
+                tracing::info!(addr = %metrics_addr, "metrics are served on their own listener");
+                (None, Some((metrics_addr, handle)))
+            }
+        };
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(
@@ -246,6 +276,9 @@ impl Application {
                 .configure(|cfg| {
                     if let Some(pages) = &pages {
                         pwreset_adapter_http::pages::configure(pages.clone())(cfg);
+                    }
+                    if let Some(source) = &api_metrics {
+                        pwreset_adapter_http::metrics::configure(source.clone())(cfg);
                     }
                 })
                 .configure(pwreset_adapter_http::configure(state.clone()))
@@ -261,6 +294,7 @@ impl Application {
         Ok(Self {
             addr,
             server: server.run(),
+            metrics_server,
             jobs,
             stop: StopHandle::default(),
         })
@@ -275,6 +309,12 @@ impl Application {
     #[must_use]
     pub fn handle(&self) -> StopHandle {
         self.stop.clone()
+    }
+
+    /// Where `/metrics` is served when PWRESET_METRICS_BIND gave it a listener of its own.
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(|(addr, _)| *addr)
     }
 
     #[must_use]
@@ -294,10 +334,18 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let server = self.server;
+        // `/metrics` on its own listener ends with the API, whichever way the API ends.
+        let metrics = self.metrics_server.map(|(_, handle)| handle);
+        let stop_metrics = || async {
+            if let Some(metrics) = &metrics {
+                metrics.stop(true).await;
+            }
+        };
         tokio::pin!(server);
         tokio::select! {
             result = &mut server => {
                 self.jobs.stop().await;
+                stop_metrics().await;
                 return result;
             }
             signal = shutdown_signal() => {
@@ -310,6 +358,7 @@ impl Application {
         self.jobs.stop().await;
         // The server future processes the stop command, so both are awaited together.
         let ((), result) = tokio::join!(handle.stop(true), server);
+        stop_metrics().await;
         result
     }
 }

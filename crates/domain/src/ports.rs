@@ -458,6 +458,20 @@ pub trait OutboxStore: Send + Sync + Debug {
         retry_at: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+
+    /// What waits to be delivered: the pending messages (due, leased or waiting for a
+    /// retry), for operators watching the queue.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Unexpected` when the store cannot answer.
+    async fn backlog(&self) -> Result<OutboxBacklog, StoreError>;
+}
+
+/// The outbox's pending messages: how many, and when the oldest was enqueued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboxBacklog {
+    pub pending: u64,
+    pub oldest: Option<Timestamp>,
 }
 
 /// Storage of API clients. Secrets are stored only as keyed digests.

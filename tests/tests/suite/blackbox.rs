@@ -25,6 +25,7 @@ per_backend!(
     metadata_only_updates_leave_the_reset_usable,
     concurrent_completions_over_http_leave_the_winners_password,
     health_and_readiness_answer_without_credentials,
+    metrics_count_requests_by_route_and_status_and_show_queues_and_pools,
     reset_requests_are_limited_per_address_whether_or_not_it_is_known,
     completions_are_limited_per_customer,
     the_client_address_is_the_peer_unless_a_trusted_proxy_forwarded_it,
@@ -912,6 +913,82 @@ async fn health_and_readiness_answer_without_credentials(db: TestDb) {
     assert_eq!(
         (ready.status, ready.json()["status"].clone()),
         (200, json!("ready"))
+    );
+    f.app.stop().await;
+}
+
+/// The value of the sample `series` (name and labels exactly as rendered) in a scrape.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}
+
+async fn metrics_count_requests_by_route_and_status_and_show_queues_and_pools(db: TestDb) {
+    // The recorder is the process's, shared with the cases running beside this one, so
+    // counters are compared before and after, never taken as absolute.
+    let f = start(&db).await;
+    let scrape = |addr| async move {
+        let res = send(addr, "GET", "/metrics", &[], None).await;
+        assert_eq!(res.status, 200, "{}", res.body);
+        assert_eq!(
+            res.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        res.body
+    };
+    let created = r#"pwreset_http_requests_total{method="POST",route="/api/customer_password_resets",status="201"}"#;
+    let refused = r#"pwreset_http_requests_total{method="GET",route="/api/customer_password_resets/{id}",status="401"}"#;
+    let before = scrape(f.app.addr).await;
+    f.customer("metrics@example.com").await;
+    f.reset("metrics@example.com").await;
+    let id = "0190b6c5-0000-7000-8000-000000000000";
+    let res = send(
+        f.app.addr,
+        "GET",
+        &format!("/api/customer_password_resets/{id}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 401);
+    let after = scrape(f.app.addr).await;
+    let grew = |series: &str| {
+        sample(&after, series).unwrap_or(0.0) - sample(&before, series).unwrap_or(0.0)
+    };
+    assert!(grew(created) >= 1.0, "{after}");
+    assert!(grew(refused) >= 1.0, "{after}");
+    assert!(
+        !after.contains(id),
+        "routes are patterns, never paths with ids: {after}"
+    );
+    for series in [
+        r#"pwreset_http_request_duration_seconds_bucket{method="POST",route="/api/customer_password_resets",status="201",le="+Inf"}"#,
+        r#"pwreset_db_pool_connections{state="in_use"}"#,
+        r#"pwreset_db_pool_connections{state="idle"}"#,
+        "pwreset_db_pool_waiting",
+        "pwreset_outbox_pending",
+        "pwreset_outbox_oldest_pending_age_seconds",
+        "pwreset_outbox_backlog_readable",
+        "pwreset_hash_queue_length",
+        "pwreset_hash_wait_seconds_count",
+    ] {
+        assert!(sample(&after, series).is_some(), "{series} in {after}");
+    }
+    assert_eq!(sample(&after, "pwreset_outbox_backlog_readable"), Some(1.0));
+    f.app.stop().await;
+
+    // On a listener of its own, and then not on the API's.
+    let f = start_with(&db, |s| s.metrics_bind = Some("127.0.0.1:0".into())).await;
+    let own = f
+        .app
+        .metrics_addr
+        .expect("PWRESET_METRICS_BIND opens a listener");
+    assert!(scrape(own).await.contains("pwreset_http_requests_total"));
+    assert_eq!(
+        send(f.app.addr, "GET", "/metrics", &[], None).await.status,
+        404
     );
     f.app.stop().await;
 }

@@ -1752,9 +1752,20 @@ async fn outbox_messages_commit_with_their_change_and_are_leased_to_one_claimer(
         },
         t0(),
     );
+    assert_eq!(db.outbox.backlog().await.unwrap(), OutboxBacklog::default());
     store_with_outbox(&db, &r, &[mail.clone(), hook.clone()]).await;
+    let waiting = OutboxBacklog {
+        pending: 2,
+        oldest: Some(t0()),
+    };
+    assert_eq!(db.outbox.backlog().await.unwrap(), waiting);
     let claimed = claim(&db, minutes(1)).await;
     assert_eq!(claimed.len(), 2);
+    assert_eq!(
+        db.outbox.backlog().await.unwrap(),
+        waiting,
+        "a leased message still waits"
+    );
     let got = |id| {
         claimed
             .iter()
@@ -1774,7 +1785,9 @@ async fn outbox_messages_commit_with_their_change_and_are_leased_to_one_claimer(
     );
     assert_eq!(pwreset_tests::outbox_secrets(&db).await, 1);
     db.outbox.delivered(mail.id, minutes(1)).await.unwrap();
+    assert_eq!(db.outbox.backlog().await.unwrap().pending, 1);
     db.outbox.delivered(hook.id, minutes(1)).await.unwrap();
+    assert_eq!(db.outbox.backlog().await.unwrap(), OutboxBacklog::default());
     assert_eq!(
         pwreset_tests::outbox_secrets(&db).await,
         0,

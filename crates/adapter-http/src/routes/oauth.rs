@@ -403,6 +403,9 @@ async fn grant(
         }
         _ => sessions.client_credentials(ip, auth).await,
     };
+    if grant_type == "password" {
+        crate::metrics::record_signin(result.as_ref().map_or_else(refusal, |_| "success"));
+    }
     match result {
         Ok(grant) => {
             tracing::info!(
@@ -418,16 +421,21 @@ async fn grant(
             Ok(grant_body(&grant))
         }
         Err(e) => {
-            let outcome = match &e {
-                OAuthError::InvalidClient => "invalid_client",
-                OAuthError::InvalidGrant => "invalid_grant",
-                OAuthError::UnauthorizedClient => "unauthorized_client",
-                OAuthError::RateLimited(_) => "rate_limited",
-                OAuthError::Unexpected(_) => "error",
-            };
+            let outcome = refusal(&e);
             tracing::info!(grant_type, outcome, "token refused");
             Err(e.into())
         }
+    }
+}
+
+/// A refused grant's outcome, as logged and counted.
+fn refusal(e: &OAuthError) -> &'static str {
+    match e {
+        OAuthError::InvalidClient => "invalid_client",
+        OAuthError::InvalidGrant => "invalid_grant",
+        OAuthError::UnauthorizedClient => "unauthorized_client",
+        OAuthError::RateLimited(_) => "rate_limited",
+        OAuthError::Unexpected(_) => "error",
     }
 }
 
