@@ -417,6 +417,13 @@ pub struct Settings {
     )]
     pub outbox_poll_ms: u64,
 
+    /// How long a worker holds the outbox messages it claimed (10s to 1h). When an
+    /// instance dies mid-delivery, its messages go out from another instance this long
+    /// after the claim. Keep it well above PWRESET_SMTP_TIMEOUT and PWRESET_WEBHOOK_TIMEOUT,
+    /// or a slow delivery can be claimed again while it is still running.
+    #[arg(long, env = "PWRESET_OUTBOX_LEASE", default_value = "2m", value_parser = parse_outbox_lease, global = true)]
+    pub outbox_lease: TimeDelta,
+
     /// Reset requests per target address, e.g. `3/15m,10/24h` (`off` to disable). Unknown
     /// addresses are counted exactly like known ones.
     #[arg(long, env = "PWRESET_LIMIT_EMAIL", default_value_t = LimitList::defaults().per_email, value_parser = parse_limits, global = true)]
@@ -517,6 +524,7 @@ impl std::fmt::Debug for Settings {
             .field("webhook_secret", &redacted(self.webhook_secret.as_ref()))
             .field("retention", &self.retention)
             .field("outbox_poll_ms", &self.outbox_poll_ms)
+            .field("outbox_lease", &self.outbox_lease)
             .field("limit_email", &self.limit_email)
             .field("limit_credential", &self.limit_credential)
             .field("limit_client", &self.limit_client)
@@ -591,6 +599,16 @@ fn parse_refresh_ttl(s: &str) -> Result<TimeDelta, String> {
         TimeDelta::hours(1),
         TimeDelta::days(90),
         "1h and 90d",
+    )
+}
+
+fn parse_outbox_lease(s: &str) -> Result<TimeDelta, String> {
+    bounded(
+        "PWRESET_OUTBOX_LEASE",
+        s,
+        TimeDelta::seconds(10),
+        TimeDelta::hours(1),
+        "10s and 1h",
     )
 }
 

@@ -61,6 +61,14 @@ pub struct Notifications {
 /// On an invalid SMTP URL, sender, template directory or webhook setting, naming the
 /// variable.
 pub fn notifications(settings: &Settings, public_base: &str) -> anyhow::Result<Notifications> {
+    let slowest = settings.smtp_timeout.max(settings.webhook_timeout);
+    anyhow::ensure!(
+        settings.outbox_lease >= slowest * 2,
+        "PWRESET_OUTBOX_LEASE ({}s) must be at least twice the longer of PWRESET_SMTP_TIMEOUT and \
+         PWRESET_WEBHOOK_TIMEOUT ({}s), or a message still being delivered can be claimed again",
+        settings.outbox_lease.num_seconds(),
+        slowest.num_seconds()
+    );
     let templates = match &settings.mail_templates {
         Some(dir) => Templates::load(dir).context("PWRESET_MAIL_TEMPLATES")?,
         None => Templates::default(),
@@ -188,7 +196,7 @@ impl Jobs {
             router,
             clock,
             retry,
-            TimeDelta::minutes(2),
+            settings.outbox_lease,
             16,
         );
         if let Some(service) = self_service {

@@ -109,6 +109,7 @@ pub fn record_deliveries(delivered: usize, retrying: usize, dead: usize) {
         ("retrying", retrying),
         ("dead", dead),
     ] {
-        metrics::counter!("pwreset_deliveries_total", "outcome" => outcome).increment(u64::try_from(n).unwrap_or(u64::MAX));
+        metrics::counter!("pwreset_deliveries_total", "outcome" => outcome)
+            .increment(u64::try_from(n).unwrap_or(u64::MAX));
     }
 }
