@@ -24,6 +24,7 @@
 
 pub mod http;
 pub mod postgres;
+pub mod proxy;
 pub mod sinks;
 
 use std::future::Future;

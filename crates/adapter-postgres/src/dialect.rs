@@ -285,7 +285,7 @@ impl Dialect for PgDialect {
     }
 
     fn lift_statement_deadline(&self) -> Option<&'static str> {
-        Some("SET LOCAL statement_timeout = 0")
+        Some(crate::LIFT_DEADLINE)
     }
 
     fn claim_lock(&self) -> &'static str {

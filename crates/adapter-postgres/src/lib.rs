@@ -27,6 +27,31 @@ mod migrations;
 pub use dialect::PgDialect;
 pub use migrations::{migrate, migrator};
 
+/// The statement that lifts the statement deadline for the rest of a transaction (the
+/// retention purge's); the driver's own deadline is lifted with it.
+pub(crate) const LIFT_DEADLINE: &str = "SET LOCAL statement_timeout = 0";
+
+/// How much longer than the server's `statement_timeout` the driver waits for an answer
+/// before it gives up on its own: the server's deadline fires first and keeps the
+/// connection; the driver's covers a server (or a pooler, or a network) that says nothing.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(1);
+
+/// Runs `op` within `deadline` (none when `None`): past it, the database is unavailable.
+async fn within<T>(
+    deadline: Option<Duration>,
+    op: impl std::future::Future<Output = Result<T, DbError>>,
+) -> Result<T, DbError> {
+    match deadline {
+        None => op.await,
+        Some(d) => tokio::time::timeout(d, op).await.unwrap_or_else(|_| {
+            Err(DbError::Unavailable(anyhow::anyhow!(
+                "no answer from the database within {} ms",
+                d.as_millis()
+            )))
+        }),
+    }
+}
+
 /// A Postgres database reached through an sqlx pool.
 #[derive(Debug, Clone)]
 pub struct PgDriver {
@@ -36,6 +61,9 @@ pub struct PgDriver {
     /// URL reaches Postgres itself.
     pooled_begin: Option<String>,
     waiters: Waiters,
+    /// How long one statement, `BEGIN` or `COMMIT` may take from this side (the
+    /// statement deadline and a margin); `None` without a statement deadline.
+    deadline: Option<Duration>,
 }
 
 /// Where the database URL leads: to Postgres itself, or to a pooler such as PgBouncer in
@@ -112,6 +140,8 @@ impl PgDriver {
             pool: pg,
             pooled_begin,
             waiters: Waiters::default(),
+            deadline: (!pool.statement_timeout.is_zero())
+                .then(|| pool.statement_timeout + DEADLINE_MARGIN),
         })
     }
 
@@ -381,8 +411,13 @@ async fn fetch(
 }
 
 /// A pooled connection or an open transaction: both are a `PgConnection` underneath.
-/// The flag: whether statements stay prepared on it (not behind a transaction pooler).
-struct Exec<C>(C, bool);
+struct Exec<C> {
+    conn: C,
+    /// Whether statements stay prepared on it (not behind a transaction pooler).
+    persistent: bool,
+    /// The driver's deadline per statement, until a statement lifts it.
+    deadline: Option<Duration>,
+}
 
 #[async_trait]
 impl<C> Executor for Exec<C>
@@ -390,10 +425,17 @@ where
     C: std::ops::DerefMut<Target = PgConnection> + Send,
 {
     async fn execute(&mut self, sql: Sql) -> Result<u64, DbError> {
-        execute(&mut self.0, sql, self.1).await
+        if sql.text() == LIFT_DEADLINE {
+            self.deadline = None;
+        }
+        within(self.deadline, execute(&mut self.conn, sql, self.persistent)).await
     }
     async fn fetch(&mut self, sql: Sql, types: &[Ty]) -> Result<Vec<Vec<Val>>, DbError> {
-        fetch(&mut self.0, sql, types, self.1).await
+        within(
+            self.deadline,
+            fetch(&mut self.conn, sql, types, self.persistent),
+        )
+        .await
     }
 }
 
@@ -401,40 +443,66 @@ where
 /// transaction of its own, committed at once, so its parse and its execution reach the
 /// same server connection.
 struct Autocommit {
-    pool: PgPool,
-    begin: String,
-    waiters: Waiters,
-}
-
-impl Autocommit {
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, DbError> {
-        self.waiters
-            .wait(self.pool.begin_with(AssertSqlSafe(self.begin.clone())))
-            .await
-            .map_err(err)
-    }
+    driver: PgDriver,
 }
 
 #[async_trait]
 impl Executor for Autocommit {
     async fn execute(&mut self, sql: Sql) -> Result<u64, DbError> {
-        let mut tx = self.begin().await?;
-        let n = execute(&mut tx, sql, false).await?;
-        tx.commit().await.map_err(err)?;
+        let mut tx = self.driver.transaction().await?;
+        let n = tx.execute(sql).await?;
+        tx.commit_now().await?;
         Ok(n)
     }
     async fn fetch(&mut self, sql: Sql, types: &[Ty]) -> Result<Vec<Vec<Val>>, DbError> {
-        let mut tx = self.begin().await?;
-        let rows = fetch(&mut tx, sql, types, false).await?;
-        tx.commit().await.map_err(err)?;
+        let mut tx = self.driver.transaction().await?;
+        let rows = tx.fetch(sql, types).await?;
+        tx.commit_now().await?;
         Ok(rows)
     }
 }
 
+type PgTransaction = Exec<sqlx::Transaction<'static, Postgres>>;
+
+impl PgTransaction {
+    async fn commit_now(self) -> Result<(), DbError> {
+        within(self.deadline, async {
+            self.conn.commit().await.map_err(err)
+        })
+        .await
+    }
+}
+
+impl PgDriver {
+    /// A transaction (`BEGIN` with the statement deadline behind a pooler), started
+    /// within the acquire deadline and then the driver's.
+    async fn transaction(&self) -> Result<PgTransaction, DbError> {
+        let begin = async {
+            match &self.pooled_begin {
+                None => self.pool.begin().await,
+                Some(begin) => self.pool.begin_with(AssertSqlSafe(begin.clone())).await,
+            }
+            .map_err(err)
+        };
+        // The wait for a connection has its own deadline (the pool's acquire timeout), so
+        // the driver's covers only what follows; sqlx does both in one call, so both
+        // deadlines bound it here.
+        let bound = self
+            .deadline
+            .map(|d| d + self.pool.options().get_acquire_timeout());
+        let conn = Box::pin(self.waiters.wait(within(bound, begin))).await?;
+        Ok(Exec {
+            conn,
+            persistent: self.pooled_begin.is_none(),
+            deadline: self.deadline,
+        })
+    }
+}
+
 #[async_trait]
-impl Transaction for Exec<sqlx::Transaction<'static, Postgres>> {
+impl Transaction for PgTransaction {
     async fn commit(self: Box<Self>) -> Result<(), DbError> {
-        self.0.commit().await.map_err(err)
+        (*self).commit_now().await
     }
 }
 
@@ -446,36 +514,30 @@ impl Driver for PgDriver {
 
     async fn connection(&self) -> Result<Box<dyn Executor>, DbError> {
         Ok(match &self.pooled_begin {
-            None => Box::new(Exec(
-                self.waiters.wait(self.pool.acquire()).await.map_err(err)?,
-                true,
-            )),
-            Some(begin) => Box::new(Autocommit {
-                pool: self.pool.clone(),
-                begin: begin.clone(),
-                waiters: self.waiters.clone(),
+            None => Box::new(Exec {
+                conn: self.waiters.wait(self.pool.acquire()).await.map_err(err)?,
+                persistent: true,
+                deadline: self.deadline,
+            }),
+            Some(_) => Box::new(Autocommit {
+                driver: self.clone(),
             }),
         })
     }
 
     async fn begin(&self) -> Result<Box<dyn Transaction>, DbError> {
-        let tx = match &self.pooled_begin {
-            None => self.waiters.wait(self.pool.begin()).await,
-            Some(begin) => {
-                self.waiters
-                    .wait(self.pool.begin_with(AssertSqlSafe(begin.clone())))
-                    .await
-            }
-        };
-        Ok(Box::new(Exec(
-            tx.map_err(err)?,
-            self.pooled_begin.is_none(),
-        )))
+        Ok(Box::new(self.transaction().await?))
     }
 
     async fn ping(&self) -> anyhow::Result<()> {
         // The simple protocol: one message, so it holds behind a transaction pooler too.
-        sqlx::raw_sql("SELECT 1").execute(&self.pool).await?;
+        within(self.deadline, async {
+            sqlx::raw_sql("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map_err(err)
+        })
+        .await?;
         Ok(())
     }
 

@@ -1517,6 +1517,92 @@ async fn a_customer_resets_a_password_on_the_hosted_pages(db: TestDb) {
     sink.stop();
 }
 
+/// Postgres reached over a path that goes silent (a partition: no refusal, no reset,
+/// nothing): requests end with a 503 within the statement deadline and the driver's
+/// margin, never hang, and once the path is back the same pool serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_stops_answering_gets_503s_within_the_deadline_and_the_pool_recovers() {
+    pwreset_tests::with_db(pwreset_tests::Backend::Postgres, |db| async move {
+        let direct = db.url().to_owned();
+        let after_at = direct.rsplit_once('@').map_or(direct.as_str(), |(_, r)| r);
+        let upstream: std::net::SocketAddr = after_at
+            .split('/')
+            .next()
+            .and_then(|hostport| hostport.parse().ok())
+            .expect("the test server's URL names an IP and port");
+        let path = pwreset_tests::proxy::Freezer::start(upstream).await;
+        let through = pwreset_tests::postgres::through(&direct, &path.addr.to_string());
+        let f = start_with(&db, |s| {
+            s.database_url = Some(through.clone());
+            s.database_migration_url = Some(direct.clone());
+            s.db_statement_timeout = chrono::TimeDelta::milliseconds(300);
+            s.db_acquire_timeout = chrono::TimeDelta::milliseconds(500);
+        })
+        .await;
+        let create = |email: &'static str| {
+            let f = &f;
+            async move {
+                let started = std::time::Instant::now();
+                // Raw: the suite's client takes any 5xx for a failure.
+                let auth = format!("Bearer {}", f.integration);
+                let body = customer_doc(email, None).to_string();
+                let res = send(
+                    f.app.addr,
+                    "POST",
+                    "/api/customers",
+                    &[
+                        ("Accept", JSONAPI),
+                        ("Content-Type", JSONAPI),
+                        ("Authorization", &auth),
+                    ],
+                    Some(body.as_bytes()),
+                )
+                .await;
+                (res, started.elapsed())
+            }
+        };
+        let (res, _) = create("before@example.com").await;
+        assert_eq!(res.status, 201, "{}", res.body);
+        // The pool's connections idle (sqlx checks each one it takes back), so the next
+        // request takes an open one and its statement is what meets the silence.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+        path.freeze(true);
+        for email in ["during1@example.com", "during2@example.com"] {
+            let (res, took) = create(email).await;
+            assert_eq!(res.status, 503, "{}", res.body);
+            assert_eq!(
+                res.json()["errors"][0]["code"],
+                json!("SERVICE_UNAVAILABLE")
+            );
+            // 0.5 s to acquire, 0.3 s + 1 s margin per statement; a create runs one
+            // statement, and a few.
+            assert!(took < std::time::Duration::from_secs(4), "took {took:?}");
+        }
+        let ready = send(f.app.addr, "GET", "/ready", &[], None).await;
+        assert_eq!(ready.status, 503, "{}", ready.body);
+
+        path.freeze(false);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let (res, _) = create("after@example.com").await;
+            if res.status == 201 {
+                break;
+            }
+            assert_eq!(res.status, 503, "{}", res.body);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pool did not recover: {}",
+                res.body
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        f.app.stop().await;
+        path.stop();
+    })
+    .await;
+}
+
 /// Holds the lock a reset's write needs, from a connection of the test's own, until
 /// `release` is sent: Postgres locks the resets table, SQLite takes the file's write lock.
 async fn hold_write_lock(
