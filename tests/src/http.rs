@@ -40,10 +40,6 @@ impl Response {
     }
 }
 
-/// Sends one request and reads the whole response.
-///
-/// # Panics
-/// On connection failures or an unparseable response.
 /// The value of header `name` (case-insensitive) among `headers`.
 #[must_use]
 pub fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
@@ -53,6 +49,10 @@ pub fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str
         .map(|(_, v)| v.as_str())
 }
 
+/// Sends one request and reads the whole response.
+///
+/// # Panics
+/// On connection failures or an unparseable response.
 pub async fn send(
     addr: SocketAddr,
     method: &str,
@@ -60,9 +60,25 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Response {
+    try_send(addr, method, target, headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {target} on {addr}: {e}"))
+}
+
+/// [`send`], with a failure to connect, to write or to read a response as an error.
+///
+/// # Errors
+/// When the connection fails or the answer is not an HTTP response.
+pub async fn try_send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<Response, String> {
     let mut stream = TcpStream::connect(addr)
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let mut head = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         head.push_str(&format!("Host: {addr}\r\n"));
@@ -74,7 +90,10 @@ pub async fn send(
         head.push_str(&format!("Content-Length: {}\r\n", b.len()));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .map_err(|e| format!("cannot write the request: {e}"))?;
     if let Some(b) = body {
         // The server may answer (413) and close before reading everything.
         let _ = stream.write_all(b).await;
@@ -84,25 +103,50 @@ pub async fn send(
     parse(&raw)
 }
 
-fn parse(raw: &[u8]) -> Response {
+fn parse(raw: &[u8]) -> Result<Response, String> {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text
         .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("malformed response: {text:?}"));
+        .ok_or_else(|| format!("malformed response: {text:?}"))?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status = status_line
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    Response {
+    let chunked = header(&headers, "transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    Ok(Response {
         status,
+        body: if chunked {
+            dechunk(body)?
+        } else {
+            body.to_owned()
+        },
         headers,
-        body: body.to_owned(),
+    })
+}
+
+/// A chunked body's data (RFC 9112 section 7.1), trailers dropped.
+fn dechunk(mut rest: &str) -> Result<String, String> {
+    let mut out = String::new();
+    loop {
+        let (size, after) = rest
+            .split_once("\r\n")
+            .ok_or_else(|| format!("bad chunk at {rest:?}"))?;
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or_default().trim(), 16)
+            .map_err(|e| format!("bad chunk size {size:?}: {e}"))?;
+        if size == 0 {
+            return Ok(out);
+        }
+        let data = after
+            .get(..size)
+            .ok_or_else(|| format!("chunk of {size} bytes cut short"))?;
+        out.push_str(data);
+        rest = after[size..].trim_start_matches("\r\n");
     }
 }

@@ -10,9 +10,11 @@ use chrono::TimeDelta;
 use pwreset_adapter_mail::{Composer, DevMailer, SmtpConfig, SmtpMailer, Templates};
 use pwreset_adapter_sql::SqlStore;
 use pwreset_adapter_webhook::WebhookNotifier;
-use pwreset_domain::ports::{Clock, DeliveryError, Notifier, ResetStore, SystemClock};
+use pwreset_domain::ports::{
+    Clock, DeliveryError, Notifier, OutboxBacklog, OutboxStore, ResetStore, StoreError, SystemClock,
+};
 use pwreset_domain::service::{DeliveryService, NotificationPlan, SelfService};
-use pwreset_domain::{Notification, RetryPolicy};
+use pwreset_domain::{Notification, OutboxId, OutboxMessage, RetryPolicy, Timestamp};
 use pwreset_jsonapi::Renderer;
 use tokio::task::JoinHandle;
 
@@ -176,6 +178,64 @@ async fn wait_or_stop(stop: &mut tokio::sync::watch::Receiver<bool>, d: Duration
     }
 }
 
+/// The outbox as the delivery worker uses it, with one difference: the mark that a
+/// message was delivered, which follows a mail already handed to the server, is tried
+/// again while the database is unavailable (a restart, a pooler restart), for up to
+/// `patience`. A mark given up on means the mail goes out a second time when the lease
+/// runs out.
+#[derive(Debug)]
+struct MarkPersistently {
+    store: SqlStore,
+    patience: Duration,
+}
+
+#[async_trait]
+impl OutboxStore for MarkPersistently {
+    async fn enqueue(&self, messages: &[OutboxMessage]) -> Result<(), StoreError> {
+        self.store.enqueue(messages).await
+    }
+
+    async fn claim(
+        &self,
+        now: Timestamp,
+        lease: TimeDelta,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.store.claim(now, lease, limit).await
+    }
+
+    async fn delivered(&self, id: OutboxId, now: Timestamp) -> Result<(), StoreError> {
+        let give_up = tokio::time::Instant::now() + self.patience;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.store.delivered(id, now).await {
+                Err(StoreError::Unavailable(e))
+                    if tokio::time::Instant::now() + pause < give_up =>
+                {
+                    tracing::warn!(error = %e, message = %id, "cannot record a delivered message yet; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn failed(
+        &self,
+        id: OutboxId,
+        error: &str,
+        retry_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.store.failed(id, error, retry_at, now).await
+    }
+
+    async fn backlog(&self) -> Result<OutboxBacklog, StoreError> {
+        self.store.backlog().await
+    }
+}
+
 impl Jobs {
     /// Starts the outbox worker (running self-service jobs with `self_service`, when
     /// present) and the retention purge.
@@ -192,7 +252,11 @@ impl Jobs {
             ..RetryPolicy::default()
         };
         let mut worker = DeliveryService::new(
-            Arc::new(store.clone()),
+            Arc::new(MarkPersistently {
+                store: store.clone(),
+                // Half the lease: the mark lands before another worker may take the message.
+                patience: (settings.outbox_lease / 2).to_std().unwrap_or_default(),
+            }),
             router,
             clock,
             retry,
