@@ -66,6 +66,13 @@ mutants *ARGS:
     cargo mutants --package pwreset-domain --package pwreset-adapter-crypto {{ARGS}}
     cargo mutants --package pwreset-adapter-http --file crates/adapter-http/src/auth.rs --output mutants.out/http-auth {{ARGS}}
 
+# Three instances behind HAProxy on PgBouncer and Postgres: the black-box suite through
+# PgBouncer, cross-instance invariants, /metrics reconciliation and six faults under load
+# (about 8 minutes; needs root; installs pgbouncer, haproxy and nftables when missing).
+cluster-check *ARGS:
+    cargo build -p pwreset-app
+    cargo run -q -p pwreset-tests --bin pwreset-cluster -- {{ARGS}}
+
 # Everything CI runs.
 ci:
     bash .ci/run
