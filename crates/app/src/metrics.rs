@@ -39,7 +39,7 @@ fn handle() -> PrometheusHandle {
                 .name("pwreset-metrics".into())
                 .spawn(move || {
                     loop {
-                        std::thread::sleep(Duration::from_secs(5));
+                        std::thread::sleep(Duration::from_secs(1));
                         upkeep.run_upkeep();
                     }
                 });
