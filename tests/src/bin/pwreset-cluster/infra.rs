@@ -457,6 +457,25 @@ impl Infra {
         Ok(())
     }
 
+    /// One value from a query on the cluster's database, as text.
+    pub fn query(&self, sql: &str) -> anyhow::Result<String> {
+        let out = Command::new(self.pg_bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.pg_port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-d", "pwreset", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()?;
+        if !out.status.success() {
+            bail!("{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
     /// The URL of Postgres itself, from the host (`127.0.0.1`) or the namespace.
     pub fn postgres_url(&self, from_netns: bool, db: &str) -> String {
         let host = if from_netns {

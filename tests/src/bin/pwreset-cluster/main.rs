@@ -1190,6 +1190,7 @@ async fn scenario(
         _ => o.fault_secs,
     };
     let run = format!("{fault:?}").to_lowercase();
+    let since = chrono::Utc::now();
     let end = Instant::now() + Duration::from_secs(secs);
     let load = tokio::spawn({
         let (lb, token) = (api.lb, api.integration.clone());
@@ -1338,6 +1339,17 @@ async fn scenario(
     );
     let (lost_writes, lost_mails, duplicate_mails, resent_copies) =
         verify(api, sink, &outcome.acked).await?;
+    if fault == Fault::KillInstance {
+        // With the mail server up, a message attempted twice is one the killed worker had
+        // claimed: another worker took it when the lease ran out.
+        let reclaimed = infra.query(&format!(
+            "SELECT count(*) FROM outbox WHERE created_at >= '{}' AND attempts > 1",
+            since.to_rfc3339()
+        ))?;
+        note.push_str(&format!(
+            "; {reclaimed} messages i2 had claimed when it died went out from another instance after the lease"
+        ));
+    }
     Ok(Row {
         fault,
         acked: outcome.acked.len(),
