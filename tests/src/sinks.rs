@@ -46,6 +46,8 @@ pub struct Recorder<T> {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<T>>>,
     refusing: Arc<AtomicBool>,
+    /// Milliseconds each new session waits before its first byte (a slow server).
+    slow: Arc<std::sync::atomic::AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -63,8 +65,10 @@ impl<T: Clone + std::fmt::Debug + Send + 'static> Recorder<T> {
         let addr = listener.local_addr().expect("local addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let refusing = Arc::new(AtomicBool::new(false));
+        let slow = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let store = received.clone();
         let down = refusing.clone();
+        let wait = slow.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 if down.load(Ordering::SeqCst) {
@@ -73,7 +77,11 @@ impl<T: Clone + std::fmt::Debug + Send + 'static> Recorder<T> {
                     continue;
                 }
                 let store = store.clone();
+                let wait = wait.load(Ordering::SeqCst);
                 tokio::spawn(async move {
+                    if wait > 0 {
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                    }
                     let _ = session(stream, store).await;
                 });
             }
@@ -82,6 +90,7 @@ impl<T: Clone + std::fmt::Debug + Send + 'static> Recorder<T> {
             addr,
             received,
             refusing,
+            slow,
             task,
         }
     }
@@ -90,6 +99,14 @@ impl<T: Clone + std::fmt::Debug + Send + 'static> Recorder<T> {
     /// down, on an address that stays this sink's (no port is freed and bound again).
     pub fn set_down(&self, down: bool) {
         self.refusing.store(down, Ordering::SeqCst);
+    }
+
+    /// Every new session waits `delay` before the server says a word (zero: none).
+    pub fn set_slow(&self, delay: Duration) {
+        self.slow.store(
+            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            Ordering::SeqCst,
+        );
     }
 
     /// Everything received so far.

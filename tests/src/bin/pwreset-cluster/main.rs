@@ -1200,7 +1200,12 @@ async fn scenario(
     let mut note = String::new();
     let recover = match fault {
         Fault::KillInstance => {
+            // A mail server that takes 200 ms to answer keeps each worker holding the
+            // batch it claimed for a few seconds, so i2 dies holding some.
+            sink.set_slow(Duration::from_millis(200));
+            tokio::time::sleep(Duration::from_secs(3)).await;
             infra.instance_kill(1);
+            sink.set_slow(Duration::ZERO);
             let routed = until("HAProxy marks i2 down", Duration::from_secs(10), || async {
                 haproxy_states(infra.stats_addr())
                     .await
@@ -1349,6 +1354,10 @@ async fn scenario(
         note.push_str(&format!(
             "; {reclaimed} messages i2 had claimed when it died went out from another instance after the lease"
         ));
+        ensure!(
+            reclaimed.parse::<u64>().unwrap_or(0) > 0,
+            "i2 held no claimed message when it was killed, so the hand-over was not exercised"
+        );
     }
     Ok(Row {
         fault,
