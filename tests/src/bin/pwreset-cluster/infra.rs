@@ -429,36 +429,18 @@ impl Infra {
     }
 
     fn create_database(&self) -> anyhow::Result<()> {
-        let psql = self.pg_bin.join("psql");
-        let out = Command::new(psql)
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.pg_port.to_string(),
-                "-U",
-                "postgres",
-            ])
-            .args([
-                "-d",
-                "postgres",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                "CREATE DATABASE pwreset",
-            ])
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "cannot create the database: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
+        self.psql("postgres", "CREATE DATABASE pwreset")
+            .map(drop)
+            .context("cannot create the database")
     }
 
     /// One value from a query on the cluster's database, as text.
     pub fn query(&self, sql: &str) -> anyhow::Result<String> {
+        self.psql("pwreset", sql)
+    }
+
+    /// `sql` run by psql on database `db` of the cluster's Postgres; what it printed.
+    fn psql(&self, db: &str, sql: &str) -> anyhow::Result<String> {
         let out = Command::new(self.pg_bin.join("psql"))
             .args([
                 "-h",
@@ -468,7 +450,7 @@ impl Infra {
                 "-U",
                 "postgres",
             ])
-            .args(["-d", "pwreset", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .args(["-d", db, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()?;
         if !out.status.success() {
             bail!("{sql}: {}", String::from_utf8_lossy(&out.stderr));
